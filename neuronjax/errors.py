@@ -1,0 +1,17 @@
+"""Errors a user can cause. Each message names the file, the field or tensor, and what was expected."""
+
+
+class NeuronJaxError(Exception):
+    """Base of every error neuronjax raises on purpose."""
+
+
+class ConfigError(NeuronJaxError, ValueError):
+    """A configuration file or field is missing, unknown or out of range."""
+
+
+class CheckpointError(NeuronJaxError, ValueError):
+    """A checkpoint is missing tensors, has mis-shaped ones, or cannot be read."""
+
+
+class UnsupportedModelError(NeuronJaxError, ValueError):
+    """The checkpoint's architecture, quantization or rope variant is not implemented."""

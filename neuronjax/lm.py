@@ -1,0 +1,126 @@
+"""`LanguageModel`: a loaded model (parameters placed on their shardings), its tokenizer, and the
+one compiled forward that every caller (scoring, attribution, interventions, generation) shares."""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from neuronjax import sharding as sh
+from neuronjax.intervention import Intervention
+from neuronjax.models.config import ModelConfig
+from neuronjax.models.decoder import ForwardOutput, KVCache
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "capture", "logits_at", "return_cache"))
+def forward(
+    state,
+    input_ids: jax.Array,
+    attention_mask: jax.Array,
+    intervention: Optional[Intervention] = None,
+    cache: Optional[KVCache] = None,
+    *,
+    graphdef,
+    capture: bool = False,
+    logits_at: Literal["all", "last"] = "all",
+    return_cache: bool = False,
+) -> ForwardOutput:
+    """Pure forward: (parameter state, inputs, intervention; graphdef static) -> ForwardOutput.
+    Compiled once per (shapes, static flags); masks and interventions are ordinary arguments."""
+    model = nnx.merge(graphdef, state)
+    return model(
+        input_ids, attention_mask, intervention, cache,
+        capture=capture, logits_at=logits_at, return_cache=return_cache,
+    )  # fmt: skip
+
+
+class LanguageModel:
+    """A causal LM ready to score: ``lm.logits(input_ids, attention_mask, intervention=None)``."""
+
+    def __init__(self, graphdef, state, config: ModelConfig, tokenizer, mesh: Optional[Mesh], dtype, source: str, report=None):
+        self.graphdef, self.state, self.config = graphdef, state, config
+        self.tokenizer, self.mesh, self.dtype, self.source, self.report = tokenizer, mesh, jnp.dtype(dtype), source, report
+
+    def __repr__(self):
+        c = self.config
+        return (
+            f"LanguageModel({c.model_type}, {c.num_layers} layers x {c.intermediate_size} neurons, "
+            f"{self.num_params / 1e6:.1f}M params, {self.dtype.name}, from {self.source})"
+        )
+
+    @property
+    def num_params(self) -> int:
+        return sum(x.size for x in jax.tree.leaves(self.state))
+
+    @property
+    def param_bytes(self) -> int:
+        return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(self.state))
+
+    @property
+    def module(self):
+        """The Flax NNX module (parameters merged in), for users who want to inspect or edit it."""
+        return nnx.merge(self.graphdef, self.state)
+
+    def _place(self, x: np.ndarray | jax.Array) -> jax.Array:
+        if self.mesh is None:
+            return jnp.asarray(x)
+        return jax.device_put(x, sh.batch_sharding(self.mesh, np.ndim(x), np.shape(x)))
+
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        intervention: Optional[Intervention] = None,
+        cache: Optional[KVCache] = None,
+        *,
+        capture: bool = False,
+        logits_at: Literal["all", "last"] = "all",
+        return_cache: bool = False,
+    ) -> ForwardOutput:
+        input_ids = jnp.asarray(input_ids, jnp.int32)
+        if attention_mask is None:
+            attention_mask = jnp.ones_like(input_ids)
+        if intervention is not None:
+            c = self.config
+            if tuple(intervention.scale.shape) != (c.num_layers, c.intermediate_size):
+                raise ValueError(
+                    f"intervention has shape {tuple(intervention.scale.shape)}; this model needs "
+                    f"(layers={c.num_layers}, mlp={c.intermediate_size})"
+                )
+        return forward(
+            self.state, self._place(input_ids), self._place(jnp.asarray(attention_mask, jnp.int32)),
+            intervention, cache, graphdef=self.graphdef,
+            capture=capture, logits_at=logits_at, return_cache=return_cache,
+        )  # fmt: skip
+
+    def logits(self, input_ids, attention_mask=None, intervention: Optional[Intervention] = None) -> jax.Array:
+        """float32 [batch, seq, vocab]."""
+        return self.forward(input_ids, attention_mask, intervention).logits
+
+    def encode(self, texts: Sequence[str], add_special_tokens: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Tokenize and left-pad: (input_ids int32 [batch, seq], attention_mask int32 [batch, seq])."""
+        if self.tokenizer is None:
+            raise ValueError(f"{self.source}: this checkpoint has no tokenizer files")
+        rows = [self.tokenizer.encode(t, add_special_tokens=add_special_tokens) for t in texts]
+        width = max(len(r) for r in rows)
+        pad = self.pad_id
+        ids = np.full((len(rows), width), pad, np.int32)
+        mask = np.zeros((len(rows), width), np.int32)
+        for i, r in enumerate(rows):
+            if r:
+                ids[i, width - len(r) :] = r
+                mask[i, width - len(r) :] = 1
+        return ids, mask
+
+    @property
+    def pad_id(self) -> int:
+        for cand in (getattr(self.tokenizer, "pad_token_id", None), self.config.pad_token_id, self.config.eos_token_id):
+            if cand is not None:
+                return int(cand)
+        return 0

@@ -1,0 +1,117 @@
+"""The one configuration every decoder family is expressed in.
+
+A `ModelConfig` says what the forward pass computes, in our terms; the translation from a
+checkpoint's own config (Hugging Face `config.json`, GGUF metadata) lives in `neuronjax.loader`.
+Families differ only by the switches below, so one decoder implementation serves them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal, Optional
+
+import numpy as np
+
+LayerKind = Literal["full", "sliding"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RopeConfig:
+    """Rotary position embedding of one attention kind (Su et al. 2021, rotate-half layout)."""
+
+    theta: float = 10000.0  # base of the inverse frequencies
+    kind: Literal["default", "linear", "llama3"] = "default"  # frequency scaling rule
+    factor: float = 1.0  # linear / llama3: context extension factor
+    low_freq_factor: float = 1.0  # llama3 only
+    high_freq_factor: float = 4.0  # llama3 only
+    original_max_position: int = 8192  # llama3 only: the pre-extension context length
+
+    def inverse_frequencies(self, head_dim: int) -> np.ndarray:
+        """float64 [head_dim // 2] inverse frequencies after scaling."""
+        inv = 1.0 / (self.theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+        if self.kind == "linear":
+            return inv / self.factor
+        if self.kind == "llama3":
+            # Llama 3.1: long wavelengths are divided by `factor`, short ones kept, and the band
+            # between them interpolated (Meta's reference implementation of rope scaling).
+            low_wavelen = self.original_max_position / self.low_freq_factor
+            high_wavelen = self.original_max_position / self.high_freq_factor
+            wavelen = 2.0 * math.pi / inv
+            scaled = np.where(wavelen > low_wavelen, inv / self.factor, inv)
+            smooth = (self.original_max_position / wavelen - self.low_freq_factor) / (
+                self.high_freq_factor - self.low_freq_factor
+            )
+            smoothed = (1.0 - smooth) * scaled / self.factor + smooth * scaled
+            medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+            return np.where(medium, smoothed, scaled)
+        return inv
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a decoder-only LM. Axis names: embed, heads, kv_heads, head_dim, mlp, vocab."""
+
+    model_type: str  # family name as the checkpoint states it (llama, gemma2, gpt2, ...)
+    vocab_size: int
+    hidden_size: int  # embed
+    intermediate_size: int  # mlp: the neuron axis of every FFN
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int  # < num_heads for grouped-query attention
+    head_dim: int
+    norm_kind: Literal["rms", "layer"] = "rms"
+    norm_eps: float = 1e-6
+    norm_plus_one: bool = False  # Gemma: RMSNorm scales by (1 + w)
+    activation: Literal["silu", "gelu_tanh", "gelu"] = "silu"
+    gated_mlp: bool = True  # act(x Wg) * (x Wu); False: act(x Wfc + b) (GPT-2)
+    mlp_bias: bool = False
+    qkv_bias: bool = False  # Qwen2, GPT-2
+    out_bias: bool = False  # bias of the attention output projection (GPT-2, Llama attention_bias)
+    qk_norm: bool = False  # RMSNorm over head_dim on queries and keys (Qwen3, Gemma 3)
+    sandwich_norm: bool = False  # Gemma 2/3: extra norms after attention and after the FFN
+    position_kind: Literal["rope", "learned"] = "rope"
+    max_position_embeddings: int = 2048
+    rope: RopeConfig = RopeConfig()  # rope of full-attention layers
+    rope_local: Optional[RopeConfig] = None  # rope of sliding layers, when different (Gemma 3)
+    layer_kinds: tuple[LayerKind, ...] = ()  # per layer; empty means all "full"
+    sliding_window: Optional[int] = None  # keys with q_index - k_index >= window are masked
+    attn_scale: Optional[float] = None  # default head_dim ** -0.5
+    attn_softcap: Optional[float] = None  # Gemma 2: cap * tanh(scores / cap)
+    final_softcap: Optional[float] = None  # Gemma 2: cap * tanh(logits / cap)
+    embed_scale: bool = False  # Gemma: multiply embeddings by sqrt(hidden_size)
+    tie_embeddings: bool = True  # lm_head shares the embedding matrix
+    bos_token_id: Optional[int] = None
+    eos_token_id: Optional[int] = None
+    pad_token_id: Optional[int] = None
+
+    def __post_init__(self):
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}"
+            )
+        if self.layer_kinds and len(self.layer_kinds) != self.num_layers:
+            raise ValueError(
+                f"layer_kinds has {len(self.layer_kinds)} entries, expected num_layers={self.num_layers}"
+            )
+
+    @property
+    def kinds(self) -> tuple[LayerKind, ...]:
+        return self.layer_kinds or ("full",) * self.num_layers
+
+    @property
+    def scale(self) -> float:
+        return self.attn_scale if self.attn_scale is not None else self.head_dim**-0.5
+
+    def rope_for(self, layer: int) -> RopeConfig:
+        if self.kinds[layer] == "sliding" and self.rope_local is not None:
+            return self.rope_local
+        return self.rope
+
+    def window_for(self, layer: int) -> Optional[int]:
+        return self.sliding_window if self.kinds[layer] == "sliding" else None
+
+    @property
+    def num_neurons(self) -> int:
+        """Neurons across all layers (layers x mlp)."""
+        return self.num_layers * self.intermediate_size

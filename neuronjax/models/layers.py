@@ -1,0 +1,108 @@
+"""Building blocks shared by every decoder family: parameters with logical axes, norms, rotary
+embeddings, masked attention. Shapes use logical names: batch, seq (queries), keys (key positions),
+embed, heads, kv_heads, head_dim, mlp, vocab."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from neuronjax.models.config import RopeConfig
+
+NEG_INF = float(np.finfo(np.float32).min)
+
+
+def param(rngs: nnx.Rngs, shape: Sequence[int], axes: Sequence[Optional[str]], dtype, init: str = "normal"):
+    """A parameter tagged with its logical axes (read by `neuronjax.sharding`)."""
+    if init == "zeros":
+        value = jnp.zeros(shape, dtype)
+    elif init == "ones":
+        value = jnp.ones(shape, dtype)
+    else:
+        value = (0.02 * jax.random.normal(rngs.params(), shape, jnp.float32)).astype(dtype)
+    return nnx.Param(value, logical_axes=tuple(axes))
+
+
+class Norm(nnx.Module):
+    """RMSNorm (optionally Gemma's (1 + w) form) or LayerNorm, computed in float32."""
+
+    def __init__(self, size: int, kind: str, eps: float, plus_one: bool, axis: str, dtype, rngs: nnx.Rngs):
+        self.kind, self.eps, self.plus_one = kind, eps, plus_one
+        self.weight = param(rngs, (size,), (axis,), dtype, "zeros" if plus_one else "ones")
+        if kind == "layer":
+            self.bias = param(rngs, (size,), (axis,), dtype, "zeros")
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        w = self.weight[...].astype(jnp.float32)
+        if self.kind == "layer":
+            mean = x32.mean(-1, keepdims=True)
+            var = jnp.square(x32 - mean).mean(-1, keepdims=True)
+            y = (x32 - mean) * jax.lax.rsqrt(var + self.eps) * w + self.bias[...].astype(jnp.float32)
+        else:
+            y = x32 * jax.lax.rsqrt(jnp.square(x32).mean(-1, keepdims=True) + self.eps)
+            y = y * (1.0 + w if self.plus_one else w)
+        return y.astype(x.dtype)
+
+
+def rope_tables(positions: jax.Array, rope: RopeConfig, head_dim: int) -> tuple[jax.Array, jax.Array]:
+    """cos, sin float32 [batch, seq, head_dim] for integer positions [batch, seq]."""
+    inv = jnp.asarray(rope.inverse_frequencies(head_dim), jnp.float32)
+    angles = positions.astype(jnp.float32)[..., None] * inv
+    angles = jnp.concatenate([angles, angles], axis=-1)
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """Rotate x [batch, seq, heads, head_dim] by position (rotate-half layout)."""
+    half = x.shape[-1] // 2
+    x32 = x.astype(jnp.float32)
+    rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
+    out = x32 * cos[:, :, None, :] + rotated * sin[:, :, None, :]
+    return out.astype(x.dtype)
+
+
+def attention_bias(
+    q_index: jax.Array, k_index: jax.Array, key_valid: jax.Array, window: Optional[int]
+) -> jax.Array:
+    """Additive mask float32 [batch, 1, 1, seq, keys]: causal, padding, optional sliding window.
+
+    q_index [seq] and k_index [keys] are absolute slot indices (padding included), key_valid is
+    bool [batch, keys]. Masked entries get the most negative float, not -inf, so that rows with no
+    visible key (left padding) stay finite.
+    """
+    allowed = k_index[None, :] <= q_index[:, None]
+    if window is not None:
+        allowed &= (q_index[:, None] - k_index[None, :]) < window
+    allowed = allowed[None] & key_valid[:, None, :]
+    return jnp.where(allowed, 0.0, NEG_INF)[:, None, None, :, :]
+
+
+def attend(
+    q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, scale: float, softcap: Optional[float]
+) -> jax.Array:
+    """Grouped-query attention. q [batch, seq, heads, head_dim]; k, v [batch, keys, kv_heads,
+    head_dim]; bias [batch, 1, 1, seq, keys]. Returns [batch, seq, heads, head_dim]."""
+    b, s, h, d = q.shape
+    kv = k.shape[2]
+    qg = q.reshape(b, s, kv, h // kv, d)
+    scores = jnp.einsum("bskgd,btkd->bkgst", qg, k, preferred_element_type=jnp.float32) * scale
+    if softcap is not None:
+        scores = softcap * jnp.tanh(scores / softcap)
+    probs = jax.nn.softmax(scores + bias, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgst,btkd->bskgd", probs, v)
+    return out.reshape(b, s, h, d)
+
+
+def activation(name: str, x: jax.Array) -> jax.Array:
+    if name == "silu":
+        return jax.nn.silu(x)
+    if name == "gelu_tanh":
+        return jax.nn.gelu(x, approximate=True)
+    if name == "gelu":
+        return jax.nn.gelu(x, approximate=False)
+    raise ValueError(f"unknown activation {name!r}")

@@ -1,0 +1,258 @@
+"""The one shape every task is brought into: four-option items, and the validation of raw rows.
+
+A task file may name its fields however it likes; `FieldMap` says which field holds what. Rows go
+through `validate_rows`, which turns each good row into an `Item` and each bad one into a
+`RowProblem` that names the file, the line (or row) and the field, and says what was expected.
+Whether problems stop the load or are skipped (and counted) is the caller's policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Iterable, Literal, Optional, Sequence
+
+LETTERS = ("A", "B", "C", "D")
+NUM_OPTIONS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One multiple-choice question with exactly four options."""
+
+    id: str  # unique within its task; generated from the source and line when the file has none
+    question: str
+    options: tuple[str, str, str, str]  # in the order the source gives them
+    answer: int  # index of the gold option in `options`, 0..3
+    subject: Optional[str] = None  # e.g. an MMLU subject; None when the source has none
+
+    @property
+    def gold_text(self) -> str:
+        return self.options[self.answer]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A named set of items plus what was left out while reading them."""
+
+    name: str
+    items: tuple[Item, ...]
+    source: str  # file path or "builtin:<name>"
+    skipped: int = 0  # bad rows dropped under on_error="skip"
+    header_rows: int = 0  # stray copies of the header inside the data, dropped
+    problems: tuple[str, ...] = ()  # messages of the skipped rows, in file order
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def by_id(self) -> dict[str, Item]:
+        return {item.id: item for item in self.items}
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldMap:
+    """Which field of a raw row holds which part of an item."""
+
+    question: str = "question"
+    # One field holding a list of four options, or four fields holding one option each.
+    options: str | tuple[str, ...] = "options"
+    answer: str = "answer"  # letter A-D (any case) or index 0-3 (int or digit string)
+    id: Optional[str] = "id"  # optional per row: a missing or empty value gets a generated id
+    subject: Optional[str] = "subject"  # optional per row
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str = "fields") -> "FieldMap":
+        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown key(s) {sorted(unknown)}; expected question, options, answer, "
+                "id, subject"
+            )
+        options = raw.get("options", cls.options)
+        if isinstance(options, (list, tuple)):
+            if len(options) != NUM_OPTIONS or not all(isinstance(o, str) for o in options):
+                raise ValueError(
+                    f"{where}.options: expected one field name or a list of exactly 4 field "
+                    f"names, got {options!r}"
+                )
+            options = tuple(options)
+        elif not isinstance(options, str):
+            raise ValueError(f"{where}.options: expected a field name or 4 field names, got {options!r}")
+        return cls(**{**raw, "options": options})
+
+
+class TaskDataError(ValueError):
+    """A task source holds rows that cannot be read as four-option items."""
+
+    def __init__(self, source: str, problems: Sequence["RowProblem"], limit: int = 50):
+        self.source = source
+        self.problems = tuple(problems)
+        shown = "\n".join(f"  {p}" for p in self.problems[:limit])
+        more = len(self.problems) - limit
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(
+            f"{source}: {len(self.problems)} bad row(s) (set on_error: skip to drop and count "
+            f"them):\n{shown}{tail}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RowProblem:
+    """What is wrong with one row, and where."""
+
+    source: str  # file path
+    location: str  # "line 7" for JSONL/CSV, "row 7" for Parquet and saved datasets
+    field: str  # the raw field name the problem is in
+    message: str  # what was expected and what was found
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.location}: field '{self.field}': {self.message}"
+
+
+def parse_answer(value: Any) -> Optional[int]:
+    """Gold index 0..3 from a letter A-D (any case) or an index 0-3; None when it is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value < NUM_OPTIONS else None
+    if isinstance(value, float) and value.is_integer():
+        return parse_answer(int(value))
+    if isinstance(value, str):
+        text = value.strip()
+        if text.upper() in LETTERS and len(text) == 1:
+            return LETTERS.index(text.upper())
+        if text in ("0", "1", "2", "3"):
+            return int(text)
+    return None
+
+
+def _options_of(row: dict[str, Any], fields: FieldMap) -> tuple[Optional[list], str, str]:
+    """(options or None, field name, problem message) for one raw row."""
+    if isinstance(fields.options, str):
+        name = fields.options
+        if name not in row or row[name] is None:
+            return None, name, "missing field (expected a list of 4 options)"
+        value = row[name]
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:  # CSV cells hold lists as JSON text
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                return None, name, f"expected a JSON list of 4 options, got {value[:60]!r}"
+        if not isinstance(value, (list, tuple)):
+            return None, name, f"expected a list of 4 options, got {type(value).__name__}"
+        if len(value) != NUM_OPTIONS:
+            return None, name, f"expected exactly 4 options, got {len(value)}"
+        return list(value), name, ""
+    values = []
+    for name in fields.options:
+        if name not in row or row[name] is None:
+            return None, name, "missing field (expected one of the 4 option fields)"
+        values.append(row[name])
+    return values, ",".join(fields.options), ""
+
+
+def _text(value: Any) -> Optional[str]:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def is_header_row(row: dict[str, Any], fields: FieldMap) -> bool:
+    """A stray copy of the header inside the data: the question cell holds a column name."""
+    value = row.get(fields.question)
+    return isinstance(value, str) and value.strip().lower() in {"question", fields.question.lower()}
+
+
+def validate_rows(
+    rows: Iterable[tuple[str, dict[str, Any]]],
+    fields: FieldMap,
+    source: str,
+    id_prefix: str,
+    drop_header_rows: bool = True,
+) -> tuple[list[Item], list[RowProblem], int]:
+    """Items, problems and the number of header rows dropped, from (location, raw row) pairs.
+
+    Every problem of every row is reported (a row can have several). Ids are checked for
+    duplicates across the whole source; the second and later uses of an id are the bad rows.
+    Rows without an id get `f"{id_prefix}{location without spaces}"`, e.g. "mmlu:line12".
+    """
+    items: list[Item] = []
+    problems: list[RowProblem] = []
+    header_rows = 0
+    first_seen: dict[str, str] = {}
+    for location, row in rows:
+        if drop_header_rows and is_header_row(row, fields):
+            header_rows += 1
+            continue
+        row_problems = []
+
+        def bad(field: str, message: str) -> None:
+            row_problems.append(RowProblem(source, location, field, message))
+
+        question = _text(row.get(fields.question))
+        if fields.question not in row or row[fields.question] is None:
+            bad(fields.question, "missing field (expected the question text)")
+        elif not question:
+            bad(fields.question, "expected non-empty question text")
+        options, option_field, message = _options_of(row, fields)
+        if options is None:
+            bad(option_field, message)
+        else:
+            texts = [_text(o) for o in options]
+            for k, text in enumerate(texts):
+                if not text:
+                    bad(option_field, f"option {LETTERS[k]} is empty or not text: {options[k]!r}")
+        answer = None
+        if fields.answer not in row or row[fields.answer] is None:
+            bad(fields.answer, "missing field (expected a letter A-D or an index 0-3)")
+        else:
+            answer = parse_answer(row[fields.answer])
+            if answer is None:
+                bad(fields.answer, f"expected a letter A-D or an index 0-3, got {row[fields.answer]!r}")
+        raw_id = row.get(fields.id) if fields.id else None
+        item_id = _text(raw_id) if raw_id is not None else None
+        if not item_id:
+            item_id = f"{id_prefix}{location.replace(' ', '')}"
+        elif item_id in first_seen:
+            bad(fields.id, f"duplicate id {item_id!r} (first used at {first_seen[item_id]})")
+        first_seen.setdefault(item_id, location)
+        if row_problems:
+            problems.extend(row_problems)
+            continue
+        subject = _text(row.get(fields.subject)) if fields.subject else None
+        items.append(
+            Item(
+                id=item_id,
+                question=question,
+                options=tuple(texts),
+                answer=answer,
+                subject=subject or None,
+            )
+        )
+    return items, problems, header_rows
+
+
+def make_task(
+    name: str,
+    source: str,
+    items: list[Item],
+    problems: list[RowProblem],
+    header_rows: int,
+    on_error: Literal["fail", "skip"],
+) -> Task:
+    """Apply the bad-row policy: raise naming every bad row, or drop them and count them."""
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error: expected 'fail' or 'skip', got {on_error!r}")
+    if problems and on_error == "fail":
+        raise TaskDataError(source, problems)
+    bad_rows = {(p.location) for p in problems}
+    return Task(
+        name=name,
+        items=tuple(items),
+        source=source,
+        skipped=len(bad_rows),
+        header_rows=header_rows,
+        problems=tuple(str(p) for p in problems),
+    )
