@@ -1,0 +1,110 @@
+"""Option scores: the model's score for each of the four options of a proxy, [batch, option].
+
+Works with any `logits_fn(input_ids [batch, seq], attention_mask [batch, seq]) -> float32
+[batch, seq, vocab]` that handles left-padded rows (e.g. `lm.logits`).
+
+    letter, first_token: score[b, k] = logsumexp over the candidate tokens t of option k of
+        log p(t | prompt), read at the last prompt position. Scores are log-probabilities, i.e.
+        the logsumexp of the candidates' logits minus the row's log-partition: the shift is the
+        same for all four options, so F and the argmax are those of the raw-logit definition.
+    whole: score[b, k] = sum over the option's text tokens of log p(token | prompt, earlier
+        tokens); whole_mean divides by the number of tokens. Rows are [left-padded prompt |
+        right-padded option text], so the prompt's last position is column seq - 1 in every row.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+LogitsFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def candidate_log_probs(last_logits: jax.Array, option_tokens: jax.Array) -> jax.Array:
+    """float32 [batch, option] from last-position logits [batch, vocab] and candidate ids
+    [batch, option, variant] (-1 = no candidate): logsumexp over each option's candidates."""
+    log_probs = jax.nn.log_softmax(last_logits.astype(jnp.float32), axis=-1)
+    batch, options, variants = option_tokens.shape
+    flat = jnp.clip(option_tokens, 0).reshape(batch, options * variants)
+    picked = jnp.take_along_axis(log_probs, flat, axis=-1).reshape(batch, options, variants)
+    picked = jnp.where(option_tokens >= 0, picked, -jnp.inf)
+    return jax.nn.logsumexp(picked, axis=-1)
+
+
+def continuation_log_probs(
+    logits_fn: LogitsFn,
+    input_ids: jax.Array,
+    attention_mask: jax.Array,
+    continuation: jax.Array,
+    pad_id: int,
+    mean: bool = False,
+) -> jax.Array:
+    """float32 [batch, option]: log-prob of each option's whole text after the prompt.
+
+    input_ids, attention_mask: [batch, seq] left-padded prompts; continuation: [batch, option,
+    cont] text tokens, -1 after the end. Runs batch * option rows of length seq + cont.
+    """
+    batch, seq = input_ids.shape
+    _, options, cont = continuation.shape
+    present = continuation >= 0
+    rows_ids = jnp.concatenate(
+        [
+            jnp.broadcast_to(input_ids[:, None, :], (batch, options, seq)),
+            jnp.where(present, continuation, pad_id),
+        ],
+        axis=-1,
+    ).reshape(batch * options, seq + cont)
+    rows_mask = jnp.concatenate(
+        [jnp.broadcast_to(attention_mask[:, None, :], (batch, options, seq)), present.astype(attention_mask.dtype)],
+        axis=-1,
+    ).reshape(batch * options, seq + cont)
+    logits = logits_fn(rows_ids, rows_mask)
+    # Position seq - 1 + j predicts continuation token j.
+    predicting = logits[:, seq - 1 : seq - 1 + cont, :].astype(jnp.float32)
+    log_probs = jax.nn.log_softmax(predicting, axis=-1)
+    targets = jnp.clip(continuation, 0).reshape(batch * options, cont, 1)
+    token_lp = jnp.take_along_axis(log_probs, targets, axis=-1)[..., 0].reshape(batch, options, cont)
+    total = jnp.sum(jnp.where(present, token_lp, 0.0), axis=-1)
+    if mean:
+        total = total / jnp.maximum(jnp.sum(present, axis=-1), 1)
+    return total
+
+
+def option_scores(logits_fn: LogitsFn, batch: dict, option_score: str = "first_token", pad_id: int = 0) -> jax.Array:
+    """float32 [batch, option] scores of one pipeline batch (see module docstring)."""
+    if option_score in ("whole", "whole_mean"):
+        if batch["continuation"].shape[-1] == 0:
+            raise ValueError("option_score whole needs batches encoded with option_score whole (continuation is empty)")
+        return continuation_log_probs(
+            logits_fn,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["continuation"],
+            pad_id,
+            mean=option_score == "whole_mean",
+        )
+    if option_score != "first_token":
+        raise ValueError(f"option_score: expected first_token, whole or whole_mean, got {option_score!r}")
+    logits = logits_fn(batch["input_ids"], batch["attention_mask"])
+    return candidate_log_probs(logits[:, -1, :], batch["option_tokens"])
+
+
+def make_scorer(logits_fn: LogitsFn, option_score: str = "first_token", pad_id: int = 0):
+    """jit-compiled `batch -> scores [batch, option]` (one compile per bucket shape)."""
+
+    @jax.jit
+    def score(input_ids, attention_mask, option_tokens, continuation):
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "option_tokens": option_tokens,
+            "continuation": continuation,
+        }
+        return option_scores(logits_fn, batch, option_score, pad_id)
+
+    def run(batch: dict) -> jax.Array:
+        return score(batch["input_ids"], batch["attention_mask"], batch["option_tokens"], batch["continuation"])
+
+    return run

