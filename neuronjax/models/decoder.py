@@ -41,7 +41,7 @@ class KVCache:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class ForwardOutput:
-    logits: jax.Array  # float32 [batch, seq, vocab] (seq = 1 when only the last position is asked)
+    logits: Optional[jax.Array]  # float32 [batch, seq, vocab] (seq = 1 for logits_at="last"; None for "none")
     activations: Optional[jax.Array] = None  # float32 [batch, layers, mlp] at the last position
     cache: Optional[KVCache] = None  # the input cache extended by this call's tokens
 
@@ -134,17 +134,26 @@ class Block(nnx.Module):
             self.attn_out_norm = norm()
             self.ffn_out_norm = norm()
 
-    def __call__(self, x, rope, bias, past, intervention, edit):
+    def attend(self, x, rope, bias, past):
+        """Attention half: x [batch, seq, embed] -> (residual after attention, (keys, values))."""
         a, kv = self.attn(self.attn_norm(x), rope, bias, past)
         if self.cfg.sandwich_norm:
             a = self.attn_out_norm(a)
-        x = x + a
-        h = self.mlp.neurons(self.ffn_norm(x))
-        h = iv.apply(h, self.layer, intervention, edit)
+        return x + a, kv
+
+    def neurons(self, x_mid: jax.Array) -> jax.Array:
+        """FFN neurons h [batch, seq, mlp] from the residual after attention."""
+        return self.mlp.neurons(self.ffn_norm(x_mid))
+
+    def ffn_out(self, h: jax.Array) -> jax.Array:
+        """What the FFN adds to the residual stream, from its neurons h [..., mlp]."""
         f = self.mlp.project(h)
-        if self.cfg.sandwich_norm:
-            f = self.ffn_out_norm(f)
-        return x + f, h, kv
+        return self.ffn_out_norm(f) if self.cfg.sandwich_norm else f
+
+    def __call__(self, x, rope, bias, past, intervention, edit):
+        x_mid, kv = self.attend(x, rope, bias, past)
+        h = iv.apply(self.neurons(x_mid), self.layer, intervention, edit)
+        return x_mid + self.ffn_out(h), h, kv
 
 
 class Decoder(nnx.Module):
@@ -160,6 +169,44 @@ class Decoder(nnx.Module):
         if not cfg.tie_embeddings:
             self.lm_head = param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), dtype)
 
+    @property
+    def head_weights(self) -> jax.Array:
+        """[embed, vocab]: the output head (the embedding, transposed, when tied)."""
+        return self.embed[...].T if self.cfg.tie_embeddings else self.lm_head[...]
+
+    def soft_cap(self, logits: jax.Array) -> jax.Array:
+        cap = self.cfg.final_softcap
+        return logits if cap is None else cap * jnp.tanh(logits / cap)
+
+    def embed_tokens(self, input_ids: jax.Array, positions: jax.Array) -> jax.Array:
+        """[batch, seq, embed] input of the first layer."""
+        x = self.embed[...][input_ids]
+        if self.cfg.embed_scale:
+            x = x * jnp.asarray(self.cfg.hidden_size**0.5, x.dtype)
+        if self.cfg.position_kind == "learned":
+            x = x + self.pos_embed[...][positions]
+        return x
+
+    def layer_inputs(self, positions, q_index, k_index, key_mask) -> tuple[list, list]:
+        """Per layer: rotary tables (cos, sin) or None, and the additive attention mask.
+        positions int [batch, seq]; q_index [seq], k_index [keys] slot indices; key_mask bool
+        [batch, keys]. Tables and masks are built once per distinct rope / window."""
+        cfg = self.cfg
+        ropes, biases, rope_cache, bias_cache = [], [], {}, {}
+        for i in range(cfg.num_layers):
+            w = cfg.window_for(i)
+            if w not in bias_cache:
+                bias_cache[w] = attention_bias(q_index, k_index, key_mask, w)
+            biases.append(bias_cache[w])
+            if cfg.position_kind == "rope":
+                r = cfg.rope_for(i)
+                if r not in rope_cache:
+                    rope_cache[r] = rope_tables(positions, r, cfg.head_dim)
+                ropes.append(rope_cache[r])
+            else:
+                ropes.append(None)
+        return ropes, biases
+
     def __call__(
         self,
         input_ids: jax.Array,
@@ -168,10 +215,11 @@ class Decoder(nnx.Module):
         cache: Optional[KVCache] = None,
         *,
         capture: bool = False,
-        logits_at: Literal["all", "last"] = "all",
+        logits_at: Literal["all", "last", "none"] = "all",
         return_cache: bool = False,
     ) -> ForwardOutput:
         """input_ids int [batch, seq]; attention_mask [batch, seq] (1 = real token).
+        ``logits_at`` "none" skips the output head (to build a cache only).
 
         With a ``cache``, the tokens continue the cached ones: their positions start after the
         cache's real tokens, and attention sees the cached keys.
@@ -187,40 +235,25 @@ class Decoder(nnx.Module):
         edit = jnp.stack([is_last, mask.astype(jnp.float32)], axis=-1)
 
         key_mask = mask if cache is None else jnp.concatenate([cache.mask, mask], axis=1)
-        q_index = prefix + jnp.arange(s)
-        k_index = jnp.arange(prefix + s)
-        biases = {w: attention_bias(q_index, k_index, key_mask, w) for w in {cfg.window_for(i) for i in range(cfg.num_layers)}}
-        ropes = {}
-        if cfg.position_kind == "rope":
-            for i in range(cfg.num_layers):
-                r = cfg.rope_for(i)
-                if r not in ropes:
-                    ropes[r] = rope_tables(positions, r, cfg.head_dim)
-
-        x = self.embed[...][input_ids]
-        if cfg.embed_scale:
-            x = x * jnp.asarray(cfg.hidden_size**0.5, x.dtype)
-        if cfg.position_kind == "learned":
-            x = x + self.pos_embed[...][positions]
+        ropes, biases = self.layer_inputs(positions, prefix + jnp.arange(s), jnp.arange(prefix + s), key_mask)
+        x = self.embed_tokens(input_ids, positions)
 
         acts, new_k, new_v = [], [], []
         for i, block in enumerate(self.layers):
             past = None if cache is None else (cache.keys[i], cache.values[i])
-            rope = ropes.get(cfg.rope_for(i)) if cfg.position_kind == "rope" else None
-            x, h, (k, v) = block(x, rope, biases[cfg.window_for(i)], past, intervention, edit)
+            x, h, (k, v) = block(x, ropes[i], biases[i], past, intervention, edit)
             if capture:
                 acts.append(jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0].astype(jnp.float32))
             if return_cache:
                 new_k.append(k)
                 new_v.append(v)
 
-        x = self.final_norm(x)
-        if logits_at == "last":
-            x = jnp.take_along_axis(x, last[:, None, None], axis=1)
-        head = self.embed[...].T if cfg.tie_embeddings else self.lm_head[...]
-        logits = jnp.einsum("bse,ev->bsv", x, head, preferred_element_type=jnp.float32)
-        if cfg.final_softcap is not None:
-            logits = cfg.final_softcap * jnp.tanh(logits / cfg.final_softcap)
+        logits = None
+        if logits_at != "none":
+            x = self.final_norm(x)
+            if logits_at == "last":
+                x = jnp.take_along_axis(x, last[:, None, None], axis=1)
+            logits = self.soft_cap(jnp.einsum("bse,ev->bsv", x, self.head_weights, preferred_element_type=jnp.float32))
         return ForwardOutput(
             logits=logits,
             activations=jnp.stack(acts, axis=1) if capture else None,
