@@ -65,24 +65,26 @@ class Attention(nnx.Module):
             self.k_norm = Norm(d, "rms", cfg.norm_eps, cfg.norm_plus_one, "head_dim", dtype, rngs)
 
     def __call__(self, x, rope, bias, past):
-        """x [batch, seq, embed]; rope: (cos, sin) or None; past: (keys, values) or None."""
+        """x [..., batch, seq, embed]; rope: (cos, sin) or None; past: (keys, values) of earlier
+        tokens or None. Returns (output like x, (keys, values) of past and this call's tokens);
+        the returned keys are only built when the leading axes are just batch."""
         cfg = self.cfg
-        q = jnp.einsum("bse,ehd->bshd", x, self.q[...])
-        k = jnp.einsum("bse,ehd->bshd", x, self.k[...])
-        v = jnp.einsum("bse,ehd->bshd", x, self.v[...])
+        q = jnp.einsum("...se,ehd->...shd", x, self.q[...])
+        k = jnp.einsum("...se,ehd->...shd", x, self.k[...])
+        v = jnp.einsum("...se,ehd->...shd", x, self.v[...])
         if cfg.qkv_bias:
             q, k, v = q + self.q_bias[...], k + self.k_bias[...], v + self.v_bias[...]
         if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if past is not None:
-            k = jnp.concatenate([past[0].astype(k.dtype), k], axis=1)
-            v = jnp.concatenate([past[1].astype(v.dtype), v], axis=1)
-        out = attend(q, k, v, bias, cfg.scale, cfg.attn_softcap)
-        out = jnp.einsum("bshd,hde->bse", out, self.o[...])
+        out = attend(q, k, v, bias, cfg.scale, cfg.attn_softcap, past)
+        out = jnp.einsum("...shd,hde->...se", out, self.o[...])
         if cfg.out_bias:
             out = out + self.o_bias[...]
+        if past is not None and x.ndim == 3:
+            k = jnp.concatenate([past[0].astype(k.dtype), k], axis=1)
+            v = jnp.concatenate([past[1].astype(v.dtype), v], axis=1)
         return out, (k, v)
 
 

@@ -58,7 +58,8 @@ def rope_tables(positions: jax.Array, rope: RopeConfig, head_dim: int) -> tuple[
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    """Rotate x [batch, seq, heads, head_dim] by position (rotate-half layout)."""
+    """Rotate x [..., batch, seq, heads, head_dim] by position (rotate-half layout); cos, sin
+    [batch, seq, head_dim]."""
     half = x.shape[-1] // 2
     x32 = x.astype(jnp.float32)
     rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
@@ -83,19 +84,39 @@ def attention_bias(
 
 
 def attend(
-    q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, scale: float, softcap: Optional[float]
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    bias: jax.Array,
+    scale: float,
+    softcap: Optional[float],
+    past: Optional[tuple[jax.Array, jax.Array]] = None,
 ) -> jax.Array:
-    """Grouped-query attention. q [batch, seq, heads, head_dim]; k, v [batch, keys, kv_heads,
-    head_dim]; bias [batch, 1, 1, seq, keys]. Returns [batch, seq, heads, head_dim]."""
-    b, s, h, d = q.shape
-    kv = k.shape[2]
-    qg = q.reshape(b, s, kv, h // kv, d)
-    scores = jnp.einsum("bskgd,btkd->bkgst", qg, k, preferred_element_type=jnp.float32) * scale
+    """Grouped-query attention with any leading axes.
+
+    q [..., batch, seq, heads, head_dim]; k, v [..., batch, seq, kv_heads, head_dim] (this call's
+    tokens); past: optional (keys, values) [batch, cached, kv_heads, head_dim] of earlier tokens,
+    shared by every leading index of q (many variants of the last token read one prompt cache
+    without copying it); bias [batch, 1, 1, seq, cached + seq]. Returns q's shape.
+    """
+    *lead, s, h, d = q.shape
+    kv = k.shape[-2]
+    qg = q.reshape(*lead, s, kv, h // kv, d)
+    scores = jnp.einsum("...skgd,...tkd->...kgst", qg, k, preferred_element_type=jnp.float32)
+    if past is not None:
+        cached = jnp.einsum("...bskgd,btkd->...bkgst", qg, past[0], preferred_element_type=jnp.float32)
+        scores = jnp.concatenate([cached, scores], axis=-1)
+    scores = scores * scale
     if softcap is not None:
         scores = softcap * jnp.tanh(scores / softcap)
     probs = jax.nn.softmax(scores + bias, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgst,btkd->bskgd", probs, v)
-    return out.reshape(b, s, h, d)
+    if past is None:
+        out = jnp.einsum("...kgst,...tkd->...skgd", probs, v)
+    else:
+        t = past[1].shape[-3]
+        out = jnp.einsum("...bkgst,btkd->...bskgd", probs[..., :t], past[1].astype(v.dtype))
+        out = out + jnp.einsum("...kgst,...tkd->...skgd", probs[..., t:], v)
+    return out.reshape(*lead, s, h, d)
 
 
 def activation(name: str, x: jax.Array) -> jax.Array:

@@ -1,0 +1,179 @@
+"""Per-neuron attribution of F at the last prompt position (NeuronLLM, arXiv 2601.04548, Sec. 3).
+
+F = log softmax over the four option scores, at the gold option. Methods:
+
+- ``ig``: integrated gradients per layer (Sundararajan et al. 2017) with a zero baseline. Layer
+  l's neuron vector h_l at the last position is scaled by alpha_k = k / m, k = 1..m (right
+  Riemann sum; m = 1 is gradient x activation), every other layer runs normally on the changed
+  residual stream, and IG_l = h_l * mean_k dF/dh(alpha_k h_l).
+- ``grad_x_act``: h * dF/dh for every layer from one forward and one backward pass.
+- ``activation``: h itself (for the activation-statistics baselines).
+
+Everything runs on the cached-prompt replay of `last_token`; `naive.py` holds the full-prompt
+reference it is tested against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Literal, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from neuronjax.attribution import last_token as lt
+
+Method = Literal["ig", "grad_x_act", "activation"]
+METHODS = ("ig", "grad_x_act", "activation")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class PromptBatch:
+    """Proxy prompts ready for the model. Rows must be left-padded (the last column is the
+    answer cue's last token in every row)."""
+
+    input_ids: jax.Array  # int32 [batch, seq]
+    attention_mask: jax.Array  # int32 [batch, seq]
+    option_ids: jax.Array  # int32 [batch, option=4, candidate]: token ids of each option, -1 = none
+    gold: jax.Array  # int32 [batch]: index of the gold option
+
+    def validate(self) -> None:
+        ids, mask, opts, gold = (np.asarray(x) for x in (self.input_ids, self.attention_mask, self.option_ids, self.gold))
+        b = ids.shape[0]
+        if ids.ndim != 2 or mask.shape != ids.shape:
+            raise ValueError(f"input_ids {ids.shape} and attention_mask {mask.shape} must both be [batch, seq]")
+        if ids.shape[1] < 2:
+            raise ValueError("prompts need at least two tokens (a prefix and the last position)")
+        if not mask[:, -1].all():
+            bad = np.flatnonzero(mask[:, -1] == 0).tolist()
+            raise ValueError(f"attention_mask: rows {bad[:10]} are not left-padded (their last column is padding)")
+        if opts.ndim != 3 or opts.shape[:2] != (b, 4):
+            raise ValueError(f"option_ids has shape {opts.shape}; expected [batch={b}, 4, candidates]")
+        empty = np.argwhere((opts < 0).all(axis=-1))
+        if len(empty):
+            raise ValueError(f"option_ids: (row, option) {empty[0].tolist()} has no candidate token")
+        if gold.shape != (b,) or gold.min() < 0 or gold.max() > 3:
+            raise ValueError(f"gold must be [batch={b}] with values in 0..3; got shape {gold.shape}")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Attribution:
+    scores: jax.Array  # float32 [batch, layers, mlp]: signed attribution (or h for "activation")
+    f: jax.Array  # float32 [batch]: F of the unedited model
+    option_scores: jax.Array  # float32 [batch, option]
+    activations: jax.Array  # float32 [batch, layers, mlp]: h at the last position
+
+
+def alphas(steps: int) -> np.ndarray:
+    """The IG scaling points alpha_k = k / m, k = 1..m (right Riemann sum)."""
+    return np.arange(1, steps + 1, dtype=np.float32) / steps
+
+
+def layer_groups(num_layers: int, groups: int) -> list[tuple[int, int]]:
+    """Contiguous groups of about equal size. The work a group wastes on layers below its rows'
+    edits is n (n - 1) / 2 layer passes for n layers, so equal sizes waste the least."""
+    parts = np.array_split(np.arange(num_layers), max(1, min(groups, num_layers)))
+    return [(int(p[0]), int(p[-1]) + 1) for p in parts]
+
+
+def _ig(model, block_def, replay, x_in, h, batch: PromptBatch, steps: int, groups: int) -> jax.Array:
+    """IG [layers, batch, mlp] from staircase groups of (layer, alpha) variants."""
+    b, f = h.shape[1], h.shape[2]
+    a = jnp.asarray(alphas(steps))
+    per_group = []
+    for lo, hi in layer_groups(model.cfg.num_layers, groups):
+        n = hi - lo
+        start = jnp.repeat(jnp.arange(lo, hi), steps)  # variant = (layer, alpha)
+        alpha = jnp.tile(a, n)
+        total = lambda shift, lo=lo, start=start, alpha=alpha: lt.staircase_f(  # noqa: E731
+            model, block_def, replay, lo, x_in[lo], start, alpha, shift, batch.option_ids, batch.gold
+        ).sum()
+        g = jax.grad(total)(jnp.zeros((n * steps, b, f), h.dtype))
+        g = g.astype(jnp.float32).reshape(n, steps, b, f).mean(axis=1)
+        per_group.append(h[lo:hi].astype(jnp.float32) * g)
+    return jnp.concatenate(per_group)
+
+
+def _attribute(state, batch: PromptBatch, *, graphdef, method: str, steps: int, groups: int) -> Attribution:
+    model = nnx.merge(graphdef, state)
+    cfg = model.cfg
+    cache = lt.prefix_cache(model, batch.input_ids, batch.attention_mask)
+    block_def, replay = lt.replay_inputs(model, batch.input_ids[:, -1], cache)
+    b = batch.gold.shape[0]
+
+    def base(shifts):
+        f, aux = lt.base_pass(model, block_def, replay, batch.option_ids, batch.gold, shifts)
+        return f.sum(), (f, aux)
+
+    shifts = jnp.zeros((cfg.num_layers, b, cfg.intermediate_size), replay.x0.dtype)
+    if method == "grad_x_act":
+        grads, (f, (scores, _, h)) = jax.grad(base, has_aux=True)(shifts)
+        attr = h.astype(jnp.float32) * grads.astype(jnp.float32)
+    else:
+        _, (f, (scores, x_in, h)) = base(None)
+        if method == "activation":
+            attr = h.astype(jnp.float32)
+        else:
+            attr = _ig(model, block_def, replay, x_in, h, batch, steps, groups)
+    h32 = h.astype(jnp.float32)
+    return Attribution(
+        scores=jnp.swapaxes(attr, 0, 1), f=f, option_scores=scores, activations=jnp.swapaxes(h32, 0, 1)
+    )
+
+
+attribute_compiled = jax.jit(_attribute, static_argnames=("graphdef", "method", "steps", "groups"))
+
+
+def _pad_rows(batch: PromptBatch, rows: int, seq: int) -> PromptBatch:
+    """Pad to [rows, seq]: extra rows repeat row 0 (dropped later), extra columns pad on the left."""
+    ids, mask, opts, gold = (np.asarray(x) for x in (batch.input_ids, batch.attention_mask, batch.option_ids, batch.gold))
+    b, s = ids.shape
+    take = np.concatenate([np.arange(b), np.zeros(rows - b, np.int64)])
+    left = ((0, 0), (seq - s, 0))
+    return PromptBatch(
+        input_ids=np.pad(ids[take], left).astype(np.int32),
+        attention_mask=np.pad(mask[take], left).astype(np.int32),
+        option_ids=opts[take].astype(np.int32),
+        gold=gold[take].astype(np.int32),
+    )
+
+
+def attribute(
+    lm,
+    batch: PromptBatch,
+    method: Method = "ig",
+    steps: int = 16,
+    chunk: Optional[int] = None,
+    seq_bucket: int = 32,
+    groups: int = 4,
+) -> Attribution:
+    """Attribute F to every neuron at the last prompt position, for every prompt of ``batch``.
+
+    lm: a `neuronjax.LanguageModel`. chunk: prompts per compiled call (default: the whole batch);
+    the last chunk is padded to the same shape, and sequence lengths are left-padded up to a
+    multiple of ``seq_bucket``, so a run compiles once per shape bucket. groups: how many
+    layer groups the IG variants are split into (see `last_token`).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} unknown; expected one of {METHODS}")
+    if method == "ig" and steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    batch.validate()
+    n, s = np.shape(batch.input_ids)
+    chunk = chunk or n
+    seq = -(-s // seq_bucket) * seq_bucket
+    outs = []
+    for lo in range(0, n, chunk):
+        part = jax.tree.map(lambda x: np.asarray(x)[lo : lo + chunk], batch)
+        part = _pad_rows(part, chunk, seq)
+        part = jax.tree.map(lm._place, part)
+        out = attribute_compiled(lm.state, part, graphdef=lm.graphdef, method=method, steps=steps, groups=groups)
+        outs.append(jax.tree.map(lambda x, k=min(chunk, n - lo): x[:k], out))
+    if len(outs) == 1:
+        return outs[0]
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)

@@ -1,0 +1,148 @@
+"""The last prompt position, replayed against a cached prompt.
+
+Attribution only edits the FFN neurons of the last position, and attention is causal, so every
+earlier position is the same in every variant. The prompt without its last token is run once and
+its keys and values are kept (`prefix_cache`); the last token is then run as a one-token step
+against that cache (`base_pass`), and each (layer l, alpha) variant restarts from the residual
+stream entering its group's first layer (`staircase_f`).
+
+The layers of the replay run under one `lax.scan` over their stacked parameters. Variants are
+grouped by the layer they edit: the group of layers lo..hi-1 is one scan over layers lo..L-1
+in which each row applies its edit at its own layer. More groups waste less work on layers below
+a row's edit (the waste is about 1/(2 * groups) of the total); fewer groups compile faster and
+give larger matrix products.
+
+Variants keep their own leading axis: activations are [variant, batch, 1, embed] and every
+variant reads the one prompt cache [batch, keys, ...] by broadcasting, never by copying it.
+Axis names: variant, batch (prompts), layers, keys (cached positions), embed, mlp, option,
+candidate (tokenizations of one option).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from neuronjax.models.decoder import Decoder, KVCache
+from neuronjax.tasks.metrics import target_f
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Replay:
+    """Everything the one-token steps need, stacked over layers (leading axis = layers)."""
+
+    params: object  # block parameters, each leaf [layers, ...]
+    cos: jax.Array  # float32 [layers, batch, 1, head_dim] (zeros when positions are learned)
+    sin: jax.Array
+    bias: jax.Array  # float32 [layers, batch, 1, 1, 1, keys + 1]
+    keys: jax.Array  # [layers, batch, keys, kv_heads, head_dim]
+    values: jax.Array
+    x0: jax.Array  # [batch, 1, embed] input of the first layer at the last position
+
+
+def prefix_cache(model: Decoder, input_ids: jax.Array, attention_mask: jax.Array) -> KVCache:
+    """Keys and values of every position but the last (rows must be left-padded)."""
+    return model(input_ids[:, :-1], attention_mask[:, :-1], logits_at="none", return_cache=True).cache
+
+
+def replay_inputs(model: Decoder, last_ids: jax.Array, cache: KVCache) -> tuple:
+    """(block graphdef, Replay) for one-token steps of the tokens last_ids [batch] after cache."""
+    cfg = model.cfg
+    b, t = cache.mask.shape
+    positions = cache.mask.sum(axis=1, keepdims=True).astype(jnp.int32)  # [batch, 1]
+    key_mask = jnp.concatenate([cache.mask, jnp.ones((b, 1), bool)], axis=1)
+    ropes, biases = model.layer_inputs(positions, jnp.array([t]), jnp.arange(t + 1), key_mask)
+    if cfg.position_kind == "rope":
+        cos = jnp.stack([r[0] for r in ropes])
+        sin = jnp.stack([r[1] for r in ropes])
+    else:
+        cos = sin = jnp.zeros((cfg.num_layers, b, 1, cfg.head_dim), jnp.float32)
+    graphdef, _ = nnx.split(model.layers[0])
+    params = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(layer) for layer in model.layers])
+    replay = Replay(
+        params=params, cos=cos, sin=sin, bias=jnp.stack(biases),
+        keys=jnp.stack(cache.keys), values=jnp.stack(cache.values),
+        x0=model.embed_tokens(last_ids[:, None], positions),
+    )  # fmt: skip
+    return graphdef, replay
+
+
+def run_layers(graphdef, replay: Replay, x: jax.Array, rope: bool, shifts=None):
+    """Every layer on one-token rows x [variant, batch, 1, embed].
+
+    shifts: optional [layers, variant, batch, mlp] added to each layer's neurons (their gradient
+    is dF/dh). Returns (x, (x_in [layers, variant, batch, embed], h [layers, variant, batch, mlp])).
+    """
+
+    def body(x, layer):
+        params, cos, sin, bias, k, v, shift = layer
+        block = nnx.merge(graphdef, params)
+        x_mid, _ = block.attend(x, (cos, sin) if rope else None, bias, (k, v))
+        h = block.neurons(x_mid)
+        if shift is not None:
+            h = h + shift[..., None, :].astype(h.dtype)
+        return x_mid + block.ffn_out(h), (x[..., 0, :], h[..., 0, :])
+
+    r = replay
+    return jax.lax.scan(body, x, (r.params, r.cos, r.sin, r.bias, r.keys, r.values, shifts))
+
+
+def option_scores(model: Decoder, x: jax.Array, option_ids: jax.Array) -> jax.Array:
+    """float32 [variant, batch, option]: logsumexp of the raw logits of each option's candidate
+    tokens, from final residuals x [variant, batch, embed]. Only the candidate columns of the
+    output head are computed; the vocabulary normaliser cancels in F."""
+    x = model.final_norm(x)
+    cols = jnp.take(model.head_weights, jnp.clip(option_ids, 0), axis=1)  # [embed, batch, option, cand]
+    logits = model.soft_cap(jnp.einsum("vbe,ebot->vbot", x, cols, preferred_element_type=jnp.float32))
+    logits = jnp.where(option_ids[None] >= 0, logits, -jnp.inf)
+    return jax.nn.logsumexp(logits, axis=-1)
+
+
+def f_of_scores(scores: jax.Array, gold: jax.Array) -> jax.Array:
+    """F [variant, batch] from option scores [variant, batch, option]."""
+    a, b, o = scores.shape
+    return target_f(scores.reshape(a * b, o), jnp.tile(gold, a)).reshape(a, b)
+
+
+def base_pass(model, graphdef, replay: Replay, option_ids, gold, shifts=None):
+    """The unedited last position: (F [batch], (option scores [batch, option], x_in [layers,
+    batch, embed], h [layers, batch, mlp])). shifts [layers, batch, mlp] as in `run_layers`."""
+    rope = model.cfg.position_kind == "rope"
+    shifts = None if shifts is None else shifts[:, None]
+    x, (x_in, h) = run_layers(graphdef, replay, replay.x0[None], rope, shifts)
+    scores = option_scores(model, x[..., 0, :], option_ids)
+    return f_of_scores(scores, gold)[0], (scores[0], x_in[:, 0], h[:, 0])
+
+
+def staircase_f(model, graphdef, replay: Replay, lo: int, x_in: jax.Array, start, alpha, shift, option_ids, gold):
+    """F [variant, batch] of a group of variants that edit layers lo.. : one scan over lo..L-1.
+
+    Variant v with start layer start[v] and scale alpha[v] replaces h at that layer's last
+    position by alpha * h + shift[v]; below its layer it reproduces the unedited pass (every
+    variant begins from the unedited residual entering layer lo, x_in [batch, embed]), above it
+    runs on the edited stream. start, alpha: [variant]; shift: [variant, batch, mlp]. The
+    gradient of F with respect to shift is dF/dh at each variant's own edit point, so one scan
+    serves every start layer of the group.
+    """
+    v = start.shape[0]
+    rope = model.cfg.position_kind == "rope"
+    r = replay
+
+    def body(x, layer):
+        j, params, cos, sin, bias, k, kv = layer
+        block = nnx.merge(graphdef, params)
+        x_mid, _ = block.attend(x, (cos, sin) if rope else None, bias, (k, kv))
+        h = block.neurons(x_mid)[..., 0, :]
+        here = (start == j)[:, None, None]
+        h = jnp.where(here, alpha[:, None, None].astype(h.dtype) * h + shift.astype(h.dtype), h)
+        return x_mid + block.ffn_out(h)[..., None, :], None
+
+    n = model.cfg.num_layers
+    xs = (jnp.arange(lo, n),) + jax.tree.map(lambda a: a[lo:n], (r.params, r.cos, r.sin, r.bias, r.keys, r.values))
+    x0 = jnp.broadcast_to(x_in[None, :, None, :], (v,) + x_in.shape[:1] + (1,) + x_in.shape[1:])
+    x, _ = jax.lax.scan(body, x0, xs)
+    return f_of_scores(option_scores(model, x[..., 0, :], option_ids), gold)
