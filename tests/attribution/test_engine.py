@@ -108,3 +108,18 @@ def test_bad_batches_are_rejected(lm):
         attribute(lm, PromptBatch(batch.input_ids, batch.attention_mask, batch.option_ids, np.array([0, 4], np.int32)))
     with pytest.raises(ValueError, match="method 'shap' unknown"):
         attribute(lm, batch, "shap")
+
+
+@pytest.mark.multidevice
+def test_sharded_attribution_equals_single_device(tmp_path):
+    from neuronjax import sharding as sh
+
+    tiny_models.save("llama3_rope", tmp_path)
+    one = neuronjax.load_model(str(tmp_path))
+    many = neuronjax.load_model(str(tmp_path), mesh=sh.make_mesh({"data": 2, "tensor": 4}))
+    batch = _batch(one)
+    a = attribute(one, batch, "ig", 3, groups=2)
+    b = attribute(many, batch, "ig", 3, groups=2)
+    assert len(b.scores.sharding.device_set) == 8
+    np.testing.assert_allclose(np.asarray(b.scores), np.asarray(a.scores), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(b.f), np.asarray(a.f), atol=1e-5)
