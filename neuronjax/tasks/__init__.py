@@ -20,14 +20,22 @@ from neuronjax.tasks.pipeline import PipelineConfig, iterate_batches, make_loade
 from neuronjax.tasks.prompts import PromptConfig, build_prompt, choose_demo
 from neuronjax.tasks.readers import load_task_file, read_rows
 from neuronjax.tasks.schema import LETTERS, FieldMap, Item, Task, TaskDataError
-from neuronjax.tasks.scoring import candidate_log_probs, continuation_log_probs, make_scorer, option_scores
+from neuronjax.tasks.scoring import (
+    candidate_log_probs,
+    continuation_log_probs,
+    continuation_rows,
+    continuation_scores,
+    make_scorer,
+    option_scores,
+)
 from neuronjax.tasks.splits import Split, SplitConfig, make_split
 
 __all__ = [
     "AquaConfig", "BUILTIN_NAMES", "EncodedTask", "FieldMap", "Item", "LETTERS", "PipelineConfig",
     "PromptConfig", "Proxy", "ProxyRecord", "SUBJECT_GROUPS", "Split", "SplitConfig", "Task",
     "TaskConfig", "TaskDataError", "TokenizerError", "accuracy", "build_prompt",
-    "candidate_log_probs", "choose_demo", "continuation_log_probs", "encode_proxies", "encode_task",
+    "candidate_log_probs", "choose_demo", "continuation_log_probs", "continuation_rows",
+    "continuation_scores", "encode_proxies", "encode_task",
     "iterate_batches", "letter_histogram", "letter_token_ids", "load_builtin", "load_task",
     "load_task_and_split", "load_task_config", "load_task_file", "make_all_proxies", "make_loader",
     "make_proxies", "make_scorer", "make_split", "option_scores", "pad_token_id",

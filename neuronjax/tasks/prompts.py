@@ -1,7 +1,8 @@
 """Proxy prompts: rule block, one-shot demonstration, question, lettered options, answer cue.
 
-Plain layout (answer_format="letter"; with "option_text" the rule asks for the option's text and
-the demonstration is answered with its text):
+Plain prompt, layout "question_first" (answer_format="letter"; with "option_text" the rule asks
+for the option's text and the demonstration is answered with its text; layout "options_first"
+puts the four option lines before the question line):
 
     The following are multiple-choice questions. Answer with the letter (A, B, C or D) ...
 
@@ -53,6 +54,10 @@ class PromptConfig:
     option_score: OptionScore = "first_token"
     rule: Optional[str] = None  # role/rule block; None: the default rule of the answer format
     question_label: str = "Question:"  # written before each question
+    # question_first: question, then the lettered options (the usual MMLU order);
+    # options_first: the lettered options, then the question (small models copy the option
+    # nearest the cue far less often this way; see docs/tasks.md for the measurement)
+    layout: Literal["question_first", "options_first"] = "question_first"
     cue: str = "Answer:"  # answer cue ending the prompt
     chat_template: bool = False  # wrap the turns in the tokenizer's chat template
     demo_policy: Literal["fixed", "per_item"] = "fixed"  # one demonstration for the whole task
@@ -66,15 +71,21 @@ class PromptConfig:
             raise ValueError(
                 f"prompt.option_score: expected first_token, whole or whole_mean, got {self.option_score!r}"
             )
+        if self.layout not in ("question_first", "options_first"):
+            raise ValueError(f"prompt.layout: expected 'question_first' or 'options_first', got {self.layout!r}")
         if self.demo_policy not in ("fixed", "per_item"):
             raise ValueError(f"prompt.demo_policy: expected 'fixed' or 'per_item', got {self.demo_policy!r}")
 
 
-def question_block(question: str, options: Sequence[str], label: str = "Question:") -> str:
-    """The question line and the four lettered option lines."""
-    lines = [f"{label} {question}"]
-    lines += [f"{letter}. {text}" for letter, text in zip(LETTERS, options)]
-    return "\n".join(lines)
+def question_block(
+    question: str, options: Sequence[str], label: str = "Question:", layout: str = "question_first"
+) -> str:
+    """The question line and the four lettered option lines, in the order `layout` says."""
+    question_line = f"{label} {question}"
+    option_lines = [f"{letter}. {text}" for letter, text in zip(LETTERS, options)]
+    if layout == "options_first":
+        return "\n".join(option_lines + [question_line])
+    return "\n".join([question_line] + option_lines)
 
 
 def answer_text(options: Sequence[str], answer: int, answer_format: AnswerFormat) -> str:
@@ -98,9 +109,9 @@ def build_prompt(proxy: Proxy, demo: Item, config: PromptConfig, tokenizer: Any 
     if demo.id == proxy.item_id:
         raise ValueError(f"item {proxy.item_id!r}: an item cannot be its own demonstration")
     rule = config.rule if config.rule is not None else RULES[config.answer_format]
-    demo_question = question_block(demo.question, demo.options, config.question_label)
+    demo_question = question_block(demo.question, demo.options, config.question_label, config.layout)
     demo_answer = answer_text(demo.options, demo.answer, config.answer_format)
-    question = question_block(proxy.question, proxy.options, config.question_label)
+    question = question_block(proxy.question, proxy.options, config.question_label, config.layout)
     if not config.chat_template:
         return (
             f"{rule}\n\n{demo_question}\n{config.cue} {demo_answer}\n\n{question}\n{config.cue}"

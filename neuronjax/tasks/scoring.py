@@ -33,34 +33,34 @@ def candidate_log_probs(last_logits: jax.Array, option_tokens: jax.Array) -> jax
     return jax.nn.logsumexp(picked, axis=-1)
 
 
-def continuation_log_probs(
-    logits_fn: LogitsFn,
-    input_ids: jax.Array,
-    attention_mask: jax.Array,
-    continuation: jax.Array,
-    pad_id: int,
-    mean: bool = False,
-) -> jax.Array:
-    """float32 [batch, option]: log-prob of each option's whole text after the prompt.
+def continuation_rows(
+    input_ids: jax.Array, attention_mask: jax.Array, continuation: jax.Array, pad_id: int
+) -> tuple[jax.Array, jax.Array]:
+    """[batch * option, seq + cont] ids and mask: each prompt followed by one option's text.
 
     input_ids, attention_mask: [batch, seq] left-padded prompts; continuation: [batch, option,
-    cont] text tokens, -1 after the end. Runs batch * option rows of length seq + cont.
+    cont] text tokens, -1 after the end (those positions get pad_id and mask 0).
     """
     batch, seq = input_ids.shape
     _, options, cont = continuation.shape
     present = continuation >= 0
-    rows_ids = jnp.concatenate(
-        [
-            jnp.broadcast_to(input_ids[:, None, :], (batch, options, seq)),
-            jnp.where(present, continuation, pad_id),
-        ],
+    ids = jnp.concatenate(
+        [jnp.broadcast_to(input_ids[:, None, :], (batch, options, seq)), jnp.where(present, continuation, pad_id)],
         axis=-1,
-    ).reshape(batch * options, seq + cont)
-    rows_mask = jnp.concatenate(
+    )
+    mask = jnp.concatenate(
         [jnp.broadcast_to(attention_mask[:, None, :], (batch, options, seq)), present.astype(attention_mask.dtype)],
         axis=-1,
-    ).reshape(batch * options, seq + cont)
-    logits = logits_fn(rows_ids, rows_mask)
+    )
+    return ids.reshape(batch * options, seq + cont), mask.reshape(batch * options, seq + cont)
+
+
+def continuation_scores(logits: jax.Array, continuation: jax.Array, mean: bool = False) -> jax.Array:
+    """float32 [batch, option] from the logits [batch * option, seq + cont, vocab] of
+    `continuation_rows`: the summed (or mean) log-prob of each option's text tokens."""
+    batch, options, cont = continuation.shape
+    seq = logits.shape[1] - cont
+    present = continuation >= 0
     # Position seq - 1 + j predicts continuation token j.
     predicting = logits[:, seq - 1 : seq - 1 + cont, :].astype(jnp.float32)
     log_probs = jax.nn.log_softmax(predicting, axis=-1)
@@ -70,6 +70,20 @@ def continuation_log_probs(
     if mean:
         total = total / jnp.maximum(jnp.sum(present, axis=-1), 1)
     return total
+
+
+def continuation_log_probs(
+    logits_fn: LogitsFn,
+    input_ids: jax.Array,
+    attention_mask: jax.Array,
+    continuation: jax.Array,
+    pad_id: int,
+    mean: bool = False,
+) -> jax.Array:
+    """float32 [batch, option]: log-prob of each option's whole text after the prompt. Runs
+    batch * option rows of length seq + cont through `logits_fn`."""
+    rows_ids, rows_mask = continuation_rows(input_ids, attention_mask, continuation, pad_id)
+    return continuation_scores(logits_fn(rows_ids, rows_mask), continuation, mean)
 
 
 def option_scores(logits_fn: LogitsFn, batch: dict, option_score: str = "first_token", pad_id: int = 0) -> jax.Array:
@@ -91,20 +105,27 @@ def option_scores(logits_fn: LogitsFn, batch: dict, option_score: str = "first_t
     return candidate_log_probs(logits[:, -1, :], batch["option_tokens"])
 
 
-def make_scorer(logits_fn: LogitsFn, option_score: str = "first_token", pad_id: int = 0):
-    """jit-compiled `batch -> scores [batch, option]` (one compile per bucket shape)."""
+_candidates_jit = jax.jit(candidate_log_probs)
+_rows_jit = jax.jit(continuation_rows, static_argnames=("pad_id",))
+_continuation_jit = jax.jit(continuation_scores, static_argnames=("mean",))
 
-    @jax.jit
-    def score(input_ids, attention_mask, option_tokens, continuation):
-        batch = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "option_tokens": option_tokens,
-            "continuation": continuation,
-        }
-        return option_scores(logits_fn, batch, option_score, pad_id)
+
+def make_scorer(logits_fn: LogitsFn, option_score: str = "first_token", pad_id: int = 0):
+    """`batch -> scores [batch, option]`, same result as `option_scores`. The model function is
+    called as it is (it is expected to be compiled already: its parameters never become
+    constants of another jit); the small reductions around it are jit-compiled. For first_token
+    the function may return only the last position ([batch, 1, vocab])."""
+    if option_score not in ("first_token", "whole", "whole_mean"):
+        raise ValueError(f"option_score: expected first_token, whole or whole_mean, got {option_score!r}")
 
     def run(batch: dict) -> jax.Array:
-        return score(batch["input_ids"], batch["attention_mask"], batch["option_tokens"], batch["continuation"])
+        if option_score == "first_token":
+            logits = logits_fn(jnp.asarray(batch["input_ids"]), jnp.asarray(batch["attention_mask"]))
+            return _candidates_jit(logits[:, -1, :], jnp.asarray(batch["option_tokens"]))
+        continuation = jnp.asarray(batch["continuation"])
+        if continuation.shape[-1] == 0:
+            raise ValueError("option_score whole needs batches encoded with option_score whole (continuation is empty)")
+        rows_ids, rows_mask = _rows_jit(jnp.asarray(batch["input_ids"]), jnp.asarray(batch["attention_mask"]), continuation, pad_id=pad_id)
+        return _continuation_jit(logits_fn(rows_ids, rows_mask), continuation, mean=option_score == "whole_mean")
 
     return run
