@@ -1,0 +1,36 @@
+"""Matrix-product FLOPs an attribution call executes, counted from the shapes.
+
+XLA's cost analysis counts the body of a `scan` once, not once per layer, so the figure the
+benchmark divides by the run time is counted here instead. Counted: every matrix product of the
+prompt pass, the base pass and the IG variants (forward, and backward with respect to the
+activations, which costs the same products again); not counted: elementwise work (norms,
+activations, softmax), which is small next to them.
+"""
+
+from __future__ import annotations
+
+from neuronjax.attribution.engine import layer_groups
+from neuronjax.models.config import ModelConfig
+
+
+def layer_macs(cfg: ModelConfig, tokens: int, keys: int) -> int:
+    """Multiply-accumulates of one layer for `tokens` query positions against `keys` keys."""
+    e, h, kv, d, f = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size
+    projections = e * h * d + 2 * e * kv * d + h * d * e
+    mlp = (3 if cfg.gated_mlp else 2) * e * f
+    return tokens * (projections + mlp) + 2 * h * d * tokens * keys
+
+
+def attribution_flops(cfg: ModelConfig, batch: int, seq: int, method: str, steps: int, groups: int) -> dict:
+    """FLOPs (2 x MACs) of one `attribute` call on [batch, seq] prompts, by phase."""
+    n = cfg.num_layers
+    prefix = batch * n * layer_macs(cfg, seq - 1, seq - 1)
+    one = layer_macs(cfg, 1, seq)  # one token against the cache and itself
+    base = batch * n * one * (2 if method == "grad_x_act" else 1)
+    variants = 0
+    if method == "ig":
+        for lo, hi in layer_groups(n, groups):
+            variants += (hi - lo) * steps * batch * (n - lo) * one * 2
+    out = {"prefix": 2 * prefix, "base": 2 * base, "variants": 2 * variants}
+    out["total"] = sum(out.values())
+    return out
