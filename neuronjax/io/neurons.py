@@ -1,0 +1,148 @@
+"""Identified neurons on disk, in a form others can load and check.
+
+A result directory holds:
+
+    arrays/        Orbax checkpoint: scores float32 [layers, mlp], good and bad bool [layers, mlp]
+    neurons.json   sidecar: model id and weight hash, task and split, method and every
+                   hyper-parameter, neuronjax version, and the neuron lists in plain JSON
+
+Orbax writes the checkpoint to a temporary directory and renames it when complete, and the
+sidecar is written last (also through a rename), so a directory with a sidecar always has a
+complete checkpoint. Loading a result for a model whose weight hash differs fails and names both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Optional
+
+import numpy as np
+
+from neuronjax.errors import ConfigError
+
+SIDECAR = "neurons.json"
+ARRAYS = "arrays"
+
+
+@dataclasses.dataclass
+class NeuronSet:
+    scores: np.ndarray  # float32 [layers, mlp]: the method's score per neuron (ACE for NeuronLLM)
+    good: np.ndarray  # bool [layers, mlp]
+    bad: np.ndarray  # bool [layers, mlp]
+    meta: dict  # model, task, method, hyper-parameters, version (see save_neurons)
+
+    @property
+    def good_neurons(self) -> list[tuple[int, int]]:
+        return [tuple(map(int, x)) for x in np.argwhere(self.good)]
+
+    @property
+    def bad_neurons(self) -> list[tuple[int, int]]:
+        return [tuple(map(int, x)) for x in np.argwhere(self.bad)]
+
+
+def _file_digest(paths: list[str]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def model_fingerprint(lm) -> dict:
+    """Identity of a loaded model: where it came from, a hash of its checkpoint files, and the
+    shape of its neuron grid."""
+    src = lm.source
+    if os.path.isdir(src):
+        files = [os.path.join(src, f) for f in os.listdir(src) if f.endswith(".safetensors")]
+    else:
+        files = [src]
+    c = lm.config
+    return {
+        "model_id": os.path.basename(os.path.normpath(src)),
+        "model_path": os.path.abspath(src),
+        "weight_sha256": _file_digest(files),
+        "model_type": c.model_type,
+        "layers": c.num_layers,
+        "mlp": c.intermediate_size,
+    }
+
+
+def save_neurons(directory: str, result: NeuronSet) -> str:
+    """Write `result` under `directory` (created; must not hold a result already)."""
+    import orbax.checkpoint as ocp
+
+    from neuronjax import __version__
+
+    directory = os.path.abspath(directory)
+    if os.path.exists(os.path.join(directory, SIDECAR)):
+        raise FileExistsError(f"{directory}: already holds a result ({SIDECAR}); choose another directory")
+    os.makedirs(directory, exist_ok=True)
+    arrays = {
+        "scores": np.asarray(result.scores, np.float32),
+        "good": np.asarray(result.good, bool),
+        "bad": np.asarray(result.bad, bool),
+    }
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(os.path.join(directory, ARRAYS), arrays, force=True)
+    meta = dict(result.meta)
+    meta.setdefault("neuronjax_version", __version__)
+    meta["good_neurons"] = NeuronSet(**arrays, meta={}).good_neurons
+    meta["bad_neurons"] = NeuronSet(**arrays, meta={}).bad_neurons
+    tmp = os.path.join(directory, SIDECAR + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(meta, f, indent=2, sort_keys=True, default=_json_default)
+    os.replace(tmp, os.path.join(directory, SIDECAR))
+    return directory
+
+
+def _json_default(x: Any):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if dataclasses.is_dataclass(x):
+        return dataclasses.asdict(x)
+    raise TypeError(f"cannot write {type(x).__name__} to {SIDECAR}")
+
+
+def load_neurons(directory: str, lm=None) -> NeuronSet:
+    """Read a result. With `lm`, check that it was identified on this very model."""
+    import orbax.checkpoint as ocp
+
+    directory = os.path.abspath(directory)
+    side = os.path.join(directory, SIDECAR)
+    if not os.path.exists(side):
+        raise FileNotFoundError(f"{directory}: no {SIDECAR}; not a neuronjax result (or an unfinished one)")
+    with open(side) as f:
+        meta = json.load(f)
+    if lm is not None:
+        _check_model(meta, lm, side)
+    with ocp.StandardCheckpointer() as ckpt:
+        arrays = ckpt.restore(os.path.join(directory, ARRAYS))
+    return NeuronSet(
+        scores=np.asarray(arrays["scores"]), good=np.asarray(arrays["good"]), bad=np.asarray(arrays["bad"]), meta=meta
+    )
+
+
+def _check_model(meta: dict, lm, where: str) -> None:
+    saved = meta.get("model") or {}
+    c = lm.config
+    grid = (saved.get("layers"), saved.get("mlp"))
+    if grid != (c.num_layers, c.intermediate_size):
+        raise ConfigError(
+            f"{where}: field 'model' describes a {grid[0]} x {grid[1]} neuron grid; the loaded model "
+            f"({lm.source}) has {c.num_layers} x {c.intermediate_size}"
+        )
+    here = model_fingerprint(lm)["weight_sha256"]
+    if saved.get("weight_sha256") != here:
+        raise ConfigError(
+            f"{where}: field 'model.weight_sha256' = {saved.get('weight_sha256')} (model "
+            f"{saved.get('model_id')!r}) does not match the loaded model {lm.source} ({here}); "
+            "these neurons were identified on other weights"
+        )
