@@ -74,3 +74,36 @@ def apply(h: jax.Array, layer: int, intervention: Intervention | None, edit: jax
     h32 = h.astype(jnp.float32)
     edited = h32 * intervention.scale[layer] + intervention.shift[layer]
     return (h32 + where * (edited - h32)).astype(h.dtype)
+
+
+# Named modes over good / bad neuron masks (NeuronLLM, Sec. 4): suppress = x0, enhance = x2,
+# set = a constant; "enhancer" strengthens the good and silences the bad neurons, "degrader" the
+# reverse.
+MODES = ("none", "suppress_good", "suppress_bad", "enhance_good", "enhance_bad", "set_good", "set_bad", "enhancer", "degrader")
+
+
+def from_masks(
+    mode: str, good: np.ndarray, bad: np.ndarray, all_positions: bool = False, value: float = 0.0
+) -> Intervention:
+    """An Intervention for a named mode; good and bad are bool [layers, mlp] masks."""
+    good, bad = np.asarray(good, bool), np.asarray(bad, bool)
+    if good.shape != bad.shape or good.ndim != 2:
+        raise ValueError(f"good {good.shape} and bad {bad.shape} masks must both be [layers, mlp]")
+    scale = np.ones(good.shape, np.float32)
+    shift = np.zeros(good.shape, np.float32)
+    rules = {
+        "none": [],
+        "suppress_good": [(good, 0.0, 0.0)],
+        "suppress_bad": [(bad, 0.0, 0.0)],
+        "enhance_good": [(good, 2.0, 0.0)],
+        "enhance_bad": [(bad, 2.0, 0.0)],
+        "set_good": [(good, 0.0, value)],
+        "set_bad": [(bad, 0.0, value)],
+        "enhancer": [(good, 2.0, 0.0), (bad, 0.0, 0.0)],
+        "degrader": [(good, 0.0, 0.0), (bad, 2.0, 0.0)],
+    }
+    if mode not in rules:
+        raise ValueError(f"intervention mode {mode!r} unknown; expected one of {MODES}")
+    for mask, s, b in rules[mode]:
+        scale[mask], shift[mask] = s, b
+    return Intervention(jnp.asarray(scale), jnp.asarray(shift), jnp.asarray(all_positions))
