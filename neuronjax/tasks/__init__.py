@@ -25,6 +25,8 @@ from neuronjax.tasks.scoring import (
     continuation_log_probs,
     continuation_rows,
     continuation_scores,
+    cached_continuation_scores,
+    make_cached_scorer,
     make_scorer,
     option_scores,
 )
@@ -38,7 +40,7 @@ __all__ = [
     "continuation_scores", "encode_proxies", "encode_task",
     "iterate_batches", "letter_histogram", "letter_token_ids", "load_builtin", "load_task",
     "load_task_and_split", "load_task_config", "load_task_file", "make_all_proxies", "make_loader",
-    "make_proxies", "make_scorer", "make_split", "option_scores", "pad_token_id",
+    "make_cached_scorer", "cached_continuation_scores", "make_proxies", "make_scorer", "make_split", "option_scores", "pad_token_id",
     "permutation_consistent_accuracy", "plan_batches", "proxy_correct", "read_rows", "target_f",
     "task_config_from_dict",
 ]

@@ -19,7 +19,7 @@ import numpy as np
 from neuronjax.tasks.build import EncodedTask, encode_task
 from neuronjax.tasks.config import TaskConfig, load_task_config
 from neuronjax.tasks.metrics import accuracy, letter_histogram, permutation_consistent_accuracy, target_f
-from neuronjax.tasks.scoring import make_scorer
+from neuronjax.tasks.scoring import make_cached_scorer, make_scorer
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "tasks")
 DEFAULT_TASKS = (
@@ -55,14 +55,21 @@ def collect_scores(encoded: EncodedTask, scorer) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def measure(encoded: EncodedTask, logits_fn, last_logits_fn=None) -> Measurement:
-    """Score every held-out proxy of `encoded` and summarise. `last_logits_fn` (optional) returns
-    only the last position's logits, enough for letter and first_token scoring."""
+def measure(encoded: EncodedTask, logits_fn, last_logits_fn=None, cached=None) -> Measurement:
+    """Score every held-out proxy of `encoded` and summarise. Optional faster paths:
+    `last_logits_fn` returns only the last position's logits (letter and first_token scoring);
+    `cached` = (prefill_fn, extend_fn) scores whole option texts over the prompt's key/value
+    cache (see `scoring.make_cached_scorer`)."""
     prompt = encoded.config.prompt
     mode = prompt.option_score if prompt.answer_format == "option_text" else "first_token"
-    fn = last_logits_fn if (mode == "first_token" and last_logits_fn is not None) else logits_fn
+    if mode == "first_token":
+        scorer = make_scorer(last_logits_fn or logits_fn, mode, encoded.pad_id)
+    elif cached is not None:
+        scorer = make_cached_scorer(*cached, mean=mode == "whole_mean", pad_id=encoded.pad_id)
+    else:
+        scorer = make_scorer(logits_fn, mode, encoded.pad_id)
     start = time.perf_counter()
-    out = collect_scores(encoded, make_scorer(fn, mode, encoded.pad_id))
+    out = collect_scores(encoded, scorer)
     seconds = time.perf_counter() - start
     scores, gold, valid = out["scores"], out["gold"], out["valid"]
     hist = np.asarray(letter_histogram(scores, valid), np.float64)
@@ -92,9 +99,10 @@ def table_header() -> str:
 def table_row(m: Measurement) -> str:
     fmt = m.answer_format if m.answer_format == "letter" else f"option_text ({m.option_score})"
     hist = " / ".join(f"{h:.2f}" for h in m.histogram)
+    ties = str(m.first_token_ties) if m.option_score == "first_token" else "-"
     return (
         f"| {m.task} | {fmt} | {m.items} | {m.proxies} | {m.accuracy:.3f} | {m.consistent:.3f} | "
-        f"{m.mean_f:.2f} | {hist} | {m.first_token_ties} | {m.seconds:.0f} |"
+        f"{m.mean_f:.2f} | {hist} | {ties} | {m.seconds:.0f} |"
     )
 
 
@@ -110,10 +118,14 @@ def available_tasks(config_dir: str = CONFIG_DIR) -> list[str]:
     return sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(config_dir, "*.yaml")))
 
 
-def with_format(config: TaskConfig, answer_format: str, option_score: Optional[str], batch_size: int) -> TaskConfig:
+def with_format(
+    config: TaskConfig, answer_format: str, option_score: Optional[str], batch_size: int, layout: Optional[str] = None
+) -> TaskConfig:
     prompt = dataclasses.replace(config.prompt, answer_format=answer_format)
     if option_score is not None:
         prompt = dataclasses.replace(prompt, option_score=option_score)
+    if layout is not None:
+        prompt = dataclasses.replace(prompt, layout=layout)
     pipeline = dataclasses.replace(config.pipeline, batch_size=batch_size)
     return dataclasses.replace(config, prompt=prompt, pipeline=pipeline)
 
@@ -124,6 +136,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help=f"task names (configs/tasks: {available_tasks()})")
     parser.add_argument("--formats", nargs="+", default=["letter", "option_text"], choices=["letter", "option_text"])
     parser.add_argument("--option-score", default=None, choices=["first_token", "whole", "whole_mean"], help="override the configs' option_text score")
+    parser.add_argument("--layout", default=None, choices=["question_first", "options_first"], help="override the configs' prompt layout")
     parser.add_argument("--max-items", type=int, default=100, help="held-out items per task (cap)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--dtype", default="float32")
@@ -134,13 +147,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     lm = neuronjax.load_model(args.model, dtype=args.dtype)
     print(f"model: {lm}")
     last_logits = lambda ids, mask: lm.forward(ids, mask, logits_at="last").logits  # noqa: E731
+
+    def prefill(ids, mask):
+        out = lm.forward(ids, mask, logits_at="last", return_cache=True)
+        return out.logits, out.cache
+
+    def extend(cache, ids, mask):
+        return lm.forward(ids, mask, cache=cache).logits
+
     print(table_header(), flush=True)
     total = time.perf_counter()
     for name in args.tasks:
         for answer_format in args.formats:
-            config = with_format(task_config(name), answer_format, args.option_score, args.batch_size)
+            config = with_format(task_config(name), answer_format, args.option_score, args.batch_size, args.layout)
             encoded = encode_task(config, lm.tokenizer, "evaluate", args.max_items)
-            print(table_row(measure(encoded, lm.logits, last_logits)), flush=True)
+            print(table_row(measure(encoded, lm.logits, last_logits, (prefill, extend))), flush=True)
     print(f"\n{time.perf_counter() - total:.0f} s; held-out split, up to {args.max_items} items per task, "
           f"{config.aqua.num_proxies} {config.aqua.kind} proxies per item")  # fmt: skip
 

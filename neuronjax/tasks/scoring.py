@@ -10,6 +10,8 @@ Works with any `logits_fn(input_ids [batch, seq], attention_mask [batch, seq]) -
     whole: score[b, k] = sum over the option's text tokens of log p(token | prompt, earlier
         tokens); whole_mean divides by the number of tokens. Rows are [left-padded prompt |
         right-padded option text], so the prompt's last position is column seq - 1 in every row.
+        `make_cached_scorer` computes the same numbers with one prompt pass plus a short pass
+        per option over the prompt's key/value cache.
 """
 
 from __future__ import annotations
@@ -127,5 +129,60 @@ def make_scorer(logits_fn: LogitsFn, option_score: str = "first_token", pad_id: 
             raise ValueError("option_score whole needs batches encoded with option_score whole (continuation is empty)")
         rows_ids, rows_mask = _rows_jit(jnp.asarray(batch["input_ids"]), jnp.asarray(batch["attention_mask"]), continuation, pad_id=pad_id)
         return _continuation_jit(logits_fn(rows_ids, rows_mask), continuation, mean=option_score == "whole_mean")
+
+    return run
+
+
+def cached_continuation_scores(
+    last_logits: jax.Array, extend_logits: jax.Array, continuation: jax.Array, mean: bool = False
+) -> jax.Array:
+    """float32 [batch, option] whole-text scores from a cached pass.
+
+    last_logits: [batch, vocab] at the prompt's last position (predicts text token 0);
+    extend_logits: [batch * option, cont, vocab] of the text tokens run after the prompt's cache
+    (position j predicts text token j + 1); continuation: [batch, option, cont], -1 = pad.
+    """
+    batch, options, cont = continuation.shape
+    present = continuation >= 0
+    first_lp = jax.nn.log_softmax(last_logits.astype(jnp.float32), axis=-1)
+    first = jnp.take_along_axis(first_lp, jnp.clip(continuation[:, :, 0], 0), axis=-1)
+    rest_lp = jax.nn.log_softmax(extend_logits[:, : cont - 1, :].astype(jnp.float32), axis=-1)
+    targets = jnp.clip(continuation[:, :, 1:], 0).reshape(batch * options, cont - 1, 1)
+    rest = jnp.take_along_axis(rest_lp, targets, axis=-1)[..., 0].reshape(batch, options, cont - 1)
+    total = first + jnp.sum(jnp.where(present[:, :, 1:], rest, 0.0), axis=-1)
+    if mean:
+        total = total / jnp.maximum(jnp.sum(present, axis=-1), 1)
+    return total
+
+
+_cached_jit = jax.jit(cached_continuation_scores, static_argnames=("mean",))
+
+
+def _repeat_rows(tree, times: int):
+    return jax.tree.map(lambda x: jnp.repeat(x, times, axis=0), tree)
+
+
+_repeat_jit = jax.jit(_repeat_rows, static_argnames=("times",))
+
+
+def make_cached_scorer(prefill_fn, extend_fn, mean: bool = False, pad_id: int = 0):
+    """Whole-text `batch -> scores [batch, option]` through a key/value cache.
+
+    prefill_fn(input_ids [batch, seq], attention_mask) -> (logits [batch, 1, vocab] at the last
+    position, cache: a pytree whose leaves are batch-first); extend_fn(cache, ids [rows, cont],
+    mask [rows, cont]) -> logits [rows, cont, vocab]. Each option's text is run once against
+    its own copy of the prompt's cache, so the prompt is not recomputed per option.
+    """
+
+    def run(batch: dict) -> jax.Array:
+        continuation = jnp.asarray(batch["continuation"])
+        batch_size, options, cont = continuation.shape
+        if cont == 0:
+            raise ValueError("option_score whole needs batches encoded with option_score whole (continuation is empty)")
+        last, cache = prefill_fn(jnp.asarray(batch["input_ids"]), jnp.asarray(batch["attention_mask"]))
+        present = continuation >= 0
+        ids = jnp.where(present, continuation, pad_id).reshape(batch_size * options, cont)
+        logits = extend_fn(_repeat_jit(cache, times=options), ids, present.astype(jnp.int32).reshape(ids.shape))
+        return _cached_jit(last[:, -1, :], logits, continuation, mean=mean)
 
     return run

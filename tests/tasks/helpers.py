@@ -79,3 +79,23 @@ def fake_logits_fn(vocab: int = 258, seed: int = 0):
         return summed / count
 
     return logits_fn, table
+
+
+def fake_cached_fns(table):
+    """prefill / extend for the model of `fake_logits_fn`: the cache is the running sum and count
+    of the prompt's real-token rows, which is all that model remembers."""
+    import jax.numpy as jnp
+
+    def prefill(input_ids, attention_mask):
+        emb = jnp.asarray(table)[input_ids] * attention_mask[..., None]
+        total, count = emb.sum(axis=1), attention_mask.sum(axis=1, keepdims=True)
+        return (total / jnp.maximum(count, 1))[:, None, :], (total, count)
+
+    def extend(cache, input_ids, attention_mask):
+        total, count = cache
+        emb = jnp.asarray(table)[input_ids] * attention_mask[..., None]
+        summed = total[:, None, :] + jnp.cumsum(emb, axis=1)
+        counts = count[:, None, :] + jnp.cumsum(attention_mask, axis=1)[..., None]
+        return summed / jnp.maximum(counts, 1)
+
+    return prefill, extend

@@ -2,8 +2,14 @@ import jax
 import numpy as np
 import pytest
 
-from neuronjax.tasks.scoring import candidate_log_probs, continuation_log_probs, make_scorer, option_scores
-from tests.tasks.helpers import fake_logits_fn
+from neuronjax.tasks.scoring import (
+    candidate_log_probs,
+    continuation_log_probs,
+    make_cached_scorer,
+    make_scorer,
+    option_scores,
+)
+from tests.tasks.helpers import fake_cached_fns, fake_logits_fn
 
 V = 258
 
@@ -91,3 +97,37 @@ def test_scoring_errors():
         option_scores(logits_fn, batch, "whole")
     with pytest.raises(ValueError, match="option_score"):
         make_scorer(logits_fn, "max")
+
+
+@pytest.mark.parametrize("mean", [False, True])
+def test_cached_whole_text_equals_the_full_pass(mean):
+    logits_fn, table = fake_logits_fn(V, seed=3)
+    ids, mask = left_pad(PROMPTS)
+    cont = np.array([[[1, 2, 3], [4, -1, -1], [5, 6, -1], [7, -1, -1]]] * 3, np.int32)
+    batch = {"input_ids": ids, "attention_mask": mask, "option_tokens": cont[:, :, :1].copy(), "continuation": cont}
+    cached = make_cached_scorer(*fake_cached_fns(table), mean=mean)(batch)
+    full = continuation_log_probs(logits_fn, ids, mask, cont, pad_id=0, mean=mean)
+    np.testing.assert_allclose(np.asarray(cached), np.asarray(full), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.real_model
+def test_smollm2_cached_whole_text_equals_the_full_pass():
+    import neuronjax
+
+    lm = neuronjax.load_model(None, dtype="float32")
+    ids, mask = lm.encode(["Question: What is the capital of France?\nAnswer:", "Hi there. 2 + 2 ="])
+    texts = [[" Paris", " Rome is", " Oslo", " the city of Bern"], [" 4", " four", " 5 or 6", " 22"]]
+    rows = [[lm.tokenizer.encode(t, add_special_tokens=False) for t in row] for row in texts]
+    cont = np.full((2, 4, max(len(t) for row in rows for t in row)), -1, np.int32)
+    for b, row in enumerate(rows):
+        for k, t in enumerate(row):
+            cont[b, k, : len(t)] = t
+
+    def prefill(i, m):
+        out = lm.forward(i, m, logits_at="last", return_cache=True)
+        return out.logits, out.cache
+
+    cached = make_cached_scorer(prefill, lambda c, i, m: lm.forward(i, m, cache=c).logits, pad_id=lm.pad_id)
+    batch = {"input_ids": ids, "attention_mask": mask, "continuation": cont}
+    full = continuation_log_probs(lm.logits, ids, mask, cont, pad_id=lm.pad_id)
+    np.testing.assert_allclose(np.asarray(cached(batch)), np.asarray(full), atol=2e-3)
