@@ -1,7 +1,7 @@
 """Tasks: four-option items, their splits, AQUA proxies, prompts, batches and option scores.
 
-    config -> load_task (readers / builtin) -> make_split -> make_proxies (AQUA)
-           -> encode_proxies (prompts + tokens) -> pipeline batches -> option_scores -> metrics
+config -> load_task (readers / builtin) -> make_split -> make_proxies (AQUA)
+       -> encode_proxies (prompts + tokens) -> pipeline batches -> option_scores -> metrics
 """
 
 from neuronjax.tasks.aqua import AquaConfig, Proxy, make_all_proxies, make_proxies
@@ -33,14 +33,53 @@ from neuronjax.tasks.scoring import (
 from neuronjax.tasks.splits import Split, SplitConfig, make_split
 
 __all__ = [
-    "AquaConfig", "BUILTIN_NAMES", "EncodedTask", "FieldMap", "Item", "LETTERS", "PipelineConfig",
-    "PromptConfig", "Proxy", "ProxyRecord", "SUBJECT_GROUPS", "Split", "SplitConfig", "Task",
-    "TaskConfig", "TaskDataError", "TokenizerError", "accuracy", "build_prompt",
-    "candidate_log_probs", "choose_demo", "continuation_log_probs", "continuation_rows",
-    "continuation_scores", "encode_proxies", "encode_task",
-    "iterate_batches", "letter_histogram", "letter_token_ids", "load_builtin", "load_task",
-    "load_task_and_split", "load_task_config", "load_task_file", "make_all_proxies", "make_loader",
-    "make_cached_scorer", "cached_continuation_scores", "make_proxies", "make_scorer", "make_split", "option_scores", "pad_token_id",
-    "permutation_consistent_accuracy", "plan_batches", "proxy_correct", "read_rows", "target_f",
+    "AquaConfig",
+    "BUILTIN_NAMES",
+    "EncodedTask",
+    "FieldMap",
+    "Item",
+    "LETTERS",
+    "PipelineConfig",
+    "PromptConfig",
+    "Proxy",
+    "ProxyRecord",
+    "SUBJECT_GROUPS",
+    "Split",
+    "SplitConfig",
+    "Task",
+    "TaskConfig",
+    "TaskDataError",
+    "TokenizerError",
+    "accuracy",
+    "build_prompt",
+    "candidate_log_probs",
+    "choose_demo",
+    "continuation_log_probs",
+    "continuation_rows",
+    "continuation_scores",
+    "encode_proxies",
+    "encode_task",
+    "iterate_batches",
+    "letter_histogram",
+    "letter_token_ids",
+    "load_builtin",
+    "load_task",
+    "load_task_and_split",
+    "load_task_config",
+    "load_task_file",
+    "make_all_proxies",
+    "make_loader",
+    "make_cached_scorer",
+    "cached_continuation_scores",
+    "make_proxies",
+    "make_scorer",
+    "make_split",
+    "option_scores",
+    "pad_token_id",
+    "permutation_consistent_accuracy",
+    "plan_batches",
+    "proxy_correct",
+    "read_rows",
+    "target_f",
     "task_config_from_dict",
 ]

@@ -57,10 +57,7 @@ def proxy_orders(answer: int, item_id: str, config: AquaConfig) -> list[tuple[in
         )
     if config.kind == "cyclic":
         # Letter j shows option (j - shift) mod 4, so option `answer` lands on answer + shift.
-        return [
-            tuple((j - shift) % NUM_OPTIONS for j in range(NUM_OPTIONS))
-            for shift in range(config.num_proxies)
-        ]
+        return [tuple((j - shift) % NUM_OPTIONS for j in range(NUM_OPTIONS)) for shift in range(config.num_proxies)]
     if config.kind == "random":
         rng = _item_rng(config.seed, item_id)
         gold_letters = rng.permutation(NUM_OPTIONS)[: config.num_proxies]

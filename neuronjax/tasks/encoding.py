@@ -136,7 +136,9 @@ def encode_proxies(
             prompt_ids = prompt_ids + conts[0][:shared]
             conts = [c[shared:] for c in conts]
             option_tokens = pad_rows([[c[0]] for c in conts])
-            continuation = pad_rows(conts) if config.option_score != "first_token" else np.zeros((len(LETTERS), 0), np.int32)
+            continuation = (
+                pad_rows(conts) if config.option_score != "first_token" else np.zeros((len(LETTERS), 0), np.int32)
+            )
             tie = len({c[0] for c in conts}) < len(conts)
         records.append(
             ProxyRecord(

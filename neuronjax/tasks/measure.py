@@ -133,10 +133,22 @@ def with_format(
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="checkpoint directory or .gguf (default: the embedded SmolLM2)")
-    parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help=f"task names (configs/tasks: {available_tasks()})")
+    parser.add_argument(
+        "--tasks", nargs="+", default=list(DEFAULT_TASKS), help=f"task names (configs/tasks: {available_tasks()})"
+    )
     parser.add_argument("--formats", nargs="+", default=["letter", "option_text"], choices=["letter", "option_text"])
-    parser.add_argument("--option-score", default=None, choices=["first_token", "whole", "whole_mean"], help="override the configs' option_text score")
-    parser.add_argument("--layout", default=None, choices=["question_first", "options_first"], help="override the configs' prompt layout")
+    parser.add_argument(
+        "--option-score",
+        default=None,
+        choices=["first_token", "whole", "whole_mean"],
+        help="override the configs' option_text score",
+    )
+    parser.add_argument(
+        "--layout",
+        default=None,
+        choices=["question_first", "options_first"],
+        help="override the configs' prompt layout",
+    )
     parser.add_argument("--max-items", type=int, default=100, help="held-out items per task (cap)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--dtype", default="float32")

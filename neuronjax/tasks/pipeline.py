@@ -51,12 +51,12 @@ def bucket_key(record: ProxyRecord, multiple: int) -> tuple[int, int]:
     return _round_up(len(record.prompt_ids), multiple), (_round_up(cont, 8) if cont else 0)
 
 
-def plan_batches(
-    records: Sequence[ProxyRecord], config: PipelineConfig, process_count: int = 1
-) -> list[np.ndarray]:
+def plan_batches(records: Sequence[ProxyRecord], config: PipelineConfig, process_count: int = 1) -> list[np.ndarray]:
     """Global batches as int arrays [batch_size * process_count] of record indices (-1 = filler)."""
     if config.batch_size < 1 or process_count < 1:
-        raise ValueError(f"pipeline: batch_size and process_count must be >= 1, got {config.batch_size}, {process_count}")
+        raise ValueError(
+            f"pipeline: batch_size and process_count must be >= 1, got {config.batch_size}, {process_count}"
+        )
     rng = np.random.default_rng(config.seed)
     buckets: dict[tuple[int, int], list[int]] = {}
     for index, record in enumerate(records):

@@ -113,9 +113,7 @@ def build_prompt(proxy: Proxy, demo: Item, config: PromptConfig, tokenizer: Any 
     demo_answer = answer_text(demo.options, demo.answer, config.answer_format)
     question = question_block(proxy.question, proxy.options, config.question_label, config.layout)
     if not config.chat_template:
-        return (
-            f"{rule}\n\n{demo_question}\n{config.cue} {demo_answer}\n\n{question}\n{config.cue}"
-        )
+        return f"{rule}\n\n{demo_question}\n{config.cue} {demo_answer}\n\n{question}\n{config.cue}"
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         name = getattr(tokenizer, "name_or_path", None)
         raise ValueError(f"prompt.chat_template is set but the tokenizer {name!r} has no chat template")

@@ -119,13 +119,15 @@ def read_rows(path: str, fmt: FileFormat = "auto", split: Optional[str] = None) 
 def load_task_file(
     path: str,
     name: Optional[str] = None,
-    fields: FieldMap = FieldMap(),
+    fields: Optional[FieldMap] = None,
     fmt: FileFormat = "auto",
     on_error: Literal["fail", "skip"] = "fail",
     split: Optional[str] = None,
     drop_header_rows: bool = True,
 ) -> Task:
-    """A validated task from a file; see `schema.validate_rows` for what counts as a bad row."""
+    """A validated task from a file; see `schema.validate_rows` for what counts as a bad row.
+    `fields` defaults to FieldMap() (question, options, answer, id, subject)."""
+    fields = fields or FieldMap()
     name = name or os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
     rows = read_rows(path, fmt, split)
     items, problems, header_rows = validate_rows(rows, fields, path, f"{name}:", drop_header_rows)

@@ -9,6 +9,7 @@ Whether problems stop the load or are skipped (and counted) is the caller's poli
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any, Iterable, Literal, Optional, Sequence
 
@@ -65,15 +66,13 @@ class FieldMap:
         unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(
-                f"{where}: unknown key(s) {sorted(unknown)}; expected question, options, answer, "
-                "id, subject"
+                f"{where}: unknown key(s) {sorted(unknown)}; expected question, options, answer, id, subject"
             )
         options = raw.get("options", cls.options)
         if isinstance(options, (list, tuple)):
             if len(options) != NUM_OPTIONS or not all(isinstance(o, str) for o in options):
                 raise ValueError(
-                    f"{where}.options: expected one field name or a list of exactly 4 field "
-                    f"names, got {options!r}"
+                    f"{where}.options: expected one field name or a list of exactly 4 field names, got {options!r}"
                 )
             options = tuple(options)
         elif not isinstance(options, str):
@@ -91,8 +90,7 @@ class TaskDataError(ValueError):
         more = len(self.problems) - limit
         tail = f"\n  ... and {more} more" if more > 0 else ""
         super().__init__(
-            f"{source}: {len(self.problems)} bad row(s) (set on_error: skip to drop and count "
-            f"them):\n{shown}{tail}"
+            f"{source}: {len(self.problems)} bad row(s) (set on_error: skip to drop and count them):\n{shown}{tail}"
         )
 
 
@@ -165,6 +163,10 @@ def is_header_row(row: dict[str, Any], fields: FieldMap) -> bool:
     return isinstance(value, str) and value.strip().lower() in {"question", fields.question.lower()}
 
 
+def _add_problem(problems: list, source: str, location: str, field: str, message: str) -> None:
+    problems.append(RowProblem(source, location, field, message))
+
+
 def validate_rows(
     rows: Iterable[tuple[str, dict[str, Any]]],
     fields: FieldMap,
@@ -186,10 +188,8 @@ def validate_rows(
         if drop_header_rows and is_header_row(row, fields):
             header_rows += 1
             continue
-        row_problems = []
-
-        def bad(field: str, message: str) -> None:
-            row_problems.append(RowProblem(source, location, field, message))
+        row_problems: list[RowProblem] = []
+        bad = functools.partial(_add_problem, row_problems, source, location)
 
         question = _text(row.get(fields.question))
         if fields.question not in row or row[fields.question] is None:

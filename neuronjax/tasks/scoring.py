@@ -127,7 +127,9 @@ def make_scorer(logits_fn: LogitsFn, option_score: str = "first_token", pad_id: 
         continuation = jnp.asarray(batch["continuation"])
         if continuation.shape[-1] == 0:
             raise ValueError("option_score whole needs batches encoded with option_score whole (continuation is empty)")
-        rows_ids, rows_mask = _rows_jit(jnp.asarray(batch["input_ids"]), jnp.asarray(batch["attention_mask"]), continuation, pad_id=pad_id)
+        rows_ids, rows_mask = _rows_jit(
+            jnp.asarray(batch["input_ids"]), jnp.asarray(batch["attention_mask"]), continuation, pad_id=pad_id
+        )
         return _continuation_jit(logits_fn(rows_ids, rows_mask), continuation, mean=option_score == "whole_mean")
 
     return run

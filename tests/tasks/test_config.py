@@ -19,7 +19,9 @@ def write(tmp_path, text, name="task.yaml"):
 def test_file_task_with_field_mapping_and_relative_source(tmp_path):
     rows = [{"q": f"Q{k}", "choices": ["a", "b", "c", "d"], "label": k % 4, "uid": f"u{k}"} for k in range(12)]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 name: mine
 source: data.jsonl
 fields: {question: q, options: choices, answer: label, id: uid}
@@ -27,7 +29,8 @@ split: {seed: 1, num_demo: 2, eval_fraction: 0.5}
 prompt: {answer_format: letter}
 aqua: {num_proxies: 2, kind: random, seed: 3}
 pipeline: {batch_size: 4}
-""")
+""",
+    )
     config = load_task_config(path)
     assert config.source == str(tmp_path / "data.jsonl")
     assert config.fields.question == "q" and config.aqua.kind == "random" and config.pipeline.batch_size == 4
@@ -46,10 +49,22 @@ def test_overrides_use_dotted_keys(tmp_path):
     "text, message",
     [
         ("name: w\nsource: builtin:world_facts\nprompts: {}\n", r"task.yaml: unknown key\(s\) \['prompts'\]"),
-        ("name: w\nsource: builtin:world_facts\nsplit: {seed: one}\n", r"task.yaml.split.seed: expected int, got 'one'"),
-        ("name: w\nsource: builtin:world_facts\nprompt: {answer_format: words}\n", r"task.yaml.prompt.answer_format: expected one of"),
-        ("name: w\nsource: builtin:world_facts\non_error: ignore\n", r"task.yaml.on_error: expected one of \['fail', 'skip'\]"),
-        ("name: w\nsource: builtin:world_facts\naqua: {num_proxies: true}\n", r"task.yaml.aqua.num_proxies: expected int"),
+        (
+            "name: w\nsource: builtin:world_facts\nsplit: {seed: one}\n",
+            r"task.yaml.split.seed: expected int, got 'one'",
+        ),
+        (
+            "name: w\nsource: builtin:world_facts\nprompt: {answer_format: words}\n",
+            r"task.yaml.prompt.answer_format: expected one of",
+        ),
+        (
+            "name: w\nsource: builtin:world_facts\non_error: ignore\n",
+            r"task.yaml.on_error: expected one of \['fail', 'skip'\]",
+        ),
+        (
+            "name: w\nsource: builtin:world_facts\naqua: {num_proxies: true}\n",
+            r"task.yaml.aqua.num_proxies: expected int",
+        ),
         ("source: builtin:world_facts\n", r"task.yaml: missing key 'name'"),
         ("name: w\nsource: builtin:world_facts\nfields: {choices: x}\n", r"task.yaml.fields: unknown key"),
     ],

@@ -47,7 +47,15 @@ def test_option_text_moves_the_shared_space_into_the_prompt():
     item = Item(id="n", question="2+2?", options=("4", "5", "17", "9"), answer=0)
     demos = [Item(id="d", question="1+1?", options=("2", "3", "4", "5"), answer=0)]
     config = PromptConfig(answer_format="option_text", option_score="whole")
-    (r,) = encode_proxies([item], make_all_proxies([item], ), demos, CharTokenizer(), config)[:1]
+    (r,) = encode_proxies(
+        [item],
+        make_all_proxies(
+            [item],
+        ),
+        demos,
+        CharTokenizer(),
+        config,
+    )[:1]
     # every option starts with ' ' (one char token): it joins the prompt, which now ends in ': '
     assert r.prompt_ids[-2:].tolist() == [ord(":"), ord(" ")]
     np.testing.assert_array_equal(r.option_tokens[:, 0], [ord("4"), ord("5"), ord("1"), ord("9")])
@@ -58,7 +66,9 @@ def test_option_text_moves_the_shared_space_into_the_prompt():
 def test_first_token_tie_is_flagged():
     item = Item(id="n", question="Q", options=("12", "13", "4", "5"), answer=0)
     demos = make_items(2, prefix="d")
-    (r, *_) = encode_proxies([item], make_all_proxies([item]), demos, CharTokenizer(), PromptConfig(answer_format="option_text"))
+    (r, *_) = encode_proxies(
+        [item], make_all_proxies([item]), demos, CharTokenizer(), PromptConfig(answer_format="option_text")
+    )
     assert r.first_token_tie and r.continuation.shape == (4, 0)
 
 
@@ -79,7 +89,9 @@ def test_smollm2_letters_and_digit_options():
     for letter, group in zip("ABCD", ids):
         assert sorted(tok.convert_ids_to_tokens(group)) == sorted([letter, "Ġ" + letter])
     item = Item(id="n", question="What is 9 plus 3?", options=("12", "7", "3", "25"), answer=0)
-    (r, *_) = encode_proxies([item], make_all_proxies([item]), make_items(2, "d"), tok, PromptConfig(answer_format="option_text"))
+    (r, *_) = encode_proxies(
+        [item], make_all_proxies([item]), make_items(2, "d"), tok, PromptConfig(answer_format="option_text")
+    )
     # SmolLM2 writes ' 12' as 'Ġ', '1', '2': the shared 'Ġ' goes to the prompt, digits are scored
     assert tok.convert_ids_to_tokens(int(r.prompt_ids[-1])) == "Ġ"
     assert tok.convert_ids_to_tokens(r.option_tokens[:, 0].tolist()) == ["1", "7", "3", "2"]

@@ -25,7 +25,12 @@ def oracle_logits_fn(encoded):
 @pytest.mark.parametrize("answer_format", ["letter", "option_text"])
 def test_measure_with_an_oracle(answer_format):
     config = task_config_from_dict(
-        {"name": "arith", "source": "builtin:arithmetic", "prompt": {"answer_format": answer_format}, "pipeline": {"batch_size": 7}}
+        {
+            "name": "arith",
+            "source": "builtin:arithmetic",
+            "prompt": {"answer_format": answer_format},
+            "pipeline": {"batch_size": 7},
+        }
     )
     encoded = encode_task(config, CharTokenizer(), "evaluate", max_items=20)
     m = measure(encoded, oracle_logits_fn(encoded))

@@ -71,7 +71,10 @@ def test_identical_batches_twice(shuffle):
 
 def test_seed_changes_the_shuffled_order():
     def order(seed):
-        return [tuple(b["input_ids"][:, -1]) for b in run(records(60), PipelineConfig(batch_size=4, shuffle=True, seed=seed))]
+        return [
+            tuple(b["input_ids"][:, -1])
+            for b in run(records(60), PipelineConfig(batch_size=4, shuffle=True, seed=seed))
+        ]
 
     assert order(1) != order(2)
 

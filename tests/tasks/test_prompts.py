@@ -38,7 +38,9 @@ def test_default_rule_depends_on_format():
 
 def test_chat_template_turns():
     proxy = make_proxies(ITEM)[0]
-    text = build_prompt(proxy, DEMO, PromptConfig(answer_format="letter", rule="R", chat_template=True), CharTokenizer())
+    text = build_prompt(
+        proxy, DEMO, PromptConfig(answer_format="letter", rule="R", chat_template=True), CharTokenizer()
+    )
     assert text.startswith("<system>R</system><user>Question: Capital of Peru?")
     assert "<assistant>A</assistant><user>Question: Capital of France?" in text
     assert text.endswith("Answer:</user><assistant>")
@@ -59,7 +61,12 @@ def test_item_cannot_be_its_own_demo():
 
 
 @settings(max_examples=50, deadline=None)
-@given(n_demos=st.integers(2, 6), pick=st.integers(0, 5), policy=st.sampled_from(["fixed", "per_item"]), seed=st.integers(0, 99))
+@given(
+    n_demos=st.integers(2, 6),
+    pick=st.integers(0, 5),
+    policy=st.sampled_from(["fixed", "per_item"]),
+    seed=st.integers(0, 99),
+)
 def test_demo_never_equals_the_item(n_demos, pick, policy, seed):
     demos = make_items(n_demos, prefix="d")
     config = PromptConfig(demo_policy=policy, demo_seed=seed)
@@ -87,7 +94,9 @@ def test_question_block_layouts():
     assert question_block("Q", "abcd", "Q:", "options_first") == "A. a\nB. b\nC. c\nD. d\nQ: Q"
 
 
-@pytest.mark.parametrize("field, value", [("answer_format", "words"), ("option_score", "max"), ("layout", "x"), ("demo_policy", "all")])
+@pytest.mark.parametrize(
+    "field, value", [("answer_format", "words"), ("option_score", "max"), ("layout", "x"), ("demo_policy", "all")]
+)
 def test_bad_prompt_config(field, value):
     with pytest.raises(ValueError, match=f"prompt.{field}"):
         PromptConfig(**{field: value})

@@ -22,7 +22,13 @@ def test_good_row_becomes_item():
     items, problems, headers = validate_rows([("line 1", row(subject="geo"))], FieldMap(), "f.jsonl", "t:")
     assert problems == [] and headers == 0
     (item,) = items
-    assert (item.id, item.question, item.options, item.answer, item.subject) == ("x", "Q?", ("a", "b", "c", "d"), 1, "geo")
+    assert (item.id, item.question, item.options, item.answer, item.subject) == (
+        "x",
+        "Q?",
+        ("a", "b", "c", "d"),
+        1,
+        "geo",
+    )
     assert item.gold_text == "b"
 
 

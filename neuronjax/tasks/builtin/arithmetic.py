@@ -27,14 +27,20 @@ def generate(seed: int = 0) -> list[Item]:
     for k in sorted(rng.choice(len(additions), 120, replace=False)):
         a, b = additions[int(k)]
         gold = str(a + b)
-        questions.append((f"What is {a} plus {b}?", gold, pick_distractors(gold, _numbers_near(a + b), rng), "addition"))
+        questions.append(
+            (f"What is {a} plus {b}?", gold, pick_distractors(gold, _numbers_near(a + b), rng), "addition")
+        )
     subtractions = [(a, b) for a in range(2, 21) for b in range(1, a)]
     for k in sorted(rng.choice(len(subtractions), 100, replace=False)):
         a, b = subtractions[int(k)]
         gold = str(a - b)
-        questions.append((f"What is {a} minus {b}?", gold, pick_distractors(gold, _numbers_near(a - b), rng), "subtraction"))
+        questions.append(
+            (f"What is {a} minus {b}?", gold, pick_distractors(gold, _numbers_near(a - b), rng), "subtraction")
+        )
     for n in sorted(rng.choice(range(1, 99), 80, replace=False)):
         gold = str(int(n) + 1)
         question = f"Which number comes right after {int(n)}?"
-        questions.append((question, gold, pick_distractors(gold, _numbers_near(int(n) + 1), rng, exclude=(str(int(n)),)), "counting"))
+        questions.append(
+            (question, gold, pick_distractors(gold, _numbers_near(int(n) + 1), rng, exclude=(str(int(n)),)), "counting")
+        )
     return assemble("arithmetic", questions, seed)

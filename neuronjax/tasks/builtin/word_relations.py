@@ -12,6 +12,7 @@ from __future__ import annotations
 from neuronjax.tasks.builtin.common import assemble, pick_distractors, rng_for
 from neuronjax.tasks.schema import Item
 
+# fmt: off
 OPPOSITES = (
     ("hot", "cold"), ("big", "small"), ("tall", "short"), ("fast", "slow"), ("happy", "sad"),
     ("light", "dark"), ("open", "closed"), ("full", "empty"), ("early", "late"), ("young", "old"),
@@ -35,19 +36,56 @@ OPPOSITES = (
 )
 
 CATEGORIES = {
-    "fruit": ("apple", "banana", "cherry", "grape", "lemon", "mango", "melon", "pineapple", "pear", "strawberry", "kiwi", "apricot"),
-    "fish": ("shark", "salmon", "tuna", "eel", "goldfish", "trout", "cod", "carp", "herring", "sardine", "mackerel", "pike"),
-    "colour": ("red", "blue", "green", "yellow", "purple", "black", "white", "pink", "brown", "grey", "violet", "turquoise"),
-    "vehicle": ("car", "bus", "train", "bicycle", "truck", "motorcycle", "tractor", "van", "airplane", "helicopter", "scooter", "taxi"),
-    "musical instrument": ("piano", "guitar", "violin", "drum", "flute", "trumpet", "cello", "harp", "saxophone", "clarinet", "banjo", "tuba"),
-    "piece of furniture": ("chair", "table", "sofa", "bed", "desk", "wardrobe", "shelf", "stool", "bench", "cupboard", "dresser", "armchair"),
-    "part of the body": ("hand", "knee", "elbow", "nose", "shoulder", "ankle", "finger", "ear", "chin", "thumb", "wrist", "neck"),
-    "kind of weather": ("rain", "snow", "fog", "hail", "thunder", "drizzle", "sleet", "wind", "sunshine", "mist", "blizzard", "storm"),
-    "tool": ("hammer", "saw", "screwdriver", "wrench", "drill", "pliers", "chisel", "shovel", "axe", "ladder", "rake", "spanner"),
-    "vegetable": ("carrot", "potato", "onion", "cabbage", "lettuce", "broccoli", "spinach", "pea", "cucumber", "garlic", "celery", "radish"),
-    "bird": ("eagle", "sparrow", "owl", "parrot", "pigeon", "penguin", "robin", "crow", "swan", "duck", "falcon", "hawk"),
-    "sport": ("football", "tennis", "golf", "basketball", "cricket", "hockey", "rugby", "baseball", "swimming", "boxing", "volleyball", "skiing"),
+    "fruit": (
+        "apple", "banana", "cherry", "grape", "lemon", "mango",
+        "melon", "pineapple", "pear", "strawberry", "kiwi", "apricot",
+    ),
+    "fish": (
+        "shark", "salmon", "tuna", "eel", "goldfish", "trout",
+        "cod", "carp", "herring", "sardine", "mackerel", "pike",
+    ),
+    "colour": (
+        "red", "blue", "green", "yellow", "purple", "black",
+        "white", "pink", "brown", "grey", "violet", "turquoise",
+    ),
+    "vehicle": (
+        "car", "bus", "train", "bicycle", "truck", "motorcycle",
+        "tractor", "van", "airplane", "helicopter", "scooter", "taxi",
+    ),
+    "musical instrument": (
+        "piano", "guitar", "violin", "drum", "flute", "trumpet",
+        "cello", "harp", "saxophone", "clarinet", "banjo", "tuba",
+    ),
+    "piece of furniture": (
+        "chair", "table", "sofa", "bed", "desk", "wardrobe",
+        "shelf", "stool", "bench", "cupboard", "dresser", "armchair",
+    ),
+    "part of the body": (
+        "hand", "knee", "elbow", "nose", "shoulder", "ankle",
+        "finger", "ear", "chin", "thumb", "wrist", "neck",
+    ),
+    "kind of weather": (
+        "rain", "snow", "fog", "hail", "thunder", "drizzle",
+        "sleet", "wind", "sunshine", "mist", "blizzard", "storm",
+    ),
+    "tool": (
+        "hammer", "saw", "screwdriver", "wrench", "drill", "pliers",
+        "chisel", "shovel", "axe", "ladder", "rake", "spanner",
+    ),
+    "vegetable": (
+        "carrot", "potato", "onion", "cabbage", "lettuce", "broccoli",
+        "spinach", "pea", "cucumber", "garlic", "celery", "radish",
+    ),
+    "bird": (
+        "eagle", "sparrow", "owl", "parrot", "pigeon", "penguin",
+        "robin", "crow", "swan", "duck", "falcon", "hawk",
+    ),
+    "sport": (
+        "football", "tennis", "golf", "basketball", "cricket", "hockey",
+        "rugby", "baseball", "swimming", "boxing", "volleyball", "skiing",
+    ),
 }
+# fmt: on
 
 
 def _article(category: str) -> str:
