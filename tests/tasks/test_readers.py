@@ -105,6 +105,25 @@ def test_saved_dataset_and_dataset_dict(tmp_path):
         load_task_file(str(tmp_path / "dict"), split="dev")
 
 
+def test_saved_dataset_layout_written_by_hand(tmp_path):
+    """The on-disk layout of save_to_disk (Arrow stream files listed in state.json), built with
+    pyarrow alone, so this runs where the datasets package is not installed."""
+    pa = pytest.importorskip("pyarrow")
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    rows = [{"subject": None, **r, "answer": str(r["answer"])} for r in ROWS]  # one schema for all shards
+    for k, part in enumerate((rows[:1], rows[1:])):
+        table = pa.Table.from_pylist(part)
+        with pa.OSFile(str(folder / f"data-0000{k}-of-00002.arrow"), "wb") as sink:
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+    files = [{"filename": f"data-0000{k}-of-00002.arrow"} for k in range(2)]
+    (folder / "state.json").write_text(json.dumps({"_data_files": files}))
+    task = load_task_file(str(folder))
+    assert [i.id for i in task.items] == ["r1", "r2"] and [i.answer for i in task.items] == [0, 1]
+    assert [i.subject for i in task.items] == ["math", None]
+
+
 def test_format_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="task file not found"):
         read_rows(str(tmp_path / "missing.jsonl"))
