@@ -111,9 +111,10 @@ def test_saved_dataset_layout_written_by_hand(tmp_path):
     pa = pytest.importorskip("pyarrow")
     folder = tmp_path / "ds"
     folder.mkdir()
-    rows = [{"subject": None, **r, "answer": str(r["answer"])} for r in ROWS]  # one schema for all shards
+    rows = [{"subject": None, **r, "answer": str(r["answer"])} for r in ROWS]
+    schema = pa.Table.from_pylist(rows).schema  # one schema for every shard, as datasets writes them
     for k, part in enumerate((rows[:1], rows[1:])):
-        table = pa.Table.from_pylist(part)
+        table = pa.Table.from_pylist(part, schema=schema)
         with pa.OSFile(str(folder / f"data-0000{k}-of-00002.arrow"), "wb") as sink:
             with pa.ipc.new_stream(sink, table.schema) as writer:
                 writer.write_table(table)
