@@ -141,6 +141,7 @@ def staircase_f(model, graphdef, replay: Replay, lo: int, x_in: jax.Array, start
         h = jnp.where(here, alpha[:, None, None].astype(h.dtype) * h + shift.astype(h.dtype), h)
         return x_mid + block.ffn_out(h)[..., None, :], None
 
+    body = jax.checkpoint(body, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
     n = model.cfg.num_layers
     xs = (jnp.arange(lo, n),) + jax.tree.map(lambda a: a[lo:n], (r.params, r.cos, r.sin, r.bias, r.keys, r.values))
     x0 = jnp.broadcast_to(x_in[None, :, None, :], (v,) + x_in.shape[:1] + (1,) + x_in.shape[1:])
