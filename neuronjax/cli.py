@@ -2,6 +2,7 @@
 
     neuronjax info [MODEL]            what a checkpoint is and how it loads
     neuronjax bench load-memory ...   peak memory of loading a model
+    neuronjax bench attribution ...   IG throughput against the PyTorch peer
 """
 
 from __future__ import annotations
@@ -30,8 +31,13 @@ def main(argv=None) -> int:
     info.set_defaults(run=_info)
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
-    mem = bench_sub.add_parser("load-memory", help="peak resident memory of loading a model", add_help=False)
-    mem.set_defaults(run=lambda a, rest: __import__("neuronjax.bench.load_memory", fromlist=["main"]).main(rest))
+    benches = {
+        "load-memory": ("neuronjax.bench.load_memory", "peak resident memory of loading a model"),
+        "attribution": ("neuronjax.bench.attribution", "IG throughput against the PyTorch peer"),
+    }
+    for name, (module, text) in benches.items():
+        b = bench_sub.add_parser(name, help=text, add_help=False)
+        b.set_defaults(run=lambda a, rest, module=module: __import__(module, fromlist=["main"]).main(rest))
     args, rest = ap.parse_known_args(argv)
     if args.command == "bench":
         return args.run(args, rest)
