@@ -3,7 +3,9 @@
     python -m neuronjax.bench.load_memory [PATH] [--dtype float32] [--json OUT]
 
 Run as its own process: the baseline is the resident set after every library the loader uses is
-imported, the peak is the process's maximum resident set (getrusage) after the load. The ratio
+imported, the peak is the process's high-water resident set (VmHWM) after the load. VmHWM, not
+getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a benchmark started from a large
+parent (a test runner) would report the parent's peak. The ratio
 (peak - baseline) / parameter bytes shows how much more than the model itself loading holds.
 """
 
@@ -21,6 +23,14 @@ def _rss_now() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
+def _rss_peak() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # no /proc: KiB on Linux
+
+
 def measure(path: str | None, dtype: str) -> dict:
     import gguf  # noqa: F401  (imported before the baseline: they are not part of the load)
     import jax
@@ -36,7 +46,7 @@ def measure(path: str | None, dtype: str) -> dict:
     lm = neuronjax.load_model(path, dtype=dtype)
     jax.block_until_ready(lm.state)
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = _rss_peak()
     return {
         "model": path,
         "dtype": dtype,
