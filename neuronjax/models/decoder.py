@@ -226,8 +226,7 @@ class Decoder(nnx.Module):
         With a ``cache``, the tokens continue the cached ones: their positions start after the
         cache's real tokens, and attention sees the cached keys.
         """
-        cfg = self.cfg
-        b, s = input_ids.shape
+        s = input_ids.shape[1]
         mask = attention_mask.astype(bool)
         prefix = 0 if cache is None else cache.length
         seen = 0 if cache is None else cache.mask.sum(axis=1, keepdims=True)
