@@ -1,8 +1,14 @@
 """The `neuronjax` command. Thin: every subcommand calls library code.
 
-    neuronjax info [MODEL]            what a checkpoint is and how it loads
-    neuronjax bench load-memory ...   peak memory of loading a model
-    neuronjax bench attribution ...   IG throughput against the PyTorch peer
+    neuronjax run CONFIG [key=value ...]        identify -> save -> evaluate -> report (the main command)
+    neuronjax identify CONFIG [key=value ...]   find and save the neurons of every configured method
+    neuronjax evaluate RUN_DIR|CONFIG [k=v ...] held-out evaluation of a run's saved neurons
+    neuronjax report RUN_DIR [RUN_DIR ...]      markdown tables of evaluated runs
+    neuronjax generate [RUN_DIR] --prompt ...   free generation under an intervention
+    neuronjax info [MODEL]                      what a checkpoint is and how it loads
+    neuronjax bench load-memory|attribution     benchmarks
+
+Overrides are dotted `key=value` pairs (YAML values): `identify.k=50`, `task.split.seed=1`.
 """
 
 from __future__ import annotations
@@ -22,9 +28,141 @@ def _info(args) -> int:
     return 0
 
 
+def _config(target: str, overrides: list[str]):
+    """A run config from a YAML file or from a run directory's saved config."""
+    import os
+
+    from neuronjax.config import load_run_config, parse_overrides
+    from neuronjax.run import config_of_run
+
+    pairs = parse_overrides(overrides)
+    if os.path.isdir(target):
+        return config_of_run(target, pairs)
+    return load_run_config(target, pairs)
+
+
+def _summary(config, what: str, t0: float) -> None:
+    import os
+    import time
+
+    print(f"{what} in {time.perf_counter() - t0:.0f} s; results in {os.path.abspath(config.run_dir)}")
+
+
+def _run(args) -> int:
+    import time
+
+    from neuronjax.run import evaluate_run, identify_run, load_model_for, write_report
+
+    t0 = time.perf_counter()
+    config = _config(args.config, args.overrides)
+    lm = load_model_for(config)
+    sets = identify_run(config, lm, progress=not args.quiet, force=args.force)
+    evaluate_run(config, lm, sets, progress=not args.quiet)
+    print(write_report(config.run_dir))
+    _summary(config, "identify + evaluate", t0)
+    return 0
+
+
+def _identify(args) -> int:
+    import time
+
+    from neuronjax.run import identify_run
+
+    t0 = time.perf_counter()
+    config = _config(args.config, args.overrides)
+    sets = identify_run(config, progress=not args.quiet, force=args.force)
+    for name, ns in sets.items():
+        print(f"{name:22s} good {int(ns.good.sum()):5d}  bad {int(ns.bad.sum()):5d}")
+    _summary(config, "identify", t0)
+    return 0
+
+
+def _evaluate(args) -> int:
+    import time
+
+    from neuronjax.run import evaluate_run, write_report
+
+    t0 = time.perf_counter()
+    config = _config(args.config, args.overrides)
+    evaluate_run(config, progress=not args.quiet)
+    print(write_report(config.run_dir))
+    _summary(config, "evaluate", t0)
+    return 0
+
+
+def _report(args) -> int:
+    from neuronjax.report import markdown_report
+
+    text = markdown_report(args.runs)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+        print(f"report written to {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def _generate(args) -> int:
+    import neuronjax
+    from neuronjax.generate import generate
+    from neuronjax.intervention import from_masks
+
+    iv = None
+    if args.run:
+        from neuronjax.io.neurons import load_neurons
+        from neuronjax.run import NEURONS, config_of_run, load_model_for
+
+        config = config_of_run(args.run)
+        lm = load_model_for(config)
+        import os
+
+        ns = load_neurons(os.path.join(args.run, NEURONS, args.method), lm)
+        iv = from_masks(args.mode, ns.good, ns.bad, all_positions=args.all_positions, value=args.value)
+    else:
+        if args.mode != "none":
+            raise SystemExit("neuronjax generate: --mode needs a RUN_DIR holding the neurons")
+        lm = neuronjax.load_model(args.model)
+    for prompt, text in zip(args.prompt, generate(lm, args.prompt, iv, args.max_new_tokens, chat=args.chat)):
+        print(f"--- {prompt!r} [{args.mode}]\n{text}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="neuronjax", description="Good and bad FFN neurons of causal LLMs (NeuronLLM) in JAX.")
     sub = ap.add_subparsers(dest="command", required=True)
+
+    def with_config(p, what):
+        p.add_argument("config", help=what)
+        p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. identify.k=50")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    run = sub.add_parser("run", help="identify, save, evaluate and print the table (the whole pipeline)")
+    with_config(run, "run config YAML (e.g. configs/default.yaml)")
+    run.add_argument("--force", action="store_true", help="replace the run's earlier neurons")
+    run.set_defaults(run=_run)
+    ident = sub.add_parser("identify", help="find and save good / bad neurons with every configured method")
+    with_config(ident, "run config YAML")
+    ident.add_argument("--force", action="store_true", help="replace the run's earlier neurons")
+    ident.set_defaults(run=_identify)
+    ev = sub.add_parser("evaluate", help="evaluate a run's saved neurons on its held-out split")
+    with_config(ev, "run directory (or the run config YAML)")
+    ev.set_defaults(run=_evaluate)
+    rep = sub.add_parser("report", help="markdown tables of evaluated runs")
+    rep.add_argument("runs", nargs="+", help="run directories")
+    rep.add_argument("--output", default=None, help="write the markdown here instead of printing it")
+    rep.set_defaults(run=_report)
+    gen = sub.add_parser("generate", help="greedy generation, optionally under a run's intervention")
+    gen.add_argument("run", nargs="?", default=None, help="run directory holding the neurons (omit for none)")
+    gen.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for several)")
+    gen.add_argument("--method", default="neuronllm", help="whose neurons (a method of the run)")
+    gen.add_argument("--mode", default="none", help="intervention mode: suppress_good, enhancer, degrader, ...")
+    gen.add_argument("--all-positions", action="store_true", help="edit every position, not only the last")
+    gen.add_argument("--value", type=float, default=0.0, help="constant of the set_good / set_bad modes")
+    gen.add_argument("--max-new-tokens", type=int, default=32)
+    gen.add_argument("--chat", action="store_true", help="wrap each prompt in the chat template")
+    gen.add_argument("--model", default=None, help="checkpoint when no RUN_DIR is given (default: embedded)")
+    gen.set_defaults(run=_generate)
     info = sub.add_parser("info", help="load a checkpoint and print its configuration and load report")
     info.add_argument("model", nargs="?", default=None, help="checkpoint directory or .gguf (default: embedded SmolLM2)")
     info.add_argument("--dtype", default="float32")
@@ -43,7 +181,11 @@ def main(argv=None) -> int:
         return args.run(args, rest)
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"neuronjax {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ def forward(
     attention_mask: jax.Array,
     intervention: Optional[Intervention] = None,
     cache: Optional[KVCache] = None,
+    edit_positions: Optional[jax.Array] = None,
     *,
     graphdef,
     capture: bool = False,
@@ -36,7 +37,7 @@ def forward(
     model = nnx.merge(graphdef, state)
     return model(
         input_ids, attention_mask, intervention, cache,
-        capture=capture, logits_at=logits_at, return_cache=return_cache,
+        capture=capture, logits_at=logits_at, return_cache=return_cache, edit_positions=edit_positions,
     )  # fmt: skip
 
 

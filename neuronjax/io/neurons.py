@@ -52,19 +52,31 @@ def _file_digest(paths: list[str]) -> str:
     return h.hexdigest()
 
 
+def _param_digest(state) -> str:
+    import jax
+
+    h = hashlib.sha256()
+    for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(state), key=lambda kv: jax.tree_util.keystr(kv[0])):
+        h.update(jax.tree_util.keystr(path).encode())
+        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()
+
+
 def model_fingerprint(lm) -> dict:
     """Identity of a loaded model: where it came from, a hash of its checkpoint files, and the
     shape of its neuron grid."""
     src = lm.source
     if os.path.isdir(src):
-        files = [os.path.join(src, f) for f in os.listdir(src) if f.endswith(".safetensors")]
-    else:
-        files = [src]
+        digest = _file_digest([os.path.join(src, f) for f in os.listdir(src) if f.endswith(".safetensors")])
+    elif os.path.isfile(src):
+        digest = _file_digest([src])
+    else:  # built in memory: hash the parameters themselves
+        digest = _param_digest(lm.state)
     c = lm.config
     return {
         "model_id": os.path.basename(os.path.normpath(src)),
-        "model_path": os.path.abspath(src),
-        "weight_sha256": _file_digest(files),
+        "model_path": os.path.abspath(src) if os.path.exists(src) else src,
+        "weight_sha256": digest,
         "model_type": c.model_type,
         "layers": c.num_layers,
         "mlp": c.intermediate_size,

@@ -219,9 +219,12 @@ class Decoder(nnx.Module):
         capture: bool = False,
         logits_at: Literal["all", "last", "none"] = "all",
         return_cache: bool = False,
+        edit_positions: Optional[jax.Array] = None,
     ) -> ForwardOutput:
         """input_ids int [batch, seq]; attention_mask [batch, seq] (1 = real token).
-        ``logits_at`` "none" skips the output head (to build a cache only).
+        ``logits_at`` "none" skips the output head (to build a cache only). ``edit_positions``
+        (bool [batch, seq]) replaces the intervention's position policy by an explicit choice
+        (generation without a cache edits the prompt's last position and every generated one).
 
         With a ``cache``, the tokens continue the cached ones: their positions start after the
         cache's real tokens, and attention sees the cached keys.
@@ -234,6 +237,9 @@ class Decoder(nnx.Module):
         last = s - 1 - jnp.argmax(mask[:, ::-1], axis=1)  # last real token of each row
         is_last = jax.nn.one_hot(last, s, dtype=jnp.float32)
         edit = jnp.stack([is_last, mask.astype(jnp.float32)], axis=-1)
+        if edit_positions is not None:
+            chosen = (edit_positions.astype(bool) & mask).astype(jnp.float32)
+            edit = jnp.stack([chosen, chosen], axis=-1)
 
         key_mask = mask if cache is None else jnp.concatenate([cache.mask, mask], axis=1)
         ropes, biases = self.layer_inputs(positions, prefix + jnp.arange(s), jnp.arange(prefix + s), key_mask)

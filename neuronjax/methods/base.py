@@ -1,0 +1,125 @@
+"""The one interface every neuron-finding method implements.
+
+Identification streams a task through the attribution engine and hands each method blocks of
+complete items (all proxies of an item together); a method folds blocks into a fixed-size state
+and, at the end, turns the state into scores and good / bad masks. State is O(neurons), never
+O(items), so a task of any size streams through, and a state is a pytree (what a resumable run
+checkpoints).
+
+    state = method.init(layers, mlp)
+    for block in blocks: state = method.update(state, block)     # jit-compiled, pure
+    scores, good, bad = method.finalize(state)                   # numpy
+
+`run_method(method, blocks)` does exactly that and returns a `NeuronSet` (the type saved on
+disk). Every method is a frozen dataclass whose fields are its hyper-parameters (recorded with
+each result by `method_record`).
+
+Axis names: item (original questions), proxy (AQUA permutations of an item), layers, mlp.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar, Iterable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from neuronjax.io.neurons import NeuronSet
+
+# What a method can ask the identification run for (`Method.needs`):
+#   "attr"        attribution of F = log softmax over the four options at the gold (contrastive)
+#   "attr_prob"   attribution of P = the model's probability of the gold answer token(s) over
+#                 the whole vocabulary (the target of knowledge-neuron style methods)
+#   "activations" h, the neuron activations at the last prompt position
+NEEDS = ("attr", "attr_prob", "activations")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ItemBlock:
+    """A block of complete items. Arrays a method did not ask for may be None.
+
+    Rows with valid False (padding up to the fixed block size) must not change a state.
+    """
+
+    valid: jax.Array  # bool [item]
+    correct: jax.Array  # bool [item, proxy]: the unedited model answers the proxy right
+    attr: Optional[jax.Array] = None  # float32 [item, proxy, layers, mlp]
+    attr_prob: Optional[jax.Array] = None  # float32 [item, proxy, layers, mlp]
+    activations: Optional[jax.Array] = None  # float32 [item, proxy, layers, mlp]
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        for x in (self.attr, self.attr_prob, self.activations):
+            if x is not None:
+                return tuple(x.shape)
+        raise ValueError("ItemBlock holds no per-neuron array")
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """Base of all methods. Subclasses set `name` and `needs` (a class attribute, or a property
+    when it depends on a hyper-parameter) and implement init / update / finalize."""
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[tuple[str, ...]] = ()  # subset of NEEDS
+    k: int = 100  # size of the good set and of the bad set
+
+    def init(self, layers: int, mlp: int):
+        raise NotImplementedError
+
+    def update(self, state, block: ItemBlock):
+        raise NotImplementedError
+
+    def finalize(self, state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(scores float32 [layers, mlp], good bool [layers, mlp], bad bool [layers, mlp])."""
+        raise NotImplementedError
+
+    def hyperparameters(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def check_k(k: int, layers: int, mlp: int, where: str = "k") -> None:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 0 < k <= layers * mlp:
+        raise ValueError(f"{where} = {k!r}: expected an integer in 1..{layers * mlp} (the model's neuron count)")
+
+
+def top_k_masks(scores: jax.Array | np.ndarray, k: int, bad: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(good, bad) bool masks: the k largest scores that are > 0 and the k smallest that are < 0
+    (fewer when fewer are strictly positive / negative). Ties go to the lower flat index
+    (layer-major order). Non-finite scores never enter a mask. bad=False leaves the bad mask empty
+    (methods that only find helpful neurons)."""
+    scores = np.asarray(scores, np.float32)
+    layers, mlp = scores.shape
+    check_k(k, layers, mlp)
+    flat = np.where(np.isfinite(scores), scores, 0.0).reshape(-1)
+    order_good = np.lexsort((np.arange(flat.size), -flat))[:k]  # stable: ties -> lower index
+    good = np.zeros(flat.size, bool)
+    good[order_good[flat[order_good] > 0]] = True
+    bad_mask = np.zeros(flat.size, bool)
+    if bad:
+        order_bad = np.lexsort((np.arange(flat.size), flat))[:k]
+        bad_mask[order_bad[flat[order_bad] < 0]] = True
+    return good.reshape(layers, mlp), bad_mask.reshape(layers, mlp)
+
+
+def run_method(method: Method, blocks: Iterable[ItemBlock], layers: int, mlp: int, meta: Optional[dict] = None) -> NeuronSet:
+    """Fold every block into a fresh state and finalize: the whole method as one function call."""
+    state = method.init(layers, mlp)
+    for block in blocks:
+        state = method.update(state, block)
+    scores, good, bad = method.finalize(state)
+    return NeuronSet(scores=np.asarray(scores, np.float32), good=np.asarray(good, bool), bad=np.asarray(bad, bool),
+                     meta=dict(meta or {}, method=method_record(method)))  # fmt: skip
+
+
+def method_record(method: Method) -> dict:
+    """What the sidecar says about a method: its name and every hyper-parameter."""
+    return {"name": method.name, **method.hyperparameters()}
+
+
+def per_item(x: jax.Array, valid: jax.Array) -> jax.Array:
+    """Zero the rows [item, ...] of padding items."""
+    return jnp.where(valid.reshape(valid.shape + (1,) * (x.ndim - 1)), x, 0)

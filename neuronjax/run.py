@@ -1,0 +1,205 @@
+"""The pipeline behind the CLI: identify -> save -> evaluate -> report, for one run config.
+
+A run directory (`<output>/<name>/`) holds:
+
+    config.yaml          the resolved run config (with the overrides applied)
+    neurons/<method>/    one saved NeuronSet per method (Orbax arrays + neurons.json)
+    evaluation.json      every evaluated condition with intervals (see neuronjax.evaluate)
+    cross.json           the run's neurons applied to other tasks (when cross_tasks is set)
+    report.md            the tables
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from typing import Optional
+
+import yaml
+
+from neuronjax.config import RunConfig, to_dict
+from neuronjax.io.neurons import NeuronSet, load_neurons, save_neurons
+
+NEURONS = "neurons"
+EVALUATION = "evaluation.json"
+CROSS = "cross.json"
+REPORT = "report.md"
+CONFIG = "config.yaml"
+
+
+class Progress:
+    """A tqdm bar counting prompts (prompts/s shown as the rate); silent when disabled."""
+
+    def __init__(self, total: int, desc: str, enabled: bool = True):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="prompt", dynamic_ncols=True, leave=True)
+
+    def __call__(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def load_model_for(config: RunConfig):
+    import neuronjax
+
+    return neuronjax.load_model(config.model.path, dtype=config.model.dtype)
+
+
+def encode(config: RunConfig, lm, part: str, task_path: Optional[str] = None):
+    """The tokenized proxies of one part ('identify' / 'evaluate') of the run's task (or of
+    another task YAML, for the cross-task matrix)."""
+    from neuronjax.tasks.build import encode_task
+    from neuronjax.tasks.config import load_task_config
+
+    overrides = config.task_overrides if task_path is None else {}
+    task_config = load_task_config(task_path or config.task, overrides)
+    return encode_task(task_config, lm.tokenizer, part)
+
+
+def identify_run(config: RunConfig, lm=None, progress: bool = True, force: bool = False) -> dict[str, NeuronSet]:
+    """Identify with every configured method and save the sets under <run_dir>/neurons/."""
+    from neuronjax.identify import IdentifyStats, identify
+    from neuronjax.methods import make_methods
+
+    out = os.path.join(config.run_dir, NEURONS)
+    if os.path.exists(out):
+        if not force:
+            raise FileExistsError(
+                f"{out}: this run already has identified neurons; use another name= or --force to replace them"
+            )
+        shutil.rmtree(out)
+    methods = make_methods(config.identify, config.source or "config")
+    lm = lm or load_model_for(config)
+    encoded = encode(config, lm, "identify")
+    write_config(config)
+    bar = Progress(len(encoded.records), f"identify {encoded.config.name}", progress)
+    stats = IdentifyStats()
+    try:
+        sets = identify(lm, encoded, methods, config.identify.attribution, config.identify.block_items, bar, stats)
+    finally:
+        bar.close()
+    for name, ns in sets.items():
+        ns.meta["run"] = {"name": config.name, "config": to_dict(config)}
+        save_neurons(os.path.join(out, name), ns)
+    return sets
+
+
+def load_sets(config: RunConfig, lm=None) -> dict[str, NeuronSet]:
+    """The saved sets of a run, in the configured method order (checked against `lm`)."""
+    out = os.path.join(config.run_dir, NEURONS)
+    sets = {}
+    for name in config.identify.methods:
+        path = os.path.join(out, name)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no neurons for method {name!r}; run `neuronjax identify` first")
+        sets[name] = load_neurons(path, lm)
+    return sets
+
+
+def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -> dict:
+    """Evaluate the run's sets on its held-out split (and on cross_tasks); write the JSON files
+    and report.md."""
+    from neuronjax.evaluate import evaluate_sets
+
+    lm = lm or load_model_for(config)
+    sets = sets if sets is not None else load_sets(config, lm)
+    encoded = encode(config, lm, "evaluate")
+    n = len(encoded.records)
+    bar = Progress(n, f"evaluate {encoded.config.name}", progress)
+    start = time.perf_counter()
+    try:
+        result = evaluate_sets(lm, encoded, sets, config.evaluate, bar)
+    finally:
+        bar.close()
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    result["run"] = config.name
+    result["model"] = next(iter(sets.values())).meta.get("model", {}) if sets else {}
+    result["identify"] = {name: ns.meta.get("stats", {}) for name, ns in sets.items()}
+    result["methods"] = {name: ns.meta.get("method", {}) for name, ns in sets.items()}
+    _write_json(os.path.join(config.run_dir, EVALUATION), result)
+    if config.cross_tasks:
+        cross = cross_run(config, lm, sets, progress)
+        _write_json(os.path.join(config.run_dir, CROSS), cross)
+    write_report(config.run_dir)
+    return result
+
+
+def cross_run(config: RunConfig, lm, sets, progress: bool = True) -> dict:
+    """The run's sets (each method, each mode) on the held-out items of other tasks."""
+    from neuronjax.evaluate import evaluate_sets
+
+    out = {"source_task": None, "targets": []}
+    cfg = dataclasses.replace(config.evaluate, k_values=())
+    for path in config.cross_tasks:
+        encoded = encode(config, lm, "evaluate", path)
+        bar = Progress(len(encoded.records), f"cross -> {encoded.config.name}", progress)
+        try:
+            out["targets"].append(evaluate_sets(lm, encoded, sets, cfg, bar))
+        finally:
+            bar.close()
+    return out
+
+
+def write_config(config: RunConfig) -> None:
+    os.makedirs(config.run_dir, exist_ok=True)
+    with open(os.path.join(config.run_dir, CONFIG), "w") as f:
+        yaml.safe_dump(_plain(to_dict(config)), f, sort_keys=False)
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _write_json(path: str, data: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+def write_report(run_dir: str) -> str:
+    """Render report.md from the run's JSON files; returns the markdown."""
+    from neuronjax.report import markdown_report
+
+    text = markdown_report([run_dir])
+    with open(os.path.join(run_dir, REPORT), "w") as f:
+        f.write(text)
+    return text
+
+
+def config_of_run(run_dir: str, overrides: Optional[dict] = None) -> RunConfig:
+    """The config a run directory was made with (its config.yaml), with overrides applied."""
+    from neuronjax.config import build
+
+    path = os.path.join(run_dir, CONFIG)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir}: no {CONFIG}; not a neuronjax run directory")
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    from neuronjax.config import _set_dotted
+
+    task_overrides = dict(raw.get("task_overrides") or {})
+    for dotted, value in (overrides or {}).items():
+        if dotted.startswith("task."):
+            task_overrides[dotted[5:]] = value
+        else:
+            _set_dotted(raw, dotted, value, path)
+    raw["task_overrides"] = task_overrides
+    raw["output"] = os.path.dirname(os.path.abspath(run_dir))
+    raw["name"] = os.path.basename(os.path.abspath(run_dir))
+    return build(RunConfig, raw, path)

@@ -1,0 +1,135 @@
+"""Held-out scoring under interventions against a plain full-prompt forward, and the metrics
+against hand computations."""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from neuronjax.evaluate import EvaluateConfig, accuracy_stats, difference_stats, evaluate_sets, per_item, score_interventions
+from neuronjax.intervention import Intervention
+from neuronjax.io.neurons import NeuronSet
+from neuronjax.lm import forward
+from neuronjax.tasks.encoding import ProxyRecord
+from neuronjax.tasks.scoring import candidate_log_probs, continuation_rows, continuation_scores
+from tests.methods import planted
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return planted.model()
+
+
+def _interventions(lm, rng):
+    c = lm.config
+    shape = (c.num_layers, c.intermediate_size)
+    out = [Intervention.identity(*shape)]
+    for all_positions in (False, True, False):
+        scale = np.where(rng.random(shape) < 0.2, rng.choice([0.0, 2.0], shape), 1.0).astype(np.float32)
+        shift = np.where(rng.random(shape) < 0.05, 0.7, 0.0).astype(np.float32)
+        out.append(Intervention(jnp.asarray(scale), jnp.asarray(shift), jnp.asarray(all_positions)))
+    return out
+
+
+def _reference(lm, batch, iv, kind):
+    """Full prompt (and option text) rerun with the intervention on the prompt only."""
+    ids, mask = jnp.asarray(batch["input_ids"]), jnp.asarray(batch["attention_mask"])
+    if kind == "first_token":
+        logits = forward(lm.state, ids, mask, iv, graphdef=lm.graphdef).logits
+        return np.asarray(candidate_log_probs(logits[:, -1], jnp.asarray(batch["option_tokens"])))
+    cont = jnp.asarray(batch["continuation"])
+    rows_ids, rows_mask = continuation_rows(ids, mask, cont, 0)
+    seq = ids.shape[1]
+    prompt_part = jnp.arange(rows_ids.shape[1])[None] < seq
+    if bool(iv.all_positions):
+        edit = prompt_part & (rows_mask > 0)
+    else:
+        edit = jnp.broadcast_to(jnp.arange(rows_ids.shape[1])[None] == seq - 1, rows_ids.shape)
+    logits = forward(lm.state, rows_ids, rows_mask, iv, None, edit, graphdef=lm.graphdef).logits
+    return np.asarray(continuation_scores(logits, cont, mean=kind == "whole_mean"))
+
+
+def _with_continuations(enc, rng):
+    records = []
+    for r in enc.records:
+        cont = np.full((4, 3), -1, np.int32)
+        for o in range(4):
+            n = int(rng.integers(1, 4))
+            cont[o, 0] = r.option_tokens[o, 0]
+            cont[o, 1:n] = rng.integers(30, planted.VOCAB, n - 1)
+        records.append(dataclasses.replace(r, continuation=cont))
+    prompt = dataclasses.replace(enc.config.prompt, option_score="whole")
+    return dataclasses.replace(enc, records=tuple(records), config=dataclasses.replace(enc.config, prompt=prompt))
+
+
+@pytest.mark.parametrize("kind", ["first_token", "whole"])
+def test_scores_equal_a_full_rerun_per_intervention(lm, kind):
+    rng = np.random.default_rng(0)
+    enc = planted.task(num_items=5, batch_size=4)
+    if kind == "whole":
+        enc = _with_continuations(enc, rng)
+    ivs = _interventions(lm, rng)
+    got = score_interventions(lm, enc, ivs)
+    assert got.scores.shape == (len(ivs), 15, 4)
+    row = 0
+    for batch in enc.batches(process_index=0, process_count=1):
+        valid = batch["valid"]
+        n = int(valid.sum())
+        for v, iv in enumerate(ivs):
+            want = _reference(lm, batch, iv, kind)[valid]
+            np.testing.assert_allclose(got.scores[v, row : row + n], want, atol=2e-4, rtol=1e-4)
+        row += n
+    # The edits matter: otherwise the comparison above shows nothing.
+    assert np.abs(got.scores[1] - got.scores[0]).max() > 1e-2
+    assert np.abs(got.scores[2] - got.scores[1]).max() > 1e-3
+
+
+def test_accuracy_and_consistency_by_hand():
+    # 3 items; proxies per item 2, 2, 1. Item 0: both right; item 1: one right; item 2: wrong.
+    correct = np.array([True, True, True, False, False])
+    items = np.array([0, 0, 1, 1, 2])
+    right, total = per_item(correct, items, 3)
+    np.testing.assert_array_equal(right, [2, 1, 0])
+    np.testing.assert_array_equal(total, [2, 2, 1])
+    resamples = np.array([[0, 1, 2], [0, 0, 0], [2, 2, 1]])
+    s = accuracy_stats(right, total, resamples)
+    assert s["accuracy"].value == pytest.approx(3 / 5)
+    assert s["consistent"].value == pytest.approx(1 / 3)
+    # resample accuracies: 3/5, 6/6, 1/4 -> percentiles of those
+    assert s["accuracy"].low == pytest.approx(np.percentile([0.6, 1.0, 0.25], 2.5))
+    assert s["accuracy"].high == pytest.approx(np.percentile([0.6, 1.0, 0.25], 97.5))
+    d = difference_stats(right, right, total, resamples)
+    assert d["accuracy"].value == 0 and d["accuracy"].low == 0 and d["accuracy"].high == 0
+    # Pooled seeds: item 1 right under one seed of two -> half an item consistent.
+    two = np.stack([right, np.array([2, 2, 0])])
+    pooled = accuracy_stats(two, total, resamples[:1])
+    assert pooled["accuracy"].value == pytest.approx(7 / 10)
+    assert pooled["consistent"].value == pytest.approx((1 + 0.5 + 0) / 3)
+
+
+def test_evaluate_sets_rows_controls_and_curve(lm):
+    enc = planted.task(num_items=8, batch_size=4)
+    good, bad = np.zeros((2, 48), bool), np.zeros((2, 48), bool)
+    for layer, i in planted.GOOD:
+        good[layer, i] = True
+    for layer, i in planted.BAD:
+        bad[layer, i] = True
+    scores = good.astype(np.float32) * 2 - bad.astype(np.float32) + 0.01 * np.arange(96).reshape(2, 48) / 96
+    ns = NeuronSet(scores, good, bad, {"method": {"name": "neuronllm", "k": 2}})
+    cfg = EvaluateConfig(random_seeds=2, bootstrap=200, k_values=(1, 2))
+    ev = evaluate_sets(lm, enc, {"neuronllm": ns}, cfg)
+    rows = {(r["method"], r["mode"], r["control"]): r for r in ev["rows"]}
+    none = rows[("none", "none", False)]["accuracy"]["value"]
+    sup_good = rows[("neuronllm", "suppress_good", False)]
+    sup_bad = rows[("neuronllm", "suppress_bad", False)]
+    # Removing the planted helpers hurts, removing the planted distractor-pushers helps.
+    assert sup_good["accuracy"]["value"] < none
+    assert sup_bad["accuracy"]["value"] >= none
+    assert sup_good["vs_random"]["accuracy"]["value"] < 0
+    assert (sup_good["good"], sup_good["bad"]) == (2, 2)
+    ctrl = rows[("neuronllm", "suppress_good", True)]
+    assert ctrl["accuracy"]["low"] <= ctrl["accuracy"]["value"] <= ctrl["accuracy"]["high"]
+    ks = sorted({r["k"] for r in ev["curve"]})
+    assert ks == [1, 2] and len(ev["curve"]) == 2 * 2 * 2
+    assert ev["items"] == 8 and ev["proxies"] == 24

@@ -1,0 +1,51 @@
+"""Planted neurons: ACE must find exactly the neurons written into the model by hand, and the
+probability-target ablation must miss the bad ones (see `planted`)."""
+
+import numpy as np
+import pytest
+
+from neuronjax.identify import AttributionConfig, identify
+from neuronjax.methods import KnowledgeNeurons, NeuronLLM, NeuronLLMOneProxy, NeuronLLMProb
+from tests.methods import planted
+
+
+def _mask(neurons):
+    m = np.zeros((planted.LAYERS, planted.MLP), bool)
+    for layer, i in neurons:
+        m[layer, i] = True
+    return m
+
+
+@pytest.fixture(scope="module")
+def results():
+    lm = planted.model()
+    methods = [NeuronLLM(k=2, z=4), NeuronLLMProb(k=2, z=4), NeuronLLMOneProxy(k=2, z=4), KnowledgeNeurons(k=2)]
+    return identify(lm, planted.task(), methods, AttributionConfig("ig", steps=8), block_items=5)
+
+
+def test_ace_finds_the_planted_good_and_bad_neurons(results):
+    ns = results["neuronllm"]
+    np.testing.assert_array_equal(ns.good, _mask(planted.GOOD))
+    np.testing.assert_array_equal(ns.bad, _mask(planted.BAD))
+    # The neurons that only move a non-option token do not favour any option: far from the top.
+    fill = [ns.scores[layer, i] for layer, i in planted.FILL]
+    assert max(abs(f) for f in fill) < 0.2 * min(abs(ns.scores[layer, i]) for layer, i in planted.BAD)
+
+
+def test_probability_target_misses_the_bad_neurons(results):
+    ns = results["neuronllm_prob"]
+    np.testing.assert_array_equal(ns.good, _mask(planted.GOOD))
+    assert not (ns.bad & _mask(planted.BAD)).any()
+    np.testing.assert_array_equal(ns.bad, _mask(planted.FILL))  # it blames the mass-moving neurons instead
+
+
+def test_one_proxy_and_knowledge_neurons_find_the_good_ones(results):
+    np.testing.assert_array_equal(results["neuronllm_one_proxy"].good, _mask(planted.GOOD))
+    kn = results["kn_ig"]
+    np.testing.assert_array_equal(kn.good, _mask(planted.GOOD))
+    assert not kn.bad.any()
+
+
+def test_every_item_was_seen_once(results):
+    stats = results["neuronllm"].meta["stats"]
+    assert stats["items"] == 12 and stats["proxies"] == 36

@@ -1,0 +1,102 @@
+"""The command line end to end on a tiny model with the embedded tokenizer: run, report,
+evaluate again from the run directory, generate under an intervention, and config errors."""
+
+import json
+import os
+
+import pytest
+import yaml
+
+from neuronjax.cli import main
+
+pytestmark = [pytest.mark.torch, pytest.mark.real_model]
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A 2-layer Llama with SmolLM2's vocabulary and tokenizer (written by transformers)."""
+    import torch
+    import transformers
+
+    import neuronjax
+
+    d = tmp_path_factory.mktemp("tiny_smol")
+    cfg = transformers.LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+                                   num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                                   initializer_range=0.3, tie_word_embeddings=True)  # fmt: skip
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(d)
+    gguf = neuronjax.default_model_path()
+    tok = transformers.AutoTokenizer.from_pretrained(os.path.dirname(gguf), gguf_file=os.path.basename(gguf))
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def run_config(tiny_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    cfg = {
+        "name": "tiny",
+        "task": os.path.join(REPO, "configs", "tasks", "world_facts.yaml"),
+        "model": {"path": str(tiny_dir)},
+        "identify": {"methods": ["neuronllm", "random", "kn_ig", "mean_activation"], "k": 5, "z": 10,
+                     "attribution": {"method": "ig", "steps": 2, "groups": 1}},
+        "evaluate": {"random_seeds": 2, "bootstrap": 50, "k_values": [3]},
+        "cross_tasks": [os.path.join(REPO, "configs", "tasks", "arithmetic.yaml")],
+        "output": str(out),
+    }  # fmt: skip
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, out
+
+
+SMALL = ["task.split.max_identify=4", "task.split.max_eval=3"]
+
+
+def test_run_report_evaluate_generate(run_config, capsys):
+    path, out = run_config
+    assert main(["run", str(path), "--quiet", *SMALL]) == 0
+    printed = capsys.readouterr().out
+    run_dir = out / "tiny"
+    assert "| neuronllm | suppress_good | 5 |" in printed and str(run_dir) in printed
+    for name in ("neuronllm", "random", "kn_ig", "mean_activation"):
+        side = json.loads((run_dir / "neurons" / name / "neurons.json").read_text())
+        assert side["method"]["name"] == name and side["task"]["name"] == "world_facts"
+        assert side["model"]["weight_sha256"] and side["neuronjax_version"]
+        assert side["stats"]["items"] == 4 and side["stats"]["proxies"] == 12
+    first = json.loads((run_dir / "evaluation.json").read_text())
+    assert first["items"] == 3 and {r["mode"] for r in first["rows"]} >= {"none", "suppress_good", "degrader"}
+    cross = json.loads((run_dir / "cross.json").read_text())
+    assert [t["task"] for t in cross["targets"]] == ["arithmetic"]
+    # Evaluating again from the run directory (loading the saved sets) gives the same numbers.
+    assert main(["evaluate", str(run_dir), "--quiet"]) == 0
+    again = json.loads((run_dir / "evaluation.json").read_text())
+    assert again["rows"] == first["rows"] and again["curve"] == first["curve"]
+    assert main(["report", str(run_dir)]) == 0
+    assert "Cross-task" in capsys.readouterr().out
+    assert main(["generate", str(run_dir), "--prompt", "The capital of France is", "--mode", "enhancer",
+                 "--max-new-tokens", "3"]) == 0  # fmt: skip
+    assert "[enhancer]" in capsys.readouterr().out
+    # A second identify into the same run refuses to overwrite.
+    assert main(["identify", str(path), "--quiet", *SMALL]) == 2
+    assert "already has identified neurons" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("identify.kk=3", "unknown key(s) ['kk']"),
+        ("identify.k=ten", "identify.k: expected int"),
+        ("identify.methods=[neuronllm,bogus]", "'bogus' unknown"),
+        ("identify.params={qrnca: {threshold: 0.3}}", "not in identify.methods"),
+        ("evaluate.modes=[suppress_everything]", "suppress_everything"),
+        ("model.dtype=float8", "model.dtype: expected one of"),
+    ],
+)
+def test_config_errors_name_the_key(run_config, capsys, override, message):
+    path, _ = run_config
+    assert main(["identify", str(path), "--quiet", override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err or message in err
