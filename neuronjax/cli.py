@@ -140,18 +140,18 @@ def main(argv=None) -> int:
     run = sub.add_parser("run", help="identify, save, evaluate and print the table (the whole pipeline)")
     with_config(run, "run config YAML (e.g. configs/default.yaml)")
     run.add_argument("--force", action="store_true", help="replace the run's earlier neurons")
-    run.set_defaults(run=_run)
+    run.set_defaults(handler=_run)
     ident = sub.add_parser("identify", help="find and save good / bad neurons with every configured method")
     with_config(ident, "run config YAML")
     ident.add_argument("--force", action="store_true", help="replace the run's earlier neurons")
-    ident.set_defaults(run=_identify)
+    ident.set_defaults(handler=_identify)
     ev = sub.add_parser("evaluate", help="evaluate a run's saved neurons on its held-out split")
     with_config(ev, "run directory (or the run config YAML)")
-    ev.set_defaults(run=_evaluate)
+    ev.set_defaults(handler=_evaluate)
     rep = sub.add_parser("report", help="markdown tables of evaluated runs")
     rep.add_argument("runs", nargs="+", help="run directories")
     rep.add_argument("--output", default=None, help="write the markdown here instead of printing it")
-    rep.set_defaults(run=_report)
+    rep.set_defaults(handler=_report)
     gen = sub.add_parser("generate", help="greedy generation, optionally under a run's intervention")
     gen.add_argument("run", nargs="?", default=None, help="run directory holding the neurons (omit for none)")
     gen.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for several)")
@@ -162,11 +162,11 @@ def main(argv=None) -> int:
     gen.add_argument("--max-new-tokens", type=int, default=32)
     gen.add_argument("--chat", action="store_true", help="wrap each prompt in the chat template")
     gen.add_argument("--model", default=None, help="checkpoint when no RUN_DIR is given (default: embedded)")
-    gen.set_defaults(run=_generate)
+    gen.set_defaults(handler=_generate)
     info = sub.add_parser("info", help="load a checkpoint and print its configuration and load report")
     info.add_argument("model", nargs="?", default=None, help="checkpoint directory or .gguf (default: embedded SmolLM2)")
     info.add_argument("--dtype", default="float32")
-    info.set_defaults(run=_info)
+    info.set_defaults(handler=_info)
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     benches = {
@@ -175,14 +175,17 @@ def main(argv=None) -> int:
     }
     for name, (module, text) in benches.items():
         b = bench_sub.add_parser(name, help=text, add_help=False)
-        b.set_defaults(run=lambda a, rest, module=module: __import__(module, fromlist=["main"]).main(rest))
+        b.set_defaults(handler=lambda a, rest, module=module: __import__(module, fromlist=["main"]).main(rest))
     args, rest = ap.parse_known_args(argv)
     if args.command == "bench":
-        return args.run(args, rest)
+        return args.handler(args, rest)
+    if hasattr(args, "overrides"):  # key=value pairs may also come after the options
+        args.overrides += [r for r in rest if "=" in r and not r.startswith("-")]
+        rest = [r for r in rest if r not in args.overrides]
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        return args.run(args)
+        return args.handler(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"neuronjax {args.command}: error: {err}", file=sys.stderr)
         return 2

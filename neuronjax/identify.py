@@ -199,7 +199,7 @@ def identify(
             scores, good, bad = m.finalize(m.init(c.num_layers, c.intermediate_size))
             results[m.name] = NeuronSet(np.asarray(scores, np.float32), np.asarray(good), np.asarray(bad),
                                         dict(meta, method=method_record(m)))  # fmt: skip
-    return results
+    return {n: results[n] for n in names}  # in the order the methods were listed
 
 
 def run_meta(lm, encoded, attribution: AttributionConfig, stats: IdentifyStats) -> dict:
