@@ -11,7 +11,8 @@ and what to evaluate.
       attribution: {method: ig, steps: 16}
       params: {qrnca: {threshold: 0.3}}  # per-method hyper-parameters
     evaluate: {modes: [suppress_good, suppress_bad, enhancer, degrader], random_seeds: 3}
-    output: ../runs                      # results go to <output>/<name>/
+    task_overrides: {split.max_identify: 120}  # dotted keys applied to the task YAML
+    output: runs                         # results go to <output>/<name>/ (relative to the working directory)
 
 Every key is checked: an unknown key or a value of the wrong type is an error naming the file
 and the dotted key. Command-line overrides are dotted `key=value` pairs (values parsed as YAML);
@@ -58,7 +59,8 @@ class RunConfig:
     cross_tasks: tuple[str, ...] = ()  # other task YAMLs the run's neurons are also evaluated on
     output: str = "runs"  # relative paths resolve against the current directory
     source: str = ""  # the YAML file this config came from (filled in by load_run_config)
-    task_overrides: dict = dataclasses.field(default_factory=dict)  # dotted task keys from the command line
+    task_overrides: dict = dataclasses.field(default_factory=dict)  # dotted task keys on top of the task YAML
+    # (also given on the command line as task.<key>=value)
 
     @property
     def run_dir(self) -> str:
@@ -144,7 +146,10 @@ def load_run_config(path: str, overrides: Optional[dict] = None) -> RunConfig:
     if isinstance(model, dict) and isinstance(model.get("path"), str):
         model["path"] = resolve(model["path"])
     raw["source"] = os.path.abspath(path)
-    raw["task_overrides"] = task_overrides
+    from_file = raw.get("task_overrides") or {}
+    if not isinstance(from_file, dict):
+        raise ValueError(f"{path}: task_overrides: expected a mapping of dotted task keys, got {from_file!r}")
+    raw["task_overrides"] = {**from_file, **task_overrides}
     config = build(RunConfig, raw, path)
     from neuronjax.methods import make_methods
 

@@ -79,15 +79,10 @@ def finalize(state: AceState, mask_ambiguous: bool = True) -> jax.Array:
 def select(scores: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     """(good, bad) bool masks [layers, mlp]: top-k scores > 0 and bottom-k scores < 0 (fewer when
     fewer are strictly positive / negative). Ties go to the lower flat index."""
-    layers, mlp = scores.shape
-    if not 0 < k <= layers * mlp:
-        raise ValueError(f"K = {k} must be in 1..{layers * mlp} (the model's neuron count)")
-    flat = scores.reshape(-1)
-    top_v, top_i = jax.lax.top_k(flat, k)
-    bot_v, bot_i = jax.lax.top_k(-flat, k)
-    good = jnp.zeros(flat.shape, bool).at[top_i].set(top_v > 0)
-    bad = jnp.zeros(flat.shape, bool).at[bot_i].set(bot_v > 0)
-    return good.reshape(layers, mlp), bad.reshape(layers, mlp)
+    from neuronjax.methods.base import top_k_masks
+
+    good, bad = top_k_masks(scores, k)
+    return jnp.asarray(good), jnp.asarray(bad)
 
 
 def ace_scores(attributions: jax.Array, z: int, mask_ambiguous: bool = True) -> jax.Array:

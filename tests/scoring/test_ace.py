@@ -57,7 +57,7 @@ def test_select_respects_sign_and_k():
     good, bad = ace.select(scores, k=4)
     assert np.asarray(good).tolist() == [[True, False, False], [True, False, True]]  # only 3 positive
     assert np.asarray(bad).tolist() == [[False, True, False], [False, True, False]]
-    with pytest.raises(ValueError, match="K = 7 must be in 1..6"):
+    with pytest.raises(ValueError, match="k = 7: expected an integer in 1..6"):
         ace.select(scores, k=7)
 
 
