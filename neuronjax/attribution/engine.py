@@ -1,11 +1,21 @@
 """Per-neuron attribution of F at the last prompt position (NeuronLLM, arXiv 2601.04548, Sec. 3).
 
-F = log softmax over the four option scores, at the gold option. Methods:
+The target (``target``) is a function of the logits at the last position:
+
+- ``ce`` (default): F = log softmax over the four option scores, at the gold option (minus the
+  cross-entropy of the gold option among the four), where an option's score is the logsumexp of
+  its candidate tokens' logits. Only the candidate columns of the output head are needed.
+- ``prob``: P = the probability of the gold option over the whole vocabulary, the sum of
+  softmax(logits)[t] over its candidate tokens t (the target of knowledge-neuron IG, Dai et al.
+  2022, and of QRNCA). Needs the full output head for every variant; `Attribution.f` then holds
+  P. The option scores reported are the same candidate logsumexps for both targets.
+
+Methods:
 
 - ``ig``: integrated gradients per layer (Sundararajan et al. 2017) with a zero baseline. Layer
   l's neuron vector h_l at the last position is scaled by alpha_k = k / m, k = 1..m (right
   Riemann sum; m = 1 is gradient x activation), every other layer runs normally on the changed
-  residual stream, and IG_l = h_l * mean_k dF/dh(alpha_k h_l).
+  residual stream, and IG_l = h_l * mean_k dF/dh(alpha_k h_l) (F being the chosen target).
 - ``grad_x_act``: h * dF/dh for every layer from one forward and one backward pass.
 - ``activation``: h itself (for the activation-statistics baselines).
 
@@ -28,6 +38,8 @@ from neuronjax.attribution import last_token as lt
 
 Method = Literal["ig", "grad_x_act", "activation"]
 METHODS = ("ig", "grad_x_act", "activation")
+Target = lt.Target
+TARGETS = lt.TARGETS
 
 
 @jax.tree_util.register_dataclass
@@ -64,7 +76,7 @@ class PromptBatch:
 @dataclasses.dataclass(frozen=True)
 class Attribution:
     scores: jax.Array  # float32 [batch, layers, mlp]: signed attribution (or h for "activation")
-    f: jax.Array  # float32 [batch]: F of the unedited model
+    f: jax.Array  # float32 [batch]: the target (F, or P for target "prob") of the unedited model
     option_scores: jax.Array  # float32 [batch, option]
     activations: jax.Array  # float32 [batch, layers, mlp]: h at the last position
 
@@ -81,7 +93,7 @@ def layer_groups(num_layers: int, groups: int) -> list[tuple[int, int]]:
     return [(int(p[0]), int(p[-1]) + 1) for p in parts]
 
 
-def _ig(model, block_def, replay, x_in, h, batch: PromptBatch, steps: int, groups: int) -> jax.Array:
+def _ig(model, block_def, replay, x_in, h, batch: PromptBatch, steps: int, groups: int, target: str) -> jax.Array:
     """IG [layers, batch, mlp] from staircase groups of (layer, alpha) variants."""
     b, f = h.shape[1], h.shape[2]
     a = jnp.asarray(alphas(steps))
@@ -91,7 +103,7 @@ def _ig(model, block_def, replay, x_in, h, batch: PromptBatch, steps: int, group
         start = jnp.repeat(jnp.arange(lo, hi), steps)  # variant = (layer, alpha)
         alpha = jnp.tile(a, n)
         total = lambda shift, lo=lo, start=start, alpha=alpha: lt.staircase_f(  # noqa: E731
-            model, block_def, replay, lo, x_in[lo], start, alpha, shift, batch.option_ids, batch.gold
+            model, block_def, replay, lo, x_in[lo], start, alpha, shift, batch.option_ids, batch.gold, target
         ).sum()
         g = jax.grad(total)(jnp.zeros((n * steps, b, f), h.dtype))
         g = g.astype(jnp.float32).reshape(n, steps, b, f).mean(axis=1)
@@ -99,7 +111,9 @@ def _ig(model, block_def, replay, x_in, h, batch: PromptBatch, steps: int, group
     return jnp.concatenate(per_group)
 
 
-def _attribute(state, batch: PromptBatch, *, graphdef, method: str, steps: int, groups: int) -> Attribution:
+def _attribute(
+    state, batch: PromptBatch, *, graphdef, method: str, steps: int, groups: int, target: str = "ce"
+) -> Attribution:
     model = nnx.merge(graphdef, state)
     cfg = model.cfg
     cache = lt.prefix_cache(model, batch.input_ids, batch.attention_mask)
@@ -107,7 +121,7 @@ def _attribute(state, batch: PromptBatch, *, graphdef, method: str, steps: int, 
     b = batch.gold.shape[0]
 
     def base(shifts):
-        f, aux = lt.base_pass(model, block_def, replay, batch.option_ids, batch.gold, shifts)
+        f, aux = lt.base_pass(model, block_def, replay, batch.option_ids, batch.gold, shifts, target)
         return f.sum(), (f, aux)
 
     shifts = jnp.zeros((cfg.num_layers, b, cfg.intermediate_size), replay.x0.dtype)
@@ -119,14 +133,14 @@ def _attribute(state, batch: PromptBatch, *, graphdef, method: str, steps: int, 
         if method == "activation":
             attr = h.astype(jnp.float32)
         else:
-            attr = _ig(model, block_def, replay, x_in, h, batch, steps, groups)
+            attr = _ig(model, block_def, replay, x_in, h, batch, steps, groups, target)
     h32 = h.astype(jnp.float32)
     return Attribution(
         scores=jnp.swapaxes(attr, 0, 1), f=f, option_scores=scores, activations=jnp.swapaxes(h32, 0, 1)
     )
 
 
-attribute_compiled = jax.jit(_attribute, static_argnames=("graphdef", "method", "steps", "groups"))
+attribute_compiled = jax.jit(_attribute, static_argnames=("graphdef", "method", "steps", "groups", "target"))
 
 
 def _pad_rows(batch: PromptBatch, rows: int, seq: int) -> PromptBatch:
@@ -151,16 +165,22 @@ def attribute(
     chunk: Optional[int] = None,
     seq_bucket: int = 32,
     groups: int = 4,
+    target: Target = "ce",
 ) -> Attribution:
-    """Attribute F to every neuron at the last prompt position, for every prompt of ``batch``.
+    """Attribute the target to every neuron at the last prompt position, for every prompt of
+    ``batch``.
 
     lm: a `neuronjax.LanguageModel`. chunk: prompts per compiled call (default: the whole batch);
     the last chunk is padded to the same shape, and sequence lengths are left-padded up to a
     multiple of ``seq_bucket``, so a run compiles once per shape bucket. groups: how many
-    layer groups the IG variants are split into (see `last_token`).
+    layer groups the IG variants are split into (see `last_token`). target: "ce" for the
+    contrastive F over the four options, "prob" for the gold option's probability over the whole
+    vocabulary (see the module docstring).
     """
     if method not in METHODS:
         raise ValueError(f"method {method!r} unknown; expected one of {METHODS}")
+    if target not in TARGETS:
+        raise ValueError(f"target {target!r} unknown; expected one of {TARGETS}")
     if method == "ig" and steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     batch.validate()
@@ -172,7 +192,9 @@ def attribute(
         part = jax.tree.map(lambda x: np.asarray(x)[lo : lo + chunk], batch)
         part = _pad_rows(part, chunk, seq)
         part = jax.tree.map(lm._place, part)
-        out = attribute_compiled(lm.state, part, graphdef=lm.graphdef, method=method, steps=steps, groups=groups)
+        out = attribute_compiled(
+            lm.state, part, graphdef=lm.graphdef, method=method, steps=steps, groups=groups, target=target
+        )
         outs.append(jax.tree.map(lambda x, k=min(chunk, n - lo): x[:k], out))
     if len(outs) == 1:
         return outs[0]

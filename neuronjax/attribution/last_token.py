@@ -14,6 +14,12 @@ give larger matrix products.
 
 Variants keep their own leading axis: activations are [variant, batch, 1, embed] and every
 variant reads the one prompt cache [batch, keys, ...] by broadcasting, never by copying it.
+
+Two targets are read off the final residual stream (``target``): "ce", the contrastive F of the
+four option scores, needs only the output-head columns of the candidate tokens
+(`option_scores`); "prob", the probability of the gold option over the whole vocabulary
+(`gold_probability`), needs the full head, so its [variant, batch, vocab] logits are built a few
+variants at a time and recomputed, not stored, for the backward pass.
 Axis names: variant, batch (prompts), layers, keys (cached positions), embed, mlp, option,
 candidate (tokenizations of one option).
 """
@@ -21,6 +27,7 @@ candidate (tokenizations of one option).
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +35,13 @@ from flax import nnx
 
 from neuronjax.models.decoder import Decoder, KVCache
 from neuronjax.tasks.metrics import target_f
+
+Target = Literal["ce", "prob"]
+TARGETS = ("ce", "prob")
+
+# Most float32 full-vocabulary logits `gold_probability` builds at once (variants x batch x vocab):
+# 2^26 = 256 MiB, a few times that at the peak of the backward pass.
+PROB_LOGIT_BUDGET = 1 << 26
 
 
 @jax.tree_util.register_dataclass
@@ -108,18 +122,66 @@ def f_of_scores(scores: jax.Array, gold: jax.Array) -> jax.Array:
     return target_f(scores.reshape(a * b, o), jnp.tile(gold, a)).reshape(a, b)
 
 
-def base_pass(model, graphdef, replay: Replay, option_ids, gold, shifts=None):
-    """The unedited last position: (F [batch], (option scores [batch, option], x_in [layers,
-    batch, embed], h [layers, batch, mlp])). shifts [layers, batch, mlp] as in `run_layers`."""
+def gold_probability(model: Decoder, x: jax.Array, option_ids: jax.Array, gold: jax.Array, budget: int = PROB_LOGIT_BUDGET):
+    """P [variant, batch]: the probability of the gold option over the whole vocabulary, the sum
+    over its candidate tokens of softmax(logits)[t], from final residuals x [variant, batch, embed].
+
+    The logits are the model's own (full head, soft-capped where the model caps them) in float32.
+    When variants x batch x vocab exceeds ``budget``, the variants go through in slices of
+    ``budget`` // (batch * vocab) and each slice's logits are recomputed in the backward pass
+    (one more head product) instead of being kept, so the largest logits array stays within the
+    budget. Within the budget, all variants go at once with nothing recomputed.
+    """
+    v, b, _ = x.shape
+    head = model.head_weights
+    vocab = head.shape[1]
+    cand = option_ids[jnp.arange(b), gold]  # [batch, cand]
+    valid = cand >= 0
+    cand = jnp.clip(cand, 0)
+
+    def one(xv):  # [..., batch, embed] -> [..., batch]
+        logits = model.soft_cap(jnp.einsum("...e,ev->...v", model.final_norm(xv), head, preferred_element_type=jnp.float32))
+        logits = logits.astype(jnp.float32)
+        idx = jnp.broadcast_to(cand, logits.shape[:-1] + cand.shape[-1:])
+        picked = jnp.where(valid, jnp.take_along_axis(logits, idx, axis=-1), -jnp.inf)
+        return jnp.exp(jax.nn.logsumexp(picked, axis=-1) - jax.nn.logsumexp(logits, axis=-1))
+
+    rows = max(1, budget // max(1, b * vocab))
+    if rows >= v:
+        return one(x)
+    return jax.lax.map(jax.checkpoint(one), x, batch_size=rows)
+
+
+def target_of(model: Decoder, x: jax.Array, option_ids: jax.Array, gold: jax.Array, target: Target = "ce"):
+    """The target [variant, batch] of final residuals x [variant, batch, embed]: F for "ce", P for
+    "prob"."""
+    if target == "ce":
+        return f_of_scores(option_scores(model, x, option_ids), gold)
+    if target == "prob":
+        return gold_probability(model, x, option_ids, gold)
+    raise ValueError(f"target {target!r} unknown; expected one of {TARGETS}")
+
+
+def base_pass(model, graphdef, replay: Replay, option_ids, gold, shifts=None, target: Target = "ce"):
+    """The unedited last position: (F or P [batch], (option scores [batch, option], x_in [layers,
+    batch, embed], h [layers, batch, mlp])). shifts [layers, batch, mlp] as in `run_layers`.
+    The option scores are the candidate logsumexps of `option_scores` for either target."""
     rope = model.cfg.position_kind == "rope"
     shifts = None if shifts is None else shifts[:, None]
     x, (x_in, h) = run_layers(graphdef, replay, replay.x0[None], rope, shifts)
     scores = option_scores(model, x[..., 0, :], option_ids)
-    return f_of_scores(scores, gold)[0], (scores[0], x_in[:, 0], h[:, 0])
+    if target == "ce":
+        f = f_of_scores(scores, gold)
+    else:
+        f = target_of(model, x[..., 0, :], option_ids, gold, target)
+    return f[0], (scores[0], x_in[:, 0], h[:, 0])
 
 
-def staircase_f(model, graphdef, replay: Replay, lo: int, x_in: jax.Array, start, alpha, shift, option_ids, gold):
-    """F [variant, batch] of a group of variants that edit layers lo.. : one scan over lo..L-1.
+def staircase_f(
+    model, graphdef, replay: Replay, lo: int, x_in: jax.Array, start, alpha, shift, option_ids, gold, target: Target = "ce"
+):
+    """The target (F, or P for ``target="prob"``) [variant, batch] of a group of variants that
+    edit layers lo.. : one scan over lo..L-1.
 
     Variant v with start layer start[v] and scale alpha[v] replaces h at that layer's last
     position by alpha * h + shift[v]; below its layer it reproduces the unedited pass (every
@@ -146,4 +208,4 @@ def staircase_f(model, graphdef, replay: Replay, lo: int, x_in: jax.Array, start
     xs = (jnp.arange(lo, n),) + jax.tree.map(lambda a: a[lo:n], (r.params, r.cos, r.sin, r.bias, r.keys, r.values))
     x0 = jnp.broadcast_to(x_in[None, :, None, :], (v,) + x_in.shape[:1] + (1,) + x_in.shape[1:])
     x, _ = jax.lax.scan(body, x0, xs)
-    return f_of_scores(option_scores(model, x[..., 0, :], option_ids), gold)
+    return target_of(model, x[..., 0, :], option_ids, gold, target)

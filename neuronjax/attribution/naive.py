@@ -1,6 +1,7 @@
 """The straightforward attribution: the whole prompt rerun for every (layer, alpha), with the
-scaling applied through an `Intervention`. Slow (layers x steps full passes per prompt) and
-obviously right; the cached replay in `engine` is tested against it."""
+scaling applied through an `Intervention`, and the target read off the model's full last-position
+logits. Slow (layers x steps full passes per prompt) and obviously right; the cached replay in
+`engine` is tested against it, for both targets."""
 
 from __future__ import annotations
 
@@ -14,20 +15,26 @@ from neuronjax.lm import forward
 from neuronjax.tasks.metrics import target_f
 
 
-def _f(lm, ids, mask, option_ids, gold, scale, shift):
+def _f(lm, ids, mask, option_ids, gold, scale, shift, target="ce"):
     iv = Intervention(scale=scale, shift=shift, all_positions=jnp.asarray(False))
     logits = forward(lm.state, ids, mask, iv, graphdef=lm.graphdef, logits_at="last").logits[:, 0]
     picked = jnp.take_along_axis(logits, jnp.clip(option_ids, 0).reshape(1, -1), axis=-1).reshape(option_ids.shape)
     scores = jax.nn.logsumexp(jnp.where(option_ids >= 0, picked, -jnp.inf), axis=-1)
+    if target == "prob":  # P(gold option) over the whole vocabulary
+        logits32 = logits[0].astype(jnp.float32)
+        return jnp.exp(scores[gold] - jax.nn.logsumexp(logits32)), scores
     return target_f(scores[None], gold[None])[0], scores
 
 
-def naive_attribute(lm, batch: PromptBatch, method: str = "ig", steps: int = 16) -> Attribution:
-    """One prompt at a time; for ``ig`` a full forward and backward per (layer, alpha)."""
+def naive_attribute(lm, batch: PromptBatch, method: str = "ig", steps: int = 16, target: str = "ce") -> Attribution:
+    """One prompt at a time; for ``ig`` a full forward and backward per (layer, alpha). target as
+    in `engine.attribute`."""
+    if target not in ("ce", "prob"):
+        raise ValueError(f"target {target!r} unknown; expected 'ce' or 'prob'")
     c = lm.config
     shape = (c.num_layers, c.intermediate_size)
-    grad_f = jax.jit(jax.grad(lambda *a: _f(*a)[0], argnums=6), static_argnums=0)
-    value_f = jax.jit(_f, static_argnums=0)
+    grad_f = jax.jit(jax.grad(lambda *a: _f(*a, target=target)[0], argnums=6), static_argnums=0)
+    value_f = jax.jit(lambda *a: _f(*a, target=target), static_argnums=0)
     out = {"scores": [], "f": [], "option_scores": [], "activations": []}
     ones, zeros = jnp.ones(shape), jnp.zeros(shape)
     for i in range(np.shape(batch.input_ids)[0]):

@@ -1,12 +1,15 @@
-"""The cached-prompt replay equals the naive full-prompt rerun for every method, and IG behaves
-as integrated gradients must (completeness)."""
+"""The cached-prompt replay equals the naive full-prompt rerun for every method and both targets,
+and IG behaves as integrated gradients must (completeness)."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import neuronjax
 from neuronjax import Intervention
 from neuronjax.attribution import PromptBatch, alphas, attribute
+from neuronjax.attribution import last_token as lt
 from neuronjax.attribution.engine import layer_groups
 from neuronjax.attribution.naive import naive_attribute
 from tests import tiny_models
@@ -82,6 +85,84 @@ def test_completeness(lm):
         assert (err_fine <= err_coarse + 1e-5).all()  # more steps, closer
 
 
+def _gold_probability(logits, option_ids, gold):
+    """P(gold option) over the whole vocabulary from one row of last-position logits [vocab]."""
+    logits = np.asarray(logits, np.float64)
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    return p[[t for t in option_ids[gold] if t >= 0]].sum()
+
+
+@pytest.mark.parametrize("method,steps,groups", [("ig", 3, 2), ("grad_x_act", 1, 4)])
+def test_prob_replay_equals_full_prompt_rerun(lm, method, steps, groups):
+    batch = _batch(lm)
+    fast = attribute(lm, batch, method, steps, groups=groups, target="prob")
+    slow = naive_attribute(lm, batch, method, steps, target="prob")
+    scale = np.abs(np.asarray(slow.scores)).max()
+    assert scale > 1e-4
+    np.testing.assert_allclose(np.asarray(fast.scores), np.asarray(slow.scores), atol=1e-5 * scale, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(fast.f), np.asarray(slow.f), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(fast.option_scores), np.asarray(slow.option_scores), atol=1e-4)
+    ce = attribute(lm, batch, method, steps, groups=groups)  # same option scores, different target
+    np.testing.assert_allclose(np.asarray(fast.option_scores), np.asarray(ce.option_scores), atol=1e-6)
+    assert not np.allclose(np.asarray(fast.scores), np.asarray(ce.scores))
+
+
+def test_prob_f_is_the_gold_probability_over_the_vocabulary(lm):
+    batch = _batch(lm)
+    res = attribute(lm, batch, "activation", target="prob")
+    logits = np.asarray(lm.logits(batch.input_ids, batch.attention_mask))[:, -1]
+    for i in range(2):
+        want = _gold_probability(logits[i], batch.option_ids[i], batch.gold[i])
+        assert abs(float(res.f[i]) - want) < 1e-6 + 1e-5 * want
+    assert (np.asarray(res.f) > 0).all() and (np.asarray(res.f) < 1).all()
+
+
+def test_prob_completeness(tmp_path):
+    """Sum over a layer's neurons of IG of P -> P(unchanged) - P(layer zeroed at the last position)."""
+    tiny_models.save("llama3_rope", tmp_path)
+    lm = neuronjax.load_model(str(tmp_path))
+    batch = _batch(lm, seed=1)
+    c = lm.config
+    res = attribute(lm, batch, "ig", 128, target="prob")  # P is steeper in alpha than log P: more steps
+    sums = np.asarray(res.scores).sum(axis=-1)  # [batch, layers]
+    coarse = np.asarray(attribute(lm, batch, "ig", 4, target="prob").scores).sum(axis=-1)
+    for layer in range(c.num_layers):
+        iv = Intervention.on_neurons(c.num_layers, c.intermediate_size, [(layer, i) for i in range(c.intermediate_size)], 0.0)
+        zeroed = []
+        for i in range(2):
+            logits = np.asarray(lm.logits(batch.input_ids[i : i + 1], batch.attention_mask[i : i + 1], iv))[0, -1]
+            zeroed.append(_gold_probability(logits, batch.option_ids[i], batch.gold[i]))
+        delta = np.asarray(res.f) - np.array(zeroed)
+        assert np.abs(delta).max() > 1e-4  # zeroing a layer moves P, so the check has teeth
+        err_fine = np.abs(sums[:, layer] - delta)
+        err_coarse = np.abs(coarse[:, layer] - delta)
+        assert (err_fine <= 0.05 * np.abs(delta) + 1e-6).all(), (layer, sums[:, layer], delta)
+        assert (err_fine <= err_coarse + 1e-7).all()  # more steps, closer
+
+
+def test_gold_probability_in_slices_equals_one_pass(tmp_path):
+    """Variants sliced to bound the [variant, batch, vocab] logits: same P, same gradient."""
+    tiny_models.save("gemma2", tmp_path)  # final-logit soft-capping
+    lm = neuronjax.load_model(str(tmp_path))
+    model, batch = lm.module, _batch(lm)
+    b, vocab = 2, model.cfg.vocab_size
+    x = jax.random.normal(jax.random.key(0), (5, b, model.cfg.hidden_size))
+    opts, gold = jnp.asarray(batch.option_ids), jnp.asarray(batch.gold)
+
+    def p(x, budget):
+        return lt.gold_probability(model, x, opts, gold, budget=budget)
+
+    whole, sliced = p(x, 1 << 26), p(x, 2 * b * vocab)  # 2 variants a slice: 2 + 2 + 1
+    np.testing.assert_allclose(np.asarray(sliced), np.asarray(whole), rtol=1e-6)
+    g_whole = jax.grad(lambda x: p(x, 1 << 26).sum())(x)
+    g_sliced = jax.grad(lambda x: p(x, 2 * b * vocab).sum())(x)
+    np.testing.assert_allclose(np.asarray(g_sliced), np.asarray(g_whole), rtol=1e-5, atol=1e-7)
+    logits = model.soft_cap(jnp.einsum("nbe,ev->nbv", model.final_norm(x), model.head_weights))
+    want = [[_gold_probability(logits[v, i], batch.option_ids[i], batch.gold[i]) for i in range(b)] for v in range(5)]
+    np.testing.assert_allclose(np.asarray(whole), np.array(want), rtol=1e-5)
+
+
 def test_alphas_and_groups():
     np.testing.assert_allclose(alphas(4), [0.25, 0.5, 0.75, 1.0])
     assert layer_groups(30, 4) == [(0, 8), (8, 16), (16, 23), (23, 30)]
@@ -108,6 +189,8 @@ def test_bad_batches_are_rejected(lm):
         attribute(lm, PromptBatch(batch.input_ids, batch.attention_mask, batch.option_ids, np.array([0, 4], np.int32)))
     with pytest.raises(ValueError, match="method 'shap' unknown"):
         attribute(lm, batch, "shap")
+    with pytest.raises(ValueError, match="target 'logit' unknown"):
+        attribute(lm, batch, target="logit")
 
 
 @pytest.mark.multidevice
