@@ -91,9 +91,14 @@ def _evaluate(args) -> int:
 
 
 def _report(args) -> int:
-    from neuronjax.report import markdown_report
+    from neuronjax.report import markdown_report, summary_table
 
-    text = markdown_report(args.runs)
+    if args.summary:
+        text = "Accuracy [95% CI]:\n\n" + summary_table(args.runs, args.methods, "accuracy")
+        text += "\n\nPermutation-consistent accuracy [95% CI]:\n\n" + summary_table(args.runs, args.methods, "consistent")
+        text += "\n\nv / ^: lower / higher than the same mode on random sets of equal per-layer counts (paired 95% interval).\n"
+    else:
+        text = markdown_report(args.runs)
     if args.output:
         with open(args.output, "w") as f:
             f.write(text)
@@ -151,6 +156,8 @@ def main(argv=None) -> int:
     rep = sub.add_parser("report", help="markdown tables of evaluated runs")
     rep.add_argument("runs", nargs="+", help="run directories")
     rep.add_argument("--output", default=None, help="write the markdown here instead of printing it")
+    rep.add_argument("--summary", action="store_true", help="one line per (task, method) across runs")
+    rep.add_argument("--methods", nargs="*", default=(), help="with --summary: only these methods")
     rep.set_defaults(handler=_report)
     gen = sub.add_parser("generate", help="greedy generation, optionally under a run's intervention")
     gen.add_argument("run", nargs="?", default=None, help="run directory holding the neurons (omit for none)")

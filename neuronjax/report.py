@@ -122,5 +122,45 @@ def run_section(run_dir: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _load(run_dir: str, name: str) -> dict:
+    path = os.path.join(run_dir, name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: not evaluated yet; run `neuronjax evaluate {run_dir}`")
+    with open(path) as f:
+        return json.load(f)
+
+
+SUMMARY_MODES = ("suppress_good", "suppress_bad", "enhancer", "degrader")
+
+
+def summary_table(run_dirs: Sequence[str], methods: Sequence[str] = (), metric: str = "accuracy") -> str:
+    """One line per (task, method): held-out `metric` ("accuracy" or "consistent") [95% CI] under
+    each mode, marked where the paired interval against the same mode on random sets of the same
+    per-layer counts excludes zero (v lower, ^ higher than random)."""
+    lines = ["| task | method | K | none | " + " | ".join(SUMMARY_MODES) + " |",
+             "|---|---|---:|---|" + "---|" * len(SUMMARY_MODES)]  # fmt: skip
+    for run_dir in run_dirs:
+        ev = _load(run_dir, "evaluation.json")
+        rows = [r for r in ev["rows"] if not r["control"]]
+        none = next(r for r in rows if r["method"] == "none")
+        names = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "none" and (not methods or m in methods)]
+        for m in names:
+            cells, k = [], "-"
+            for mode in SUMMARY_MODES:
+                hit = [r for r in rows if r["method"] == m and r["mode"] == mode]
+                if not hit:
+                    cells.append("-")
+                    continue
+                r = hit[0]
+                k = r["k"]
+                if (mode == "suppress_bad" and r["bad"] == 0) or (mode == "suppress_good" and r["good"] == 0):
+                    cells.append("(empty set)")
+                    continue
+                mark = {"lower": " v", "higher": " ^"}.get(_verdict(r["vs_random"][metric]), "")
+                cells.append(_fmt(r[metric]) + mark)
+            lines.append(f"| {ev['task']} | {m} | {k} | {_fmt(none[metric])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_report(run_dirs: Sequence[str]) -> str:
     return "\n".join(run_section(d) for d in run_dirs)

@@ -76,6 +76,10 @@ def test_run_report_evaluate_generate(run_config, capsys):
     assert again["rows"] == first["rows"] and again["curve"] == first["curve"]
     assert main(["report", str(run_dir)]) == 0
     assert "Cross-task" in capsys.readouterr().out
+    assert main(["report", "--summary", str(run_dir), "--methods", "neuronllm", "kn_ig"]) == 0
+    summary = capsys.readouterr().out
+    assert "| world_facts | neuronllm | 5 |" in summary and "| world_facts | random |" not in summary
+    assert "Permutation-consistent accuracy" in summary
     assert main(["generate", str(run_dir), "--prompt", "The capital of France is", "--mode", "enhancer",
                  "--max-new-tokens", "3"]) == 0  # fmt: skip
     assert "[enhancer]" in capsys.readouterr().out
