@@ -91,12 +91,15 @@ def _evaluate(args) -> int:
 
 
 def _report(args) -> int:
-    from neuronjax.report import markdown_report, summary_table
+    from neuronjax.report import cross_matrix, markdown_report, summary_table
 
     if args.summary:
         text = "Accuracy [95% CI]:\n\n" + summary_table(args.runs, args.methods, "accuracy")
         text += "\n\nPermutation-consistent accuracy [95% CI]:\n\n" + summary_table(args.runs, args.methods, "consistent")
         text += "\n\nv / ^: lower / higher than the same mode on random sets of equal per-layer counts (paired 95% interval).\n"
+        for mode in ("suppress_good", "suppress_bad"):
+            text += f"\n\nCross-task accuracy change against no intervention [95% CI], {mode}:\n\n"
+            text += cross_matrix(args.runs, (args.methods or ["neuronllm"])[0], mode) + "\n"
     else:
         text = markdown_report(args.runs)
     if args.output:

@@ -162,5 +162,29 @@ def summary_table(run_dirs: Sequence[str], methods: Sequence[str] = (), metric: 
     return "\n".join(lines)
 
 
+def cross_matrix(run_dirs: Sequence[str], method: str = "neuronllm", mode: str = "suppress_good") -> str:
+    """Rows: the task whose neurons are used; columns: the task evaluated; cells: accuracy change
+    against no intervention [95% CI] (the diagonal from each run's own evaluation, the rest from
+    its cross_tasks)."""
+    cells: dict[tuple[str, str], str] = {}
+    sources, targets = [], []
+    for run_dir in run_dirs:
+        ev = _load(run_dir, "evaluation.json")
+        sources.append(ev["task"])
+        evals = [ev]
+        if os.path.exists(os.path.join(run_dir, "cross.json")):
+            evals += _load(run_dir, "cross.json")["targets"]
+        for t in evals:
+            if t["task"] not in targets:
+                targets.append(t["task"])
+            hit = [r for r in t["rows"] if r["method"] == method and r["mode"] == mode and not r["control"]]
+            if hit:
+                cells[(ev["task"], t["task"])] = _fmt(hit[0]["vs_none"]["accuracy"], True)
+    lines = [f"| {method} neurons of ({mode}) | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
+    for src in sources:
+        lines.append(f"| {src} | " + " | ".join(cells.get((src, t), "-") for t in targets) + " |")
+    return "\n".join(lines)
+
+
 def markdown_report(run_dirs: Sequence[str]) -> str:
     return "\n".join(run_section(d) for d in run_dirs)
