@@ -177,6 +177,8 @@ def identify(
     stats = stats if stats is not None else IdentifyStats()
     c = lm.config
     states = {m.name: m.init(c.num_layers, c.intermediate_size) for m in data_methods}
+    if not data_methods and any(not (m.good_per_layer or m.bad_per_layer) for m in methods):
+        raise ValueError("identify.methods: 'random' needs another method to copy its per-layer counts from")
     for block in item_blocks(lm, encoded, _needs(data_methods), attribution, block_items, stats, progress):
         for m in data_methods:
             states[m.name] = m.update(states[m.name], block)
@@ -191,8 +193,6 @@ def identify(
     for m in methods:
         if isinstance(m, Random):
             if not m.good_per_layer and not m.bad_per_layer:
-                if not results:
-                    raise ValueError("identify.methods: 'random' needs another method to copy its per-layer counts from")
                 ref_name = names[0] if names[0] != m.name else next(n for n in names if n != m.name)
                 ref = results[ref_name]
                 m = Random.like(ref.good, ref.bad, seed=m.seed, k=m.k)
