@@ -116,6 +116,18 @@ def _set_dotted(raw: dict, dotted: str, value: Any, where: str) -> None:
     node[leaf] = value
 
 
+def apply_overrides(raw: dict, overrides: Optional[dict], where: str) -> dict:
+    """Set the dotted overrides in `raw`; returns the `task.`-prefixed ones (keys without the
+    prefix), which belong to the task YAML."""
+    task_overrides = {}
+    for dotted, value in (overrides or {}).items():
+        if dotted.startswith("task."):
+            task_overrides[dotted[len("task.") :]] = value
+        else:
+            _set_dotted(raw, dotted, value, where)
+    return task_overrides
+
+
 def load_run_config(path: str, overrides: Optional[dict] = None) -> RunConfig:
     """Read a run YAML and apply dotted overrides."""
     if not os.path.exists(path):
@@ -124,12 +136,7 @@ def load_run_config(path: str, overrides: Optional[dict] = None) -> RunConfig:
         raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
-    task_overrides = {}
-    for dotted, value in (overrides or {}).items():
-        if dotted.startswith("task."):
-            task_overrides[dotted[len("task.") :]] = value
-        else:
-            _set_dotted(raw, dotted, value, path)
+    task_overrides = apply_overrides(raw, overrides, path)
     for key in ("name", "task"):
         if key not in raw:
             raise ValueError(f"{path}: missing key {key!r}")

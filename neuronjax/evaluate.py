@@ -28,7 +28,8 @@ import numpy as np
 
 from neuronjax.intervention import Intervention, from_masks
 from neuronjax.lm import forward
-from neuronjax.tasks.scoring import candidate_log_probs, cached_continuation_scores
+from neuronjax.tasks.metrics import proxy_correct
+from neuronjax.tasks.scoring import candidate_log_probs, score_continuations
 
 GROUP = 32  # interventions per compiled call (the last group is padded with identities)
 
@@ -52,13 +53,10 @@ def _last_scores(state, graphdef, ids, cache, iv, option_tokens, continuation, k
 
 
 def _continue(state, graphdef, cache, last, continuation, kind, pad_id):
-    b, options, cont = continuation.shape
-    present = continuation >= 0
-    rows = jax.tree.map(lambda x: jnp.repeat(x, options, axis=0), cache)
-    ids = jnp.where(present, continuation, pad_id).reshape(b * options, cont)
-    mask = present.astype(jnp.int32).reshape(b * options, cont)
-    logits = forward(state, ids, mask, None, rows, graphdef=graphdef, logits_at="all").logits
-    return cached_continuation_scores(last, logits, continuation, mean=kind == "whole_mean")
+    def extend(rows, ids, mask):
+        return forward(state, ids, mask, None, rows, graphdef=graphdef, logits_at="all").logits
+
+    return score_continuations(extend, cache, last, continuation, mean=kind == "whole_mean", pad_id=pad_id)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
@@ -105,9 +103,9 @@ class Scored:
     @property
     def correct(self) -> np.ndarray:
         """bool [intervention, proxy]: gold strictly above every other option."""
-        gold_score = np.take_along_axis(self.scores, self.gold[None, :, None], axis=2)[..., 0]
-        others = np.where(np.eye(4, dtype=bool)[self.gold][None], -np.inf, self.scores)
-        return gold_score > others.max(axis=2)
+        v, p, o = self.scores.shape
+        flat = proxy_correct(self.scores.reshape(v * p, o), np.tile(self.gold, v))
+        return np.asarray(flat).reshape(v, p)
 
     @property
     def choices(self) -> np.ndarray:
@@ -206,38 +204,13 @@ def _interval(point: float, samples: np.ndarray) -> Interval:
     return Interval(float(point), float(low), float(high))
 
 
-def accuracy_stats(right: np.ndarray, total: np.ndarray, resamples: np.ndarray) -> dict[str, Interval]:
-    """Accuracy and permutation-consistent accuracy with 95% bootstrap intervals.
-
-    right [seed, item] (or [item]): right proxies per item, averaged over the leading axis (the
-    seeds of a pooled random control); total [item]: proxies per item. Items with no proxy are
-    not counted."""
-    right = np.atleast_2d(right)
-    present = total > 0
-    acc_item = right.sum(axis=0)  # summed over seeds
-    seeds = right.shape[0]
-    all_right = (right == total[None]).mean(axis=0)  # share of seeds with the item fully right
-    r, t, a, p = acc_item[resamples], total[resamples], all_right[resamples], present[resamples]
-    acc_samples = r.sum(axis=1) / np.maximum(t.sum(axis=1) * seeds, 1)
-    con_samples = (a * p).sum(axis=1) / np.maximum(p.sum(axis=1), 1)
-    acc = acc_item[present].sum() / max(total[present].sum() * seeds, 1)
-    con = all_right[present].mean() if present.any() else 0.0
-    return {"accuracy": _interval(acc, acc_samples), "consistent": _interval(con, con_samples)}
-
-
-def difference_stats(right_a, right_b, total, resamples) -> dict[str, Interval]:
-    """a minus b (each [seed, item] or [item]) for both metrics, paired over the same resamples."""
-    a = accuracy_stats(right_a, total, resamples[:1])  # point values
-    b = accuracy_stats(right_b, total, resamples[:1])
-    out = {}
-    for key in ("accuracy", "consistent"):
-        sa = _samples(right_a, total, resamples, key)
-        sb = _samples(right_b, total, resamples, key)
-        out[key] = _interval(a[key].value - b[key].value, sa - sb)
-    return out
+METRICS = ("accuracy", "consistent")
 
 
 def _samples(right, total, resamples, key):
+    """`key` over each row of item indices resamples [resample, item]: accuracy (right proxies
+    over proxies, seeds pooled) or consistent accuracy (share of present items right under every
+    proxy, averaged over seeds). Items with no proxy count for neither."""
     right = np.atleast_2d(right)
     seeds = right.shape[0]
     present = total > 0
@@ -245,6 +218,26 @@ def _samples(right, total, resamples, key):
         return right.sum(axis=0)[resamples].sum(axis=1) / np.maximum(total[resamples].sum(axis=1) * seeds, 1)
     a = (right == total[None]).mean(axis=0)[resamples] * present[resamples]
     return a.sum(axis=1) / np.maximum(present[resamples].sum(axis=1), 1)
+
+
+def accuracy_stats(right: np.ndarray, total: np.ndarray, resamples: np.ndarray) -> dict[str, Interval]:
+    """Accuracy and permutation-consistent accuracy with 95% bootstrap intervals.
+
+    right [seed, item] (or [item]): right proxies per item, averaged over the leading axis (the
+    seeds of a pooled random control); total [item]: proxies per item. Items with no proxy are
+    not counted."""
+    every = np.arange(total.shape[0])[None]  # the sample itself
+    return {k: _interval(_samples(right, total, every, k)[0], _samples(right, total, resamples, k)) for k in METRICS}
+
+
+def difference_stats(right_a, right_b, total, resamples) -> dict[str, Interval]:
+    """a minus b (each [seed, item] or [item]) for both metrics, paired over the same resamples."""
+    every = np.arange(total.shape[0])[None]
+    out = {}
+    for k in METRICS:
+        point = _samples(right_a, total, every, k)[0] - _samples(right_b, total, every, k)[0]
+        out[k] = _interval(point, _samples(right_a, total, resamples, k) - _samples(right_b, total, resamples, k))
+    return out
 
 
 # ----------------------------------------------------------------------------- conditions

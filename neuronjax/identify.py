@@ -24,6 +24,7 @@ import numpy as np
 from neuronjax.attribution.engine import PromptBatch, attribute
 from neuronjax.io.neurons import NeuronSet, model_fingerprint
 from neuronjax.methods.base import NEEDS, ItemBlock, Method, method_record
+from neuronjax.tasks.metrics import proxy_correct
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,13 +60,6 @@ def _needs(methods: Sequence[Method]) -> set[str]:
             raise ValueError(f"method {m.name!r} needs {sorted(unknown)}; known: {NEEDS}")
         needs |= set(m.needs)
     return needs
-
-
-def _correct(option_scores: np.ndarray, gold: np.ndarray) -> np.ndarray:
-    """bool [rows]: the gold option scores strictly above every other (ties are wrong)."""
-    gold_score = np.take_along_axis(option_scores, gold[:, None], axis=1)[:, 0]
-    others = np.where(np.eye(option_scores.shape[1], dtype=bool)[gold], -np.inf, option_scores)
-    return gold_score > others.max(axis=1)
 
 
 def item_blocks(
@@ -114,7 +108,7 @@ def item_blocks(
         option_scores, acts = np.asarray(out.option_scores), out.activations
         if "activations" in needs:
             rows["activations"] = np.asarray(acts)
-        correct = _correct(option_scores, np.asarray(batch["gold"]))
+        correct = np.asarray(proxy_correct(option_scores, np.asarray(batch["gold"])))
         for r in np.flatnonzero(valid):
             item, proxy = int(batch["item_index"][r]), int(batch["proxy_index"][r])
             slot = pending.setdefault(item, {})

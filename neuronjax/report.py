@@ -91,11 +91,7 @@ def cross_table(cross: dict, source_task: str, mode: str = "suppress_good") -> s
 
 
 def run_section(run_dir: str) -> str:
-    path = os.path.join(run_dir, "evaluation.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: not evaluated yet; run `neuronjax evaluate {run_dir}`")
-    with open(path) as f:
-        ev = json.load(f)
+    ev = _load(run_dir, "evaluation.json")
     model = ev.get("model", {})
     stats = next(iter(ev.get("identify", {}).values()), {})
     out = [
@@ -113,10 +109,8 @@ def run_section(run_dir: str) -> str:
     curve = curve_table(ev)
     if curve:
         out += ["", "Accuracy against K:", "", curve]
-    cross_path = os.path.join(run_dir, "cross.json")
-    if os.path.exists(cross_path):
-        with open(cross_path) as f:
-            cross = json.load(f)
+    if os.path.exists(os.path.join(run_dir, "cross.json")):
+        cross = _load(run_dir, "cross.json")
         out += ["", "Cross-task: accuracy change against no intervention [95% CI]:", "",
                 cross_table(cross, ev["task"])]  # fmt: skip
     return "\n".join(out) + "\n"

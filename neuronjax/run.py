@@ -184,22 +184,14 @@ def write_report(run_dir: str) -> str:
 
 def config_of_run(run_dir: str, overrides: Optional[dict] = None) -> RunConfig:
     """The config a run directory was made with (its config.yaml), with overrides applied."""
-    from neuronjax.config import build
+    from neuronjax.config import apply_overrides, build
 
     path = os.path.join(run_dir, CONFIG)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{run_dir}: no {CONFIG}; not a neuronjax run directory")
     with open(path) as f:
         raw = yaml.safe_load(f)
-    from neuronjax.config import _set_dotted
-
-    task_overrides = dict(raw.get("task_overrides") or {})
-    for dotted, value in (overrides or {}).items():
-        if dotted.startswith("task."):
-            task_overrides[dotted[5:]] = value
-        else:
-            _set_dotted(raw, dotted, value, path)
-    raw["task_overrides"] = task_overrides
+    raw["task_overrides"] = {**(raw.get("task_overrides") or {}), **apply_overrides(raw, overrides, path)}
     raw["output"] = os.path.dirname(os.path.abspath(run_dir))
     raw["name"] = os.path.basename(os.path.abspath(run_dir))
     return build(RunConfig, raw, path)

@@ -178,13 +178,23 @@ def make_cached_scorer(prefill_fn, extend_fn, mean: bool = False, pad_id: int = 
 
     def run(batch: dict) -> jax.Array:
         continuation = jnp.asarray(batch["continuation"])
-        batch_size, options, cont = continuation.shape
-        if cont == 0:
+        if continuation.shape[-1] == 0:
             raise ValueError("option_score whole needs batches encoded with option_score whole (continuation is empty)")
         last, cache = prefill_fn(jnp.asarray(batch["input_ids"]), jnp.asarray(batch["attention_mask"]))
-        present = continuation >= 0
-        ids = jnp.where(present, continuation, pad_id).reshape(batch_size * options, cont)
-        logits = extend_fn(_repeat_jit(cache, times=options), ids, present.astype(jnp.int32).reshape(ids.shape))
-        return _cached_jit(last[:, -1, :], logits, continuation, mean=mean)
+        return score_continuations(extend_fn, cache, last[:, -1, :], continuation, mean, pad_id, jitted=True)
 
     return run
+
+
+def score_continuations(extend_fn, cache, last_logits, continuation, mean=False, pad_id=0, jitted=False):
+    """Whole-text scores [batch, option] after a prompt whose cache and last-position logits
+    [batch, vocab] are given: each option's text runs once (extend_fn(cache, ids, mask) ->
+    logits, as in `make_cached_scorer`) against its own copy of the prompt's cache. `jitted` uses
+    the compiled helpers (when called outside a trace)."""
+    batch_size, options, cont = continuation.shape
+    present = continuation >= 0
+    ids = jnp.where(present, continuation, pad_id).reshape(batch_size * options, cont)
+    rows = _repeat_jit(cache, times=options) if jitted else _repeat_rows(cache, options)
+    logits = extend_fn(rows, ids, present.astype(jnp.int32).reshape(ids.shape))
+    score = _cached_jit if jitted else cached_continuation_scores
+    return score(last_logits, logits, continuation, mean=mean)
