@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from neuronjax.distributed import global_batches, to_host
 from neuronjax.intervention import Intervention, from_masks
 from neuronjax.lm import forward
 from neuronjax.tasks.metrics import proxy_correct
@@ -141,7 +142,7 @@ def score_interventions(
             groups.append((flag, idx, _stack(ivs)))
     scores, gold, items, proxies = [], [], [], []
     static = dict(graphdef=lm.graphdef, kind=kind, pad_id=encoded.pad_id)
-    for batch in encoded.batches(process_index=0, process_count=1):
+    for batch in global_batches(encoded):
         valid = np.asarray(batch["valid"], bool)
         ids, mask, options, cont = (lm._place(batch[k]) for k in ("input_ids", "attention_mask", "option_tokens", "continuation"))
         cache = _prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef) if not policies.all() else None
@@ -151,7 +152,7 @@ def score_interventions(
                 got = _score_all_positions(lm.state, ids, mask, options, cont, ivs, **static)
             else:
                 got = _score_last_position(lm.state, cache, ids, options, cont, ivs, **static)
-            out[idx] = np.asarray(got)[: len(idx)][:, valid]
+            out[idx] = to_host(got)[: len(idx)][:, valid]
         scores.append(out)
         gold.append(batch["gold"][valid])
         items.append(batch["item_index"][valid])

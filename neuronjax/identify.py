@@ -16,12 +16,16 @@ axis, and every method folds each block into its O(neurons) state.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import time
 from typing import Callable, Iterator, Literal, Optional, Sequence
 
+import jax
 import numpy as np
 
 from neuronjax.attribution.engine import PromptBatch, attribute
+from neuronjax.distributed import global_batches, to_host
 from neuronjax.io.neurons import NeuronSet, model_fingerprint
 from neuronjax.methods.base import NEEDS, ItemBlock, Method, method_record
 from neuronjax.tasks.metrics import proxy_correct
@@ -62,6 +66,96 @@ def _needs(methods: Sequence[Method]) -> set[str]:
     return needs
 
 
+def _check_task(encoded, block_items: int) -> None:
+    if encoded.config.prompt.answer_format == "option_text" and encoded.config.prompt.option_score != "first_token":
+        raise ValueError(
+            f"task {encoded.config.name!r}: prompt.option_score = {encoded.config.prompt.option_score!r}; "
+            "attribution reads the answer from one next token, so identification needs "
+            "answer_format letter or option_score first_token"
+        )
+    if block_items < 1:
+        raise ValueError(f"identify.block_items = {block_items}: expected >= 1")
+
+
+class ItemCollector:
+    """Host-side buffer: attributed rows in, blocks of complete items out.
+
+    Rows wait until their item has every proxy; complete items leave in arrival order, in blocks
+    of `block_items`. The buffer (incomplete items and complete ones not yet in a block) is part
+    of a resumable run's checkpoint (`to_arrays` / `from_arrays`).
+    """
+
+    def __init__(self, keys: Sequence[str], num_proxies: int, block_items: int, grid: tuple[int, int], stats: IdentifyStats):
+        self.keys, self.num_proxies, self.block_items, self.grid = sorted(keys), num_proxies, block_items, grid
+        self.stats = stats
+        self.pending: dict[int, dict[int, dict[str, np.ndarray]]] = {}
+        self.complete: list[tuple[int, dict[int, dict[str, np.ndarray]]]] = []
+
+    def add(self, item: int, proxy: int, row: dict[str, np.ndarray]) -> None:
+        slot = self.pending.setdefault(item, {})
+        if proxy in slot:
+            raise RuntimeError(f"proxy {proxy} of item {item} arrived twice (pipeline plan is broken)")
+        slot[proxy] = row
+        self.stats.proxies += 1
+        self.stats.proxies_correct += int(row["correct"])
+        if len(slot) == self.num_proxies:
+            self.complete.append((item, self.pending.pop(item)))
+            self.stats.items += 1
+
+    def blocks(self, lm, force: bool = False) -> Iterator[ItemBlock]:
+        while len(self.complete) >= self.block_items or (force and self.complete):
+            take, self.complete = self.complete[: self.block_items], self.complete[self.block_items :]
+            yield _block([rows for _, rows in take], self.keys, self.num_proxies, self.block_items, self.grid, lm)
+
+    def check_done(self) -> None:
+        if self.pending:
+            raise RuntimeError(
+                f"{len(self.pending)} items ended with fewer than {self.num_proxies} proxies "
+                f"(e.g. item {next(iter(self.pending))}); the task's batches did not hold every proxy"
+            )
+
+    # -- checkpointing: every waiting row as flat arrays ------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        rows = [(k, item, proxy, r) for k, (item, slot) in enumerate(self.complete) for proxy, r in slot.items()]
+        rows += [(-1, item, proxy, r) for item, slot in self.pending.items() for proxy, r in slot.items()]
+        out = {
+            "order": np.asarray([r[0] for r in rows], np.int32).reshape(-1),
+            "item": np.asarray([r[1] for r in rows], np.int32).reshape(-1),
+            "proxy": np.asarray([r[2] for r in rows], np.int32).reshape(-1),
+            "correct": np.asarray([bool(r[3]["correct"]) for r in rows], bool).reshape(-1),
+        }
+        for key in self.keys:
+            out[key] = np.stack([r[3][key] for r in rows]) if rows else np.zeros((0,) + self.grid, np.float32)
+        return out
+
+    def from_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.pending, complete = {}, {}
+        for i in range(len(arrays["item"])):
+            row = {k: np.asarray(arrays[k][i]) for k in self.keys} | {"correct": np.bool_(arrays["correct"][i])}
+            item, proxy, order = int(arrays["item"][i]), int(arrays["proxy"][i]), int(arrays["order"][i])
+            if order >= 0:
+                complete.setdefault(order, (item, {}))[1][proxy] = row
+            else:
+                self.pending.setdefault(item, {})[proxy] = row
+        self.complete = [complete[k] for k in sorted(complete)]
+
+
+def _attribute_batch(lm, batch, needs: set[str], attribution: AttributionConfig) -> dict[str, np.ndarray]:
+    """Per-row arrays of one global batch: the attributions in `needs`, activations, correctness."""
+    pb = PromptBatch(batch["input_ids"], batch["attention_mask"], batch["option_tokens"], batch["gold"])
+    rows: dict[str, np.ndarray] = {}
+    for key, target in (("attr", "ce"), ("attr_prob", "prob")):
+        if key in needs:
+            out = attribute(lm, pb, attribution.method, attribution.steps, groups=attribution.groups, target=target)
+            rows[key] = to_host(out.scores)
+    if not needs & {"attr", "attr_prob"}:  # activations (and correctness) only: one plain pass
+        out = attribute(lm, pb, "activation")
+    if "activations" in needs:
+        rows["activations"] = to_host(out.activations)
+    rows["correct"] = np.asarray(proxy_correct(to_host(out.option_scores), np.asarray(batch["gold"])))
+    return rows
+
+
 def item_blocks(
     lm,
     encoded,
@@ -72,65 +166,28 @@ def item_blocks(
     progress: Optional[Callable[[int], None]] = None,
 ) -> Iterator[ItemBlock]:
     """Blocks of complete items of `encoded` (an `EncodedTask`) with the arrays in `needs`."""
-    if encoded.config.prompt.answer_format == "option_text" and encoded.config.prompt.option_score != "first_token":
-        raise ValueError(
-            f"task {encoded.config.name!r}: prompt.option_score = {encoded.config.prompt.option_score!r}; "
-            "attribution reads the answer from one next token, so identification needs "
-            "answer_format letter or option_score first_token"
-        )
-    if block_items < 1:
-        raise ValueError(f"identify.block_items = {block_items}: expected >= 1")
+    _check_task(encoded, block_items)
     stats = stats if stats is not None else IdentifyStats()
-    num_proxies = encoded.config.aqua.num_proxies
     c = lm.config
-    pending: dict[int, dict[int, dict[str, np.ndarray]]] = {}
-    complete: list[dict[int, dict[str, np.ndarray]]] = []
-    keys = sorted(needs)
+    collector = ItemCollector(needs, encoded.config.aqua.num_proxies, block_items, (c.num_layers, c.intermediate_size), stats)
     start = time.perf_counter()
-
-    def flush(force: bool):
-        while len(complete) >= block_items or (force and complete):
-            take, complete[:] = complete[:block_items], complete[block_items:]
-            yield _block(take, keys, num_proxies, block_items, (c.num_layers, c.intermediate_size), lm)
-
-    for batch in encoded.batches(process_index=0, process_count=1):
-        valid = np.asarray(batch["valid"], bool)
-        stats.batches += 1
-        stats.filler_rows += int((~valid).sum())
-        pb = PromptBatch(batch["input_ids"], batch["attention_mask"], batch["option_tokens"], batch["gold"])
-        rows: dict[str, np.ndarray] = {}
-        for key, target in (("attr", "ce"), ("attr_prob", "prob")):
-            if key in needs:
-                out = attribute(lm, pb, attribution.method, attribution.steps, groups=attribution.groups, target=target)
-                rows[key] = np.asarray(out.scores)
-        if not needs & {"attr", "attr_prob"}:  # activations (and correctness) only: one plain pass
-            out = attribute(lm, pb, "activation")
-        option_scores, acts = np.asarray(out.option_scores), out.activations
-        if "activations" in needs:
-            rows["activations"] = np.asarray(acts)
-        correct = np.asarray(proxy_correct(option_scores, np.asarray(batch["gold"])))
-        for r in np.flatnonzero(valid):
-            item, proxy = int(batch["item_index"][r]), int(batch["proxy_index"][r])
-            slot = pending.setdefault(item, {})
-            if proxy in slot:
-                raise RuntimeError(f"proxy {proxy} of item {item} arrived twice (pipeline plan is broken)")
-            slot[proxy] = {k: v[r] for k, v in rows.items()} | {"correct": correct[r]}
-            stats.proxies += 1
-            stats.proxies_correct += int(correct[r])
-            if len(slot) == num_proxies:
-                complete.append(pending.pop(item))
-                stats.items += 1
+    for batch in global_batches(encoded):
+        _collect(collector, batch, _attribute_batch(lm, batch, needs, attribution))
         stats.seconds = time.perf_counter() - start
         if progress is not None:
-            progress(int(valid.sum()))
-        yield from flush(False)
-    if pending:
-        raise RuntimeError(
-            f"{len(pending)} items ended with fewer than {num_proxies} proxies (e.g. item {next(iter(pending))}); "
-            "the task's batches did not hold every proxy"
-        )
-    yield from flush(True)
+            progress(int(np.sum(batch["valid"])))
+        yield from collector.blocks(lm)
+    collector.check_done()
+    yield from collector.blocks(lm, force=True)
     stats.seconds = time.perf_counter() - start
+
+
+def _collect(collector: ItemCollector, batch, rows: dict[str, np.ndarray]) -> None:
+    valid = np.asarray(batch["valid"], bool)
+    collector.stats.batches += 1
+    collector.stats.filler_rows += int((~valid).sum())
+    for r in np.flatnonzero(valid):
+        collector.add(int(batch["item_index"][r]), int(batch["proxy_index"][r]), {k: v[r] for k, v in rows.items()})
 
 
 def _block(items, keys, num_proxies, block_items, grid, lm) -> ItemBlock:
@@ -148,6 +205,15 @@ def _block(items, keys, num_proxies, block_items, grid, lm) -> ItemBlock:
     return ItemBlock(valid=place(valid), correct=place(correct), **{k: place(v) for k, v in arrays.items()})
 
 
+@dataclasses.dataclass(frozen=True)
+class Checkpointing:
+    """Where and how often a resumable identification saves its state."""
+
+    directory: str
+    every: int = 20  # global batches between checkpoints
+    keep: int = 2  # newest checkpoints kept
+
+
 def identify(
     lm,
     encoded,
@@ -156,32 +222,67 @@ def identify(
     block_items: int = 16,
     progress: Optional[Callable[[int], None]] = None,
     stats: Optional[IdentifyStats] = None,
+    checkpoint: Optional[Checkpointing] = None,
 ) -> dict[str, NeuronSet]:
     """Run every method over one pass of the task; returns {method name: NeuronSet}.
 
     A `Random` method without per-layer counts is drawn like the first other method's sets
     (its `like` reference), after that method is done.
+
+    checkpoint: save the run's state (every method's state, the rows waiting for their item,
+    the statistics, the number of batches done) with Orbax every `checkpoint.every` batches; a
+    call with a directory that holds a checkpoint of the same run continues from the newest one
+    and ends with the same sets as an uninterrupted call.
     """
     from neuronjax.methods.baselines import Random
 
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"identify.methods: a method is listed twice in {names}")
+    _check_task(encoded, block_items)
     data_methods = [m for m in methods if not isinstance(m, Random)]
     stats = stats if stats is not None else IdentifyStats()
     c = lm.config
-    states = {m.name: m.init(c.num_layers, c.intermediate_size) for m in data_methods}
+    grid = (c.num_layers, c.intermediate_size)
+    states = {m.name: m.init(*grid) for m in data_methods}
     if not data_methods and any(not (m.good_per_layer or m.bad_per_layer) for m in methods):
         raise ValueError("identify.methods: 'random' needs another method to copy its per-layer counts from")
-    for block in item_blocks(lm, encoded, _needs(data_methods), attribution, block_items, stats, progress):
+    needs = _needs(data_methods)
+    collector = ItemCollector(needs, encoded.config.aqua.num_proxies, block_items, grid, stats)
+    saver = None
+    done = 0
+    if checkpoint is not None:
+        saver = RunState(checkpoint, _run_key(lm, encoded, data_methods, attribution, block_items))
+        restored = saver.restore(states)
+        if restored is not None:
+            states, done, saved_stats, waiting = restored
+            for f in dataclasses.fields(IdentifyStats):
+                setattr(stats, f.name, saved_stats[f.name])
+            collector.from_arrays(waiting)
+            if progress is not None:
+                progress(stats.proxies)
+    start = time.perf_counter() - stats.seconds
+    for index, batch in enumerate(global_batches(encoded, start=done), start=done):
+        _collect(collector, batch, _attribute_batch(lm, batch, needs, attribution))
+        for block in collector.blocks(lm):
+            for m in data_methods:
+                states[m.name] = m.update(states[m.name], block)
+        stats.seconds = time.perf_counter() - start
+        if progress is not None:
+            progress(int(np.sum(batch["valid"])))
+        if saver is not None and (index + 1) % checkpoint.every == 0:
+            saver.save(index + 1, states, stats, collector)
+    collector.check_done()
+    for block in collector.blocks(lm, force=True):
         for m in data_methods:
             states[m.name] = m.update(states[m.name], block)
+    stats.seconds = time.perf_counter() - start
     if stats.items == 0:
         raise ValueError(f"task {encoded.config.name!r}: no items to identify on (the identify split is empty)")
     meta = run_meta(lm, encoded, attribution, stats)
     results: dict[str, NeuronSet] = {}
     for m in data_methods:
-        scores, good, bad = m.finalize(states[m.name])
+        scores, good, bad = m.finalize(jax.tree.map(to_host, states[m.name]))
         results[m.name] = NeuronSet(np.asarray(scores, np.float32), np.asarray(good), np.asarray(bad),
                                     dict(meta, method=method_record(m)))  # fmt: skip
     for m in methods:
@@ -190,10 +291,97 @@ def identify(
                 ref_name = names[0] if names[0] != m.name else next(n for n in names if n != m.name)
                 ref = results[ref_name]
                 m = Random.like(ref.good, ref.bad, seed=m.seed, k=m.k)
-            scores, good, bad = m.finalize(m.init(c.num_layers, c.intermediate_size))
+            scores, good, bad = m.finalize(m.init(*grid))
             results[m.name] = NeuronSet(np.asarray(scores, np.float32), np.asarray(good), np.asarray(bad),
                                         dict(meta, method=method_record(m)))  # fmt: skip
     return {n: results[n] for n in names}  # in the order the methods were listed
+
+
+def _run_key(lm, encoded, methods: Sequence[Method], attribution: AttributionConfig, block_items: int) -> dict:
+    """What must match for a checkpoint to be continued: same model, data, batching and methods."""
+    return {
+        "model": model_fingerprint(lm),
+        "task": dataclasses.asdict(encoded.config),
+        "split": encoded.split.to_dict(),
+        "part": encoded.part,
+        "proxies": len(encoded.records),
+        "global_batch_rows": encoded.config.pipeline.batch_size * jax.process_count(),
+        "methods": [method_record(m) for m in methods],
+        "attribution": dataclasses.asdict(attribution),
+        "block_items": block_items,
+    }
+
+
+class RunState:
+    """An identification's resumable state in an Orbax CheckpointManager directory.
+
+    One checkpoint = the methods' states and the waiting rows (arrays) + the step, statistics
+    and run key (JSON). Orbax writes each checkpoint to a temporary folder and renames it when
+    complete, so a process killed while saving leaves the previous checkpoint as the newest.
+    """
+
+    def __init__(self, config: Checkpointing, key: dict):
+        import orbax.checkpoint as ocp
+
+        if config.every < 1:
+            raise ValueError(f"identify.checkpoint_every = {config.every}: expected >= 1")
+        self.config, self.key = config, _plain(key)
+        self.manager = ocp.CheckpointManager(
+            os.path.abspath(config.directory),
+            options=ocp.CheckpointManagerOptions(max_to_keep=config.keep, create=True, enable_async_checkpointing=False),
+        )
+
+    def save(self, step: int, states: dict, stats: IdentifyStats, collector: ItemCollector) -> None:
+        import orbax.checkpoint as ocp
+
+        waiting = collector.to_arrays()
+        arrays = {"methods": {n: _leaves(s) for n, s in states.items()}}
+        if len(waiting["item"]):
+            arrays["waiting"] = waiting
+        meta = {"step": step, "stats": dataclasses.asdict(stats), "key": self.key, "waiting_rows": len(waiting["item"])}
+        self.manager.save(step, args=ocp.args.Composite(arrays=ocp.args.PyTreeSave(arrays), meta=ocp.args.JsonSave(meta)))
+        self.manager.wait_until_finished()
+
+    def restore(self, states: dict):
+        """(states, step, stats dict, waiting arrays) of the newest checkpoint, or None."""
+        import orbax.checkpoint as ocp
+
+        step = self.manager.latest_step()
+        if step is None:
+            return None
+        where = os.path.join(self.config.directory, str(step))
+        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        if meta["key"] != self.key:
+            diff = sorted(k for k in set(meta["key"]) | set(self.key) if meta["key"].get(k) != self.key.get(k))
+            raise ValueError(
+                f"{where}: this checkpoint belongs to another identification (different {', '.join(diff)}); "
+                "delete the folder (or run with --force) to start again"
+            )
+        arrays = self.manager.restore(step, args=ocp.args.Composite(arrays=ocp.args.PyTreeRestore()))["arrays"]
+        restored = {}
+        for name, state in states.items():
+            leaves, treedef = jax.tree.flatten(state)
+            saved = arrays["methods"][name]
+            restored[name] = jax.tree.unflatten(treedef, [np.asarray(saved[str(i)]) for i in range(len(leaves))])
+        waiting = {k: np.asarray(v) for k, v in arrays.get("waiting", {}).items()}
+        if meta["waiting_rows"] == 0:
+            waiting = {"order": [], "item": [], "proxy": [], "correct": []}
+        return restored, int(meta["step"]), meta["stats"], waiting
+
+    def clear(self) -> None:
+        self.manager.close()
+        shutil.rmtree(self.config.directory, ignore_errors=True)
+
+
+def _leaves(state) -> dict[str, np.ndarray]:
+    return {str(i): to_host(x) for i, x in enumerate(jax.tree.leaves(state))}
+
+
+def _plain(x):
+    """JSON round-trip form (tuples -> lists), so a saved key compares equal to a fresh one."""
+    import json
+
+    return json.loads(json.dumps(x, default=str))
 
 
 def run_meta(lm, encoded, attribution: AttributionConfig, stats: IdentifyStats) -> dict:

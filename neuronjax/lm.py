@@ -68,10 +68,31 @@ class LanguageModel:
         """The Flax NNX module (parameters merged in), for users who want to inspect or edit it."""
         return nnx.merge(self.graphdef, self.state)
 
+    def on_mesh(self, mesh: Optional[Mesh]) -> "LanguageModel":
+        """The same model with every parameter placed on `mesh` by its logical axes (None: one
+        device). Each process materialises only the shards its devices hold."""
+        from neuronjax.loader.place import target_sharding
+
+        def move(var):
+            x = np.asarray(jax.device_get(var.get_value())) if var.get_value().is_fully_addressable else None
+            if x is None:
+                raise ValueError("on_mesh: the parameters already span other processes; load the model on the mesh")
+            sharding = target_sharding(mesh, var.get_metadata()["logical_axes"], x.shape)
+            return var.replace(jax.make_array_from_callback(x.shape, sharding, lambda index: x[index]))
+
+        state = nnx.from_flat_state([(path, move(var)) for path, var in nnx.to_flat_state(self.state)])
+        return LanguageModel(self.graphdef, state, self.config, self.tokenizer, mesh, self.dtype, self.source, self.report)
+
     def _place(self, x: np.ndarray | jax.Array) -> jax.Array:
         if self.mesh is None:
             return jnp.asarray(x)
-        return jax.device_put(x, sh.batch_sharding(self.mesh, np.ndim(x), np.shape(x)))
+        sharding = sh.batch_sharding(self.mesh, np.ndim(x), np.shape(x))
+        if sharding.is_fully_addressable:
+            return jax.device_put(x, sharding)
+        # The mesh spans other processes: every process holds the same x (see
+        # neuronjax.distributed.global_batches) and hands each of its devices its shard.
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
     def forward(
         self,
