@@ -37,6 +37,9 @@ from neuronjax.tasks.config import _check_type
 class ModelSection:
     path: Optional[str] = None  # checkpoint directory or .gguf; null = the embedded default model
     dtype: Literal["float32", "bfloat16"] = "float32"
+    # device mesh {data, fsdp, tensor: size}; data takes the devices the others leave. Empty: one
+    # device when there is one, else every device (of every process) on the data axis.
+    mesh: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +48,7 @@ class IdentifySection:
     k: int = 100  # good and bad set size (every method)
     z: int = 500  # per-item set size of NeuronLLM and its ablations
     block_items: int = 16  # items per compiled scoring update
+    checkpoint_every: int = 20  # global batches between resumable-state checkpoints (0: none)
     attribution: AttributionConfig = AttributionConfig()
     params: dict = dataclasses.field(default_factory=dict)  # {method: {hyper-parameter: value}}
 

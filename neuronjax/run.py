@@ -3,6 +3,7 @@
 A run directory (`<output>/<name>/`) holds:
 
     config.yaml          the resolved run config (with the overrides applied)
+    identify_state/      while identification runs: its resumable state (Orbax CheckpointManager)
     neurons/<method>/    one saved NeuronSet per method (Orbax arrays + neurons.json)
     evaluation.json      every evaluated condition with intervals (see neuronjax.evaluate)
     cross.json           the run's neurons applied to other tasks (when cross_tasks is set)
@@ -28,6 +29,7 @@ EVALUATION = "evaluation.json"
 CROSS = "cross.json"
 REPORT = "report.md"
 CONFIG = "config.yaml"
+STATE = "identify_state"  # Orbax checkpoints of an identification in progress (removed when it ends)
 
 
 class Progress:
@@ -49,10 +51,30 @@ class Progress:
             self.bar.close()
 
 
+def mesh_for(config: RunConfig):
+    """The run's device mesh (None: a single device)."""
+    import jax
+
+    from neuronjax.sharding import MESH_AXES, make_mesh
+
+    shape = dict(config.model.mesh)
+    bad = {k: v for k, v in shape.items() if k not in MESH_AXES or not isinstance(v, int) or v < 1}
+    if bad:
+        raise ValueError(
+            f"{config.source or 'config'}: model.mesh = {shape}: expected sizes >= 1 for axes among {list(MESH_AXES)}"
+        )
+    if not shape and jax.device_count() == 1:
+        return None
+    try:
+        return make_mesh(shape)
+    except ValueError as e:
+        raise ValueError(f"{config.source or 'config'}: model.mesh = {shape}: {e}") from None
+
+
 def load_model_for(config: RunConfig):
     import neuronjax
 
-    return neuronjax.load_model(config.model.path, dtype=config.model.dtype)
+    return neuronjax.load_model(config.model.path, dtype=config.model.dtype, mesh=mesh_for(config))
 
 
 def encode(config: RunConfig, lm, part: str, task_path: Optional[str] = None):
@@ -68,29 +90,45 @@ def encode(config: RunConfig, lm, part: str, task_path: Optional[str] = None):
 
 def identify_run(config: RunConfig, lm=None, progress: bool = True, force: bool = False) -> dict[str, NeuronSet]:
     """Identify with every configured method and save the sets under <run_dir>/neurons/."""
-    from neuronjax.identify import IdentifyStats, identify
+    from neuronjax.identify import Checkpointing, IdentifyStats, identify
     from neuronjax.methods import make_methods
 
+    from neuronjax.distributed import barrier, is_primary
+
     out = os.path.join(config.run_dir, NEURONS)
+    state_dir = os.path.join(config.run_dir, STATE)
     if os.path.exists(out):
         if not force:
             raise FileExistsError(
                 f"{out}: this run already has identified neurons; use another name= or --force to replace them"
             )
-        shutil.rmtree(out)
+    if force:
+        barrier("identify-force")
+        if is_primary():
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(state_dir, ignore_errors=True)
+        barrier("identify-cleared")
     methods = make_methods(config.identify, config.source or "config")
     lm = lm or load_model_for(config)
     encoded = encode(config, lm, "identify")
-    write_config(config)
-    bar = Progress(len(encoded.records), f"identify {encoded.config.name}", progress)
+    if is_primary():
+        write_config(config)
+    checkpoint = None
+    if config.identify.checkpoint_every:
+        checkpoint = Checkpointing(state_dir, every=config.identify.checkpoint_every)
+    bar = Progress(len(encoded.records), f"identify {encoded.config.name}", progress and is_primary())
     stats = IdentifyStats()
     try:
-        sets = identify(lm, encoded, methods, config.identify.attribution, config.identify.block_items, bar, stats)
+        sets = identify(lm, encoded, methods, config.identify.attribution, config.identify.block_items, bar, stats,
+                        checkpoint=checkpoint)  # fmt: skip
     finally:
         bar.close()
-    for name, ns in sets.items():
-        ns.meta["run"] = {"name": config.name, "config": to_dict(config)}
-        save_neurons(os.path.join(out, name), ns)
+    if is_primary():
+        for name, ns in sets.items():
+            ns.meta["run"] = {"name": config.name, "config": to_dict(config)}
+            save_neurons(os.path.join(out, name), ns)
+        shutil.rmtree(state_dir, ignore_errors=True)  # the sets are saved: the resumable state is spent
+    barrier("identify-saved")
     return sets
 
 
@@ -109,12 +147,14 @@ def load_sets(config: RunConfig, lm=None) -> dict[str, NeuronSet]:
 def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -> dict:
     """Evaluate the run's sets on its held-out split (and on cross_tasks); write the JSON files
     and report.md."""
+    from neuronjax.distributed import barrier, is_primary
     from neuronjax.evaluate import evaluate_sets
 
     lm = lm or load_model_for(config)
     sets = sets if sets is not None else load_sets(config, lm)
     encoded = encode(config, lm, "evaluate")
     n = len(encoded.records)
+    progress = progress and is_primary()
     bar = Progress(n, f"evaluate {encoded.config.name}", progress)
     start = time.perf_counter()
     try:
@@ -126,11 +166,14 @@ def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -
     result["model"] = next(iter(sets.values())).meta.get("model", {}) if sets else {}
     result["identify"] = {name: ns.meta.get("stats", {}) for name, ns in sets.items()}
     result["methods"] = {name: ns.meta.get("method", {}) for name, ns in sets.items()}
-    _write_json(os.path.join(config.run_dir, EVALUATION), result)
     if config.cross_tasks:
         cross = cross_run(config, lm, sets, progress)
-        _write_json(os.path.join(config.run_dir, CROSS), cross)
-    write_report(config.run_dir)
+    if is_primary():
+        _write_json(os.path.join(config.run_dir, EVALUATION), result)
+        if config.cross_tasks:
+            _write_json(os.path.join(config.run_dir, CROSS), cross)
+        write_report(config.run_dir)
+    barrier("evaluate-saved")
     return result
 
 
