@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 import time
 from typing import Callable, Iterator, Literal, Optional, Sequence
 
@@ -50,10 +51,16 @@ class IdentifyStats:
     filler_rows: int = 0  # rows that only padded a batch (not attributed twice, dropped)
     proxies_correct: int = 0  # proxies the unedited model answers right
     seconds: float = 0.0
+    devices: int = 1  # devices of the mesh (all processes)
+    processes: int = 1
 
     @property
     def prompts_per_second(self) -> float:
         return self.proxies / self.seconds if self.seconds else 0.0
+
+    @property
+    def prompts_per_second_per_device(self) -> float:
+        return self.prompts_per_second / max(self.devices, 1)
 
 
 def _needs(methods: Sequence[Method]) -> set[str]:
@@ -248,6 +255,8 @@ def identify(
     if not data_methods and any(not (m.good_per_layer or m.bad_per_layer) for m in methods):
         raise ValueError("identify.methods: 'random' needs another method to copy its per-layer counts from")
     needs = _needs(data_methods)
+    stats.devices = lm.mesh.size if lm.mesh is not None else 1
+    stats.processes = jax.process_count()
     collector = ItemCollector(needs, encoded.config.aqua.num_proxies, block_items, grid, stats)
     saver = None
     done = 0
@@ -257,8 +266,12 @@ def identify(
         if restored is not None:
             states, done, saved_stats, waiting = restored
             for f in dataclasses.fields(IdentifyStats):
-                setattr(stats, f.name, saved_stats[f.name])
+                if f.name not in ("devices", "processes"):
+                    setattr(stats, f.name, saved_stats[f.name])
             collector.from_arrays(waiting)
+            if jax.process_index() == 0:
+                print(f"identify: resuming from {checkpoint.directory} at batch {done} "
+                      f"({stats.proxies} prompts, {stats.items} items done)", file=sys.stderr)  # fmt: skip
             if progress is not None:
                 progress(stats.proxies)
     start = time.perf_counter() - stats.seconds
@@ -396,5 +409,6 @@ def run_meta(lm, encoded, attribution: AttributionConfig, stats: IdentifyStats) 
             "part": encoded.part,
         },
         "attribution": dataclasses.asdict(attribution),
-        "stats": dataclasses.asdict(stats) | {"prompts_per_second": stats.prompts_per_second},
+        "stats": dataclasses.asdict(stats) | {"prompts_per_second": stats.prompts_per_second,
+                                               "prompts_per_second_per_device": stats.prompts_per_second_per_device},
     }

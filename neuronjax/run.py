@@ -97,17 +97,17 @@ def identify_run(config: RunConfig, lm=None, progress: bool = True, force: bool 
 
     out = os.path.join(config.run_dir, NEURONS)
     state_dir = os.path.join(config.run_dir, STATE)
-    if os.path.exists(out):
-        if not force:
-            raise FileExistsError(
-                f"{out}: this run already has identified neurons; use another name= or --force to replace them"
-            )
-    if force:
-        barrier("identify-force")
-        if is_primary():
-            shutil.rmtree(out, ignore_errors=True)
+    unfinished = os.path.exists(state_dir)  # a run cut short: neurons/ then holds at most a partial save
+    if os.path.exists(out) and not unfinished and not force:
+        raise FileExistsError(
+            f"{out}: this run already has identified neurons; use another name= or --force to replace them"
+        )
+    barrier("identify-start")
+    if is_primary():
+        shutil.rmtree(out, ignore_errors=True)
+        if force:
             shutil.rmtree(state_dir, ignore_errors=True)
-        barrier("identify-cleared")
+    barrier("identify-cleared")
     methods = make_methods(config.identify, config.source or "config")
     lm = lm or load_model_for(config)
     encoded = encode(config, lm, "identify")
@@ -123,10 +123,10 @@ def identify_run(config: RunConfig, lm=None, progress: bool = True, force: bool 
                         checkpoint=checkpoint)  # fmt: skip
     finally:
         bar.close()
+    for name, ns in sets.items():  # every process: Orbax saves collectively, process 0 writes
+        ns.meta["run"] = {"name": config.name, "config": to_dict(config)}
+        save_neurons(os.path.join(out, name), ns)
     if is_primary():
-        for name, ns in sets.items():
-            ns.meta["run"] = {"name": config.name, "config": to_dict(config)}
-            save_neurons(os.path.join(out, name), ns)
         shutil.rmtree(state_dir, ignore_errors=True)  # the sets are saved: the resumable state is spent
     barrier("identify-saved")
     return sets

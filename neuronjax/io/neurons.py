@@ -84,10 +84,14 @@ def model_fingerprint(lm) -> dict:
 
 
 def save_neurons(directory: str, result: NeuronSet) -> str:
-    """Write `result` under `directory` (created; must not hold a result already)."""
+    """Write `result` under `directory` (created; must not hold a result already).
+
+    With several processes every process calls this with the same result: Orbax writes the
+    arrays once (a collective save) and process 0 writes the sidecar."""
     import orbax.checkpoint as ocp
 
     from neuronjax import __version__
+    from neuronjax.distributed import barrier, is_primary
 
     directory = os.path.abspath(directory)
     if os.path.exists(os.path.join(directory, SIDECAR)):
@@ -100,14 +104,16 @@ def save_neurons(directory: str, result: NeuronSet) -> str:
     }
     with ocp.StandardCheckpointer() as ckpt:
         ckpt.save(os.path.join(directory, ARRAYS), arrays, force=True)
-    meta = dict(result.meta)
-    meta.setdefault("neuronjax_version", __version__)
-    meta["good_neurons"] = NeuronSet(**arrays, meta={}).good_neurons
-    meta["bad_neurons"] = NeuronSet(**arrays, meta={}).bad_neurons
-    tmp = os.path.join(directory, SIDECAR + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=2, sort_keys=True, default=_json_default)
-    os.replace(tmp, os.path.join(directory, SIDECAR))
+    if is_primary():
+        meta = dict(result.meta)
+        meta.setdefault("neuronjax_version", __version__)
+        meta["good_neurons"] = NeuronSet(**arrays, meta={}).good_neurons
+        meta["bad_neurons"] = NeuronSet(**arrays, meta={}).bad_neurons
+        tmp = os.path.join(directory, SIDECAR + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(meta, f, indent=2, sort_keys=True, default=_json_default)
+        os.replace(tmp, os.path.join(directory, SIDECAR))
+    barrier(f"neurons-saved:{directory}")
     return directory
 
 
