@@ -15,7 +15,7 @@ from tests.methods import planted
 pytestmark = [pytest.mark.torch, pytest.mark.multidevice]
 
 
-@pytest.mark.parametrize("mesh_shape", [{"data": 8}, {"data": 2, "tensor": 4}])
+@pytest.mark.parametrize("mesh_shape", [{"data": 8}, {"data": 2, "tensor": 4}, {"data": 2, "fsdp": 2, "tensor": 2}])
 def test_identify_and_evaluate_on_a_mesh_equal_one_device(tmp_path, mesh_shape):
     tiny_models.save("llama3_rope", tmp_path)
     one = neuronjax.load_model(str(tmp_path))
