@@ -26,7 +26,6 @@ reference it is tested against.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Literal, Optional
 
 import jax

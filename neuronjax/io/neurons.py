@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 

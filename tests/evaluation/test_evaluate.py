@@ -11,7 +11,6 @@ from neuronjax.evaluate import EvaluateConfig, accuracy_stats, difference_stats,
 from neuronjax.intervention import Intervention
 from neuronjax.io.neurons import NeuronSet
 from neuronjax.lm import forward
-from neuronjax.tasks.encoding import ProxyRecord
 from neuronjax.tasks.scoring import candidate_log_probs, continuation_rows, continuation_scores
 from tests.methods import planted
 
