@@ -4,6 +4,7 @@
     neuronjax identify CONFIG [key=value ...]   find and save the neurons of every configured method
     neuronjax evaluate RUN_DIR|CONFIG [k=v ...] held-out evaluation of a run's saved neurons
     neuronjax report RUN_DIR [RUN_DIR ...]      markdown tables of evaluated runs
+    neuronjax sweep SWEEP [--dry-run] [k=v ...] every point of a sweep file not finished yet, one table
     neuronjax generate [RUN_DIR] --prompt ...   free generation under an intervention
     neuronjax info [MODEL]                      what a checkpoint is and how it loads
     neuronjax bench load-memory|attribution     benchmarks
@@ -111,6 +112,24 @@ def _report(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from neuronjax.config import parse_overrides
+    from neuronjax.sweep import describe_plan, plan, run_sweep
+
+    pairs = parse_overrides(args.overrides)
+    if args.dry_run:
+        sweep, points, states = plan(args.sweep, pairs, args.force)
+        print(describe_plan(sweep, points, states))
+        print("dry run: nothing was run")
+        return 0
+    result = run_sweep(args.sweep, pairs, force=args.force, progress=not args.quiet)
+    with open(result.md_path) as f:
+        print(f.read())
+    print(f"CSV: {result.csv_path}")
+    print(result.summary())
+    return 1 if result.failed else 0
+
+
 def _generate(args) -> int:
     import neuronjax
     from neuronjax.generate import generate
@@ -162,6 +181,13 @@ def main(argv=None) -> int:
     rep.add_argument("--summary", action="store_true", help="one line per (task, method) across runs")
     rep.add_argument("--methods", nargs="*", default=(), help="with --summary: only these methods")
     rep.set_defaults(handler=_report)
+    sweep = sub.add_parser("sweep", help="run every unfinished point of a sweep file and gather one table")
+    sweep.add_argument("sweep", help="sweep YAML (e.g. configs/sweeps/example.yaml)")
+    sweep.add_argument("overrides", nargs="*", help="dotted key=value overrides for every point, e.g. evaluate.bootstrap=200")
+    sweep.add_argument("--dry-run", action="store_true", help="list the points, their run directories and states; run nothing")
+    sweep.add_argument("--force", action="store_true", help="delete and run again the run directories made with another config")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    sweep.set_defaults(handler=_sweep)
     gen = sub.add_parser("generate", help="greedy generation, optionally under a run's intervention")
     gen.add_argument("run", nargs="?", default=None, help="run directory holding the neurons (omit for none)")
     gen.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for several)")

@@ -17,20 +17,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     """A 2-layer Llama with SmolLM2's vocabulary and tokenizer (written by transformers)."""
-    import torch
-    import transformers
-
-    import neuronjax
+    from tests.tiny_models import save_tiny_smol
 
     d = tmp_path_factory.mktemp("tiny_smol")
-    cfg = transformers.LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
-                                   num_attention_heads=2, num_key_value_heads=1, head_dim=8,
-                                   initializer_range=0.3, tie_word_embeddings=True)  # fmt: skip
-    torch.manual_seed(0)
-    transformers.LlamaForCausalLM(cfg).save_pretrained(d)
-    gguf = neuronjax.default_model_path()
-    tok = transformers.AutoTokenizer.from_pretrained(os.path.dirname(gguf), gguf_file=os.path.basename(gguf))
-    tok.save_pretrained(d)
+    save_tiny_smol(d)
     return d
 
 
