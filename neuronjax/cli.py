@@ -7,7 +7,7 @@
     neuronjax sweep SWEEP [--dry-run] [k=v ...] every point of a sweep file not finished yet, one table
     neuronjax generate [RUN_DIR] --prompt ...   free generation under an intervention
     neuronjax info [MODEL]                      what a checkpoint is and how it loads
-    neuronjax bench load-memory|attribution     benchmarks
+    neuronjax bench load-memory|attribution|scaling   benchmarks
 
 Overrides are dotted `key=value` pairs (YAML values): `identify.k=50`, `task.split.seed=1`.
 """
@@ -49,17 +49,40 @@ def _summary(config, what: str, t0: float) -> None:
     print(f"{what} in {time.perf_counter() - t0:.0f} s; results in {os.path.abspath(config.run_dir)}")
 
 
+def _print_report(config) -> None:
+    """The run's report.md (written by evaluate_run on process 0), printed once."""
+    import os
+
+    from neuronjax.distributed import is_primary
+    from neuronjax.run import REPORT
+
+    if is_primary():
+        with open(os.path.join(config.run_dir, REPORT)) as f:
+            print(f.read())
+
+
+def _throughput(sets) -> None:
+    stats = next(iter(sets.values())).meta.get("stats", {}) if sets else {}
+    if stats.get("seconds"):
+        print(
+            f"identification: {stats['proxies']} prompts in {stats['seconds']:.0f} s, "
+            f"{stats['prompts_per_second']:.2f} prompts/s on {stats['devices']} device(s) "
+            f"({stats['prompts_per_second_per_device']:.2f} per device, {stats['processes']} process(es))"
+        )
+
+
 def _run(args) -> int:
     import time
 
-    from neuronjax.run import evaluate_run, identify_run, load_model_for, write_report
+    from neuronjax.run import evaluate_run, identify_run, load_model_for
 
     t0 = time.perf_counter()
     config = _config(args.config, args.overrides)
     lm = load_model_for(config)
     sets = identify_run(config, lm, progress=not args.quiet, force=args.force)
+    _throughput(sets)
     evaluate_run(config, lm, sets, progress=not args.quiet)
-    print(write_report(config.run_dir))
+    _print_report(config)
     _summary(config, "identify + evaluate", t0)
     return 0
 
@@ -74,6 +97,7 @@ def _identify(args) -> int:
     sets = identify_run(config, progress=not args.quiet, force=args.force)
     for name, ns in sets.items():
         print(f"{name:22s} good {int(ns.good.sum()):5d}  bad {int(ns.bad.sum()):5d}")
+    _throughput(sets)
     _summary(config, "identify", t0)
     return 0
 
@@ -81,12 +105,12 @@ def _identify(args) -> int:
 def _evaluate(args) -> int:
     import time
 
-    from neuronjax.run import evaluate_run, write_report
+    from neuronjax.run import evaluate_run
 
     t0 = time.perf_counter()
     config = _config(args.config, args.overrides)
     evaluate_run(config, progress=not args.quiet)
-    print(write_report(config.run_dir))
+    _print_report(config)
     _summary(config, "evaluate", t0)
     return 0
 
@@ -208,12 +232,16 @@ def main(argv=None) -> int:
     benches = {
         "load-memory": ("neuronjax.bench.load_memory", "peak resident memory of loading a model"),
         "attribution": ("neuronjax.bench.attribution", "IG throughput against the PyTorch peer"),
+        "scaling": ("neuronjax.bench.scaling", "identification throughput against the device count"),
     }
     for name, (module, text) in benches.items():
         b = bench_sub.add_parser(name, help=text, add_help=False)
         b.set_defaults(handler=lambda a, rest, module=module: __import__(module, fromlist=["main"]).main(rest))
     args, rest = ap.parse_known_args(argv)
     if args.command == "bench":
+        from neuronjax.distributed import initialize
+
+        initialize()
         return args.handler(args, rest)
     if hasattr(args, "overrides"):  # key=value pairs may also come after the options
         args.overrides += [r for r in rest if "=" in r and not r.startswith("-")]
@@ -221,6 +249,9 @@ def main(argv=None) -> int:
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
+        from neuronjax.distributed import initialize
+
+        initialize()  # joins the other processes of a multi-host run (NEURONJAX_*, SLURM, TPU pod)
         return args.handler(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"neuronjax {args.command}: error: {err}", file=sys.stderr)

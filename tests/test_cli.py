@@ -94,3 +94,45 @@ def test_config_errors_name_the_key(run_config, capsys, override, message):
     assert main(["identify", str(path), "--quiet", override]) == 2
     err = capsys.readouterr().err
     assert message in err and str(path) in err or message in err
+
+
+def test_identify_cut_short_resumes_from_its_checkpoint(run_config, tmp_path, monkeypatch, capsys):
+    """An identification interrupted part-way (after checkpoints, with a half-written neurons/
+    folder) continues with the same command and saves the sets of an uninterrupted run."""
+    import numpy as np
+
+    import neuronjax.run
+    from neuronjax.io.neurons import load_neurons
+
+    path, _ = run_config
+    args = ["identify", str(path), "--quiet", f"output={tmp_path}", "identify.checkpoint_every=1",
+            "task.split.max_identify=6", "task.pipeline.batch_size=4", "identify.methods=[neuronllm,kn_ig]"]  # fmt: skip
+    assert main(args + ["name=whole"]) == 0
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def progress(self, n):
+        calls.append(n)
+        if len(calls) == 4:
+            raise Stop
+
+    monkeypatch.setattr(neuronjax.run.Progress, "__call__", progress)
+    with pytest.raises(Stop):
+        main(args + ["name=cut"])
+    state = tmp_path / "cut" / "identify_state"
+    assert sorted(int(d) for d in os.listdir(state) if d.isdigit())[-1] == 3
+    (tmp_path / "cut" / "neurons" / "neuronllm").mkdir(parents=True)  # as if killed while saving
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(args + ["name=cut"]) == 0
+    assert "resuming from" in capsys.readouterr().err
+    assert not state.exists()
+    for name in ("neuronllm", "kn_ig"):
+        a = load_neurons(str(tmp_path / "whole" / "neurons" / name))
+        b = load_neurons(str(tmp_path / "cut" / "neurons" / name))
+        np.testing.assert_array_equal(b.scores, a.scores)
+        np.testing.assert_array_equal(b.good, a.good)
+        assert b.meta["stats"]["proxies"] == a.meta["stats"]["proxies"] == 18  # 6 items x 3 proxies
+    assert main(args + ["name=cut"]) == 2  # complete now: refused without --force
