@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any, Iterator, Literal, Optional
 
-from neuronjax.tasks.schema import FieldMap, RowProblem, Task, TaskDataError, make_task, validate_rows
+from neuronjax.tasks.schema import FieldMap, Task, UnreadableRow, make_task, validate_rows
 
 FileFormat = Literal["auto", "jsonl", "csv", "parquet", "hf_disk"]
 Rows = Iterator[tuple[str, dict[str, Any]]]
@@ -34,32 +34,55 @@ def infer_format(path: str) -> str:
 
 
 def read_jsonl(path: str) -> Rows:
-    """One JSON object per line; blank lines are skipped, unparsable lines are reported."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    """One JSON object per line; blank lines are skipped. A line that is not UTF-8, not JSON or
+    not an object comes out as an `UnreadableRow`, a bad row like any other."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield f"line {number}", UnreadableRow("<utf-8>", f"not UTF-8 text (byte {err.start} of the line)")
+                continue
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise TaskDataError(
-                    path, [RowProblem(path, f"line {number}", "<json>", f"not valid JSON ({err.msg})")]
-                ) from None
+                yield f"line {number}", UnreadableRow("<json>", f"not valid JSON ({err.msg})")
+                continue
             if not isinstance(row, dict):
-                raise TaskDataError(
-                    path,
-                    [RowProblem(path, f"line {number}", "<json>", f"expected an object, got {type(row).__name__}")],
-                )
+                yield f"line {number}", UnreadableRow("<json>", f"expected an object, got {type(row).__name__}")
+                continue
             yield f"line {number}", row
 
 
 def read_csv(path: str) -> Rows:
-    """Header line first; empty cells read as missing fields."""
+    """Header line first; empty cells read as missing fields. Cells beyond the header's columns
+    make the row bad (they would otherwise be lost)."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        for row in reader:
-            # reader.line_num is the file line the row ended on (multi-line cells span lines).
-            yield f"line {reader.line_num}", {k: v for k, v in row.items() if k is not None and v != ""}
+        try:
+            for row in reader:
+                # reader.line_num is the file line the row ended on (multi-line cells span lines).
+                location = f"line {reader.line_num}"
+                if row.get(None):
+                    yield location, UnreadableRow(
+                        "<csv>", f"{len(row[None])} more cell(s) than the {len(reader.fieldnames)} header columns"
+                    )
+                    continue
+                yield location, {k: v for k, v in row.items() if k is not None and v != ""}
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}:line {_first_non_utf8_line(path)}: not UTF-8 text; expected a UTF-8 CSV file") from None
+
+
+def _first_non_utf8_line(path: str) -> int:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 def _arrow_rows(table) -> Rows:

@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 from typing import Any, Iterable, Literal, Optional, Sequence
 
 LETTERS = ("A", "B", "C", "D")
 NUM_OPTIONS = 4
+
+log = logging.getLogger("neuronjax.tasks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +110,16 @@ class RowProblem:
         return f"{self.source}:{self.location}: field '{self.field}': {self.message}"
 
 
+class UnreadableRow(dict):
+    """Stands in for a line the reader could not parse (not UTF-8, not JSON, not an object): an
+    empty mapping, so field lookups find nothing, that `validate_rows` reports as a bad row under
+    the same policy as any other (listed under on_error: fail, skipped and counted under skip)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__()
+        self.field, self.message = field, message
+
+
 def parse_answer(value: Any) -> Optional[int]:
     """Gold index 0..3 from a letter A-D (any case) or an index 0-3; None when it is neither."""
     if isinstance(value, bool):
@@ -185,6 +198,9 @@ def validate_rows(
     header_rows = 0
     first_seen: dict[str, str] = {}
     for location, row in rows:
+        if isinstance(row, UnreadableRow):
+            problems.append(RowProblem(source, location, row.field, row.message))
+            continue
         if drop_header_rows and is_header_row(row, fields):
             header_rows += 1
             continue
@@ -248,6 +264,17 @@ def make_task(
     if problems and on_error == "fail":
         raise TaskDataError(source, problems)
     bad_rows = {(p.location) for p in problems}
+    if not items:
+        if problems:
+            left_out = f"all {len(bad_rows)} rows were bad and skipped, e.g. {problems[0]}"
+        else:
+            left_out = f"it holds only {header_rows} header row(s)" if header_rows else "it holds no rows"
+        raise ValueError(f"{source}: task {name!r} has no items ({left_out}); expected four-option rows "
+                         "with question, options and answer")  # fmt: skip
+    if bad_rows:
+        log.warning("%s: %d bad row(s) skipped (on_error: skip), e.g. %s", source, len(bad_rows), problems[0])
+    if header_rows:
+        log.warning("%s: %d copies of the header row inside the data dropped", source, header_rows)
     return Task(
         name=name,
         items=tuple(items),

@@ -67,6 +67,10 @@ def make_split(task: Task, config: SplitConfig = SplitConfig()) -> Split:
         raise ValueError(f"split.num_demo: expected >= 1 (the one-shot demonstration), got {config.num_demo}")
     if not 0.0 < config.eval_fraction < 1.0:
         raise ValueError(f"split.eval_fraction: expected a value in (0, 1), got {config.eval_fraction}")
+    for field in ("max_eval", "max_identify"):
+        cap = getattr(config, field)
+        if cap is not None and cap < 1:
+            raise ValueError(f"split.{field}: expected a cap >= 1 or null (no cap), got {cap}")
     ids = sorted((item.id for item in task.items), key=lambda i: _rank(config.seed, i))
     if len(ids) < config.num_demo + 2:
         raise ValueError(

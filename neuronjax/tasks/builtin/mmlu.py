@@ -15,7 +15,7 @@ import os
 from typing import Iterable, Optional, Sequence
 
 from neuronjax.tasks.readers import read_jsonl
-from neuronjax.tasks.schema import FieldMap, Task, make_task, validate_rows
+from neuronjax.tasks.schema import FieldMap, Task, UnreadableRow, make_task, validate_rows
 
 FIELDS = FieldMap(
     question="question",
@@ -145,7 +145,7 @@ def load_mmlu(
     rows = (
         (location, row)
         for location, row in read_jsonl(path)
-        if wanted is None or normalise_subject(str(row.get("topic", ""))) in wanted
+        if wanted is None or isinstance(row, UnreadableRow) or normalise_subject(str(row.get("topic", ""))) in wanted
     )
     items, problems, header_rows = validate_rows(rows, FIELDS, path, "mmlu:")
     return make_task(name, path, items, problems, header_rows, on_error)
