@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, Iterator, Optional
 
 import numpy as np
@@ -13,6 +14,8 @@ from neuronjax.tasks.encoding import ProxyRecord, encode_proxies
 from neuronjax.tasks.pipeline import iterate_batches
 from neuronjax.tasks.schema import Item, Task
 from neuronjax.tasks.splits import Split
+
+log = logging.getLogger("neuronjax.tasks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,4 +62,27 @@ def encode_task(
     demos = split.items(task, "demo")
     proxies = make_all_proxies(items, config.aqua)
     records = encode_proxies(items, proxies, demos, tokenizer, config.prompt)
-    return EncodedTask(config, task, split, part, tuple(items), tuple(records), pad_token_id(tokenizer))
+    encoded = EncodedTask(config, task, split, part, tuple(items), tuple(records), pad_token_id(tokenizer))
+    report_ties(encoded)
+    return encoded
+
+
+def report_ties(encoded: EncodedTask) -> int:
+    """Warn about proxies whose options the option score cannot tell apart: options sharing their
+    first token (option_text, first_token), or encoding to the same tokens (option_text, whole).
+    Returns how many proxies are affected (the letter format has none)."""
+    prompt = encoded.config.prompt
+    if prompt.answer_format != "option_text":
+        return 0
+    if prompt.option_score == "first_token":
+        tied = [r for r in encoded.records if r.first_token_tie]
+        what, fix = "start with the same token", "option_score: whole or answer_format: letter"
+    else:
+        tied = [r for r in encoded.records if len({tuple(row) for row in r.continuation.tolist()}) < len(r.continuation)]
+        what, fix = "encode to the same tokens", "options with distinct texts"
+    if tied:
+        item = encoded.items[tied[0].item_index]
+        log.warning("task %r (%s): %d of %d proxies have two options that %s, which option_score %s cannot tell "
+                    "apart (e.g. item %r, options %s); consider %s", encoded.config.name, encoded.part, len(tied),
+                    len(encoded.records), what, prompt.option_score, item.id, list(item.options), fix)  # fmt: skip
+    return len(tied)

@@ -37,8 +37,9 @@ def write_csv(path, header: list[str], rows: list[list]) -> str:
     return str(path)
 
 
-def tiny_lm(layers: int = 2, mlp: int = 48, seed: int = 0, source: str = "tiny-llama"):
-    """A random in-memory Llama-type LanguageModel (no tokenizer, no torch)."""
+def tiny_lm(layers: int = 2, mlp: int = 48, seed: int = 0, source: str = "tiny-llama", vocab: int = 64):
+    """A random in-memory Llama-type LanguageModel (no tokenizer, no torch); vocab=258 fits the
+    character tokenizer of tests.tasks.helpers."""
     import jax.numpy as jnp
     from flax import nnx
 
@@ -46,7 +47,7 @@ def tiny_lm(layers: int = 2, mlp: int = 48, seed: int = 0, source: str = "tiny-l
     from neuronjax.models.config import ModelConfig
     from neuronjax.models.decoder import Decoder
 
-    cfg = ModelConfig(model_type="llama", vocab_size=64, hidden_size=32, intermediate_size=mlp, num_layers=layers,
+    cfg = ModelConfig(model_type="llama", vocab_size=vocab, hidden_size=32, intermediate_size=mlp, num_layers=layers,
                       num_heads=4, num_kv_heads=2, head_dim=8, tie_embeddings=False)  # fmt: skip
     graphdef, state = nnx.split(Decoder(cfg, rngs=nnx.Rngs(seed)))
     return LanguageModel(graphdef, state, cfg, None, None, jnp.float32, source)
