@@ -39,9 +39,7 @@ def default_model_path() -> str:
 def load_config(path: str):
     """ModelConfig of a checkpoint directory or GGUF file, without reading any tensor."""
     if path.endswith(".gguf"):
-        import gguf
-
-        return gguf_io.config_from_gguf(gguf.GGUFReader(path), path)
+        return gguf_io.config_from_gguf(gguf_io.open_reader(path), path)
     cfg_path = os.path.join(path, "config.json")
     if not os.path.exists(cfg_path):
         raise CheckpointError(f"{path}: no config.json in this checkpoint directory")
@@ -74,9 +72,7 @@ def load_model(path: Optional[str] = None, dtype: str = "float32", mesh: Optiona
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such checkpoint directory or GGUF file")
     if path.endswith(".gguf"):
-        import gguf
-
-        reader = gguf.GGUFReader(path)
+        reader = gguf_io.open_reader(path)
         cfg = gguf_io.config_from_gguf(reader, path)
         graphdef, state, report = place(
             cfg, dtype, mesh, gguf_io.tensors(reader, path), gguf_io.LLAMA_TABLE, ("",), path

@@ -59,6 +59,19 @@ def _field(reader, key: str, source: str, default=_REQUIRED):
     return f.contents()
 
 
+def open_reader(path: str):
+    """A GGUFReader of `path`; a file gguf cannot parse (not GGUF, truncated) is a CheckpointError."""
+    import gguf
+
+    try:
+        return gguf.GGUFReader(path)
+    except Exception as e:  # the reader raises ValueError, IndexError, ... on damaged files
+        raise CheckpointError(
+            f"{path}: not a readable GGUF file ({type(e).__name__}: {e}); expected a complete GGUF file "
+            "as llama.cpp's converters write it"
+        ) from None
+
+
 def config_from_gguf(reader, source: str) -> ModelConfig:
     arch = _field(reader, "general.architecture", source)
     if arch != "llama":
@@ -68,7 +81,9 @@ def config_from_gguf(reader, source: str) -> ModelConfig:
     names = {t.name for t in reader.tensors}
     if "rope_freqs.weight" in names:
         raise UnsupportedModelError(f"{source}: tensor 'rope_freqs.weight' (llama3 rope scaling in GGUF) is not supported")
-    embd = next(t for t in reader.tensors if t.name == "token_embd.weight")
+    embd = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
+    if embd is None:
+        raise CheckpointError(f"{source}: tensor 'token_embd.weight' is missing (every llama GGUF has one)")
     hidden = int(_field(reader, "llama.embedding_length", source))
     heads = int(_field(reader, "llama.attention.head_count", source))
     scaling = _field(reader, "llama.rope.scaling.type", source, "none")
@@ -98,6 +113,13 @@ def config_from_gguf(reader, source: str) -> ModelConfig:
     )
 
 
+def readable_types() -> list[str]:
+    """The GGUF tensor types the installed gguf package dequantizes (F32 and F16 are plain views)."""
+    from gguf import quants
+
+    return ["F32", "F16"] + sorted(t.name for t in getattr(quants, "_type_traits", {}))
+
+
 def tensors(reader, source: str) -> Iterator[tuple[str, Callable[[], np.ndarray]]]:
     from gguf import quants
 
@@ -109,7 +131,7 @@ def tensors(reader, source: str) -> Iterator[tuple[str, Callable[[], np.ndarray]
             except NotImplementedError:
                 raise UnsupportedModelError(
                     f"{source}: tensor '{t.name}' uses quantization {t.tensor_type.name}, which the gguf "
-                    f"package cannot dequantize"
+                    f"package cannot dequantize; expected one of {', '.join(readable_types())}"
                 ) from None
             return np.asarray(w, np.float32).reshape(tuple(int(s) for s in reversed(t.shape)))
 

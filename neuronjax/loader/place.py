@@ -127,12 +127,12 @@ def place(
             except ValueError as e:
                 raise CheckpointError(
                     f"{source}: tensor '{name}' has shape {tuple(array.shape)}, which does not fit "
-                    f"'{target}' of shape {tuple(var.shape)} ({e})"
+                    f"'{target}' of shape {tuple(var.shape)} (the shape the model's config sets) ({e})"
                 ) from None
             if out.shape != tuple(var.shape):
                 raise CheckpointError(
                     f"{source}: tensor '{name}' has shape {tuple(array.shape)}; expected a tensor that "
-                    f"gives '{target}' of shape {tuple(var.shape)}"
+                    f"gives '{target}' of shape {tuple(var.shape)} (the shape the model's config sets)"
                 )
             out = out.astype(dtype, copy=False)
             sharding = target_sharding(mesh, var.get_metadata()["logical_axes"], out.shape)
