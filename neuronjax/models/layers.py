@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from kernels.shared_prefix_attention import shared_prefix_attention
 from neuronjax.models.config import RopeConfig
 
 NEG_INF = float(np.finfo(np.float32).min)
@@ -99,23 +100,18 @@ def attend(
     shared by every leading index of q (many variants of the last token read one prompt cache
     without copying it); bias [batch, 1, 1, seq, cached + seq]. Returns q's shape.
     """
+    if past is not None:
+        # The shared-cache case has its own kernel (Pallas on GPU/TPU, this same math in jnp on
+        # CPU); NEURONJAX_KERNELS forces one implementation.
+        return shared_prefix_attention(q, k, v, past[0], past[1], bias, scale, softcap)
     *lead, s, h, d = q.shape
     kv = k.shape[-2]
     qg = q.reshape(*lead, s, kv, h // kv, d)
-    scores = jnp.einsum("...skgd,...tkd->...kgst", qg, k, preferred_element_type=jnp.float32)
-    if past is not None:
-        cached = jnp.einsum("...bskgd,btkd->...bkgst", qg, past[0], preferred_element_type=jnp.float32)
-        scores = jnp.concatenate([cached, scores], axis=-1)
-    scores = scores * scale
+    scores = jnp.einsum("...skgd,...tkd->...kgst", qg, k, preferred_element_type=jnp.float32) * scale
     if softcap is not None:
         scores = softcap * jnp.tanh(scores / softcap)
     probs = jax.nn.softmax(scores + bias, axis=-1).astype(v.dtype)
-    if past is None:
-        out = jnp.einsum("...kgst,...tkd->...skgd", probs, v)
-    else:
-        t = past[1].shape[-3]
-        out = jnp.einsum("...bkgst,btkd->...bskgd", probs[..., :t], past[1].astype(v.dtype))
-        out = out + jnp.einsum("...kgst,...tkd->...skgd", probs[..., t:], v)
+    out = jnp.einsum("...kgst,...tkd->...skgd", probs, v)
     return out.reshape(*lead, s, h, d)
 
 

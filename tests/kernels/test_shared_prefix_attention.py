@@ -1,0 +1,239 @@
+"""kernels.shared_prefix_attention: the Pallas kernel (interpret mode on CPU) against the jnp
+reference, the reference against a naive numpy loop, gradients, vmap, and the choice of
+implementation."""
+
+import functools
+import importlib
+
+import jax
+import jax.export
+import jax.extend
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import kernels
+from kernels import choice
+from neuronjax.models.layers import NEG_INF, attend
+
+# The module (the package's attribute of that name is the function).
+spa = importlib.import_module("kernels.shared_prefix_attention")
+
+NEG = NEG_INF  # the model's mask value: the most negative float32, not -inf
+
+
+def make_inputs(seed, lead, batch, seq, heads, kv_heads, dim, cached, dtype=jnp.float32):
+    """Random q/k/v and cache; the bias of a left-padded batch (causal among the new tokens):
+    row 0 sees everything, row 1 has its first 3 cached keys masked, row 2 has every cached key
+    masked (only its own new keys are visible)."""
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape):
+        return jnp.asarray(rng.standard_normal(shape, np.float32)).astype(dtype)
+
+    q = normal(*lead, batch, seq, heads, dim)
+    k, v = normal(*lead, batch, seq, kv_heads, dim), normal(*lead, batch, seq, kv_heads, dim)
+    pk, pv = normal(batch, cached, kv_heads, dim), normal(batch, cached, kv_heads, dim)
+    visible = np.tril(np.ones((seq, cached + seq), bool), k=cached)[None].repeat(batch, 0)
+    if batch > 1:
+        visible[1, :, : min(3, cached)] = False
+    if batch > 2:
+        visible[2, :, :cached] = False
+    bias = jnp.asarray(np.where(visible, 0.0, NEG).astype(np.float32)[:, None, None])
+    return q, k, v, pk, pv, bias
+
+
+@functools.cache
+def jitted(impl, scale, softcap, block_k=None, layout=None):
+    if impl == "reference":
+        return jax.jit(functools.partial(spa.reference, scale=scale, softcap=softcap))
+    return jax.jit(
+        functools.partial(
+            spa.pallas_attention, scale=scale, softcap=softcap, interpret=True, block_k=block_k, layout=layout
+        )
+    )
+
+
+def assert_close(got, want, dtype):
+    tol = 1e-5 if dtype == jnp.float32 else 2e-2
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), atol=tol, rtol=tol)
+
+
+# (lead, heads, kv_heads, dim, cached, block_k, softcap, dtype)
+CASES = [
+    ((1,), 6, 3, 32, 32, 16, None, jnp.float32),  # one variant; cached a block multiple
+    ((3,), 6, 3, 32, 37, 16, None, jnp.float32),  # cached not a multiple: padded, masked block
+    ((32,), 4, 4, 16, 37, 16, 30.0, jnp.float32),  # heads = kv_heads, softcap, 32 variants
+    ((2, 3), 9, 3, 24, 20, 16, 20.0, jnp.float32),  # two leading axes; head_dim padded to 32
+    ((3,), 6, 3, 32, 37, 16, None, jnp.bfloat16),
+    ((32,), 4, 2, 64, 96, None, 30.0, jnp.bfloat16),  # default block (128 > cached)
+]
+
+
+@pytest.mark.parametrize("lead,heads,kv_heads,dim,cached,block_k,softcap,dtype", CASES)
+def test_interpret_matches_reference(lead, heads, kv_heads, dim, cached, block_k, softcap, dtype):
+    args = make_inputs(0, lead, 3, 1, heads, kv_heads, dim, cached, dtype)
+    scale = dim**-0.5
+    want = jitted("reference", scale, softcap)(*args)
+    got = jitted("interpret", scale, softcap, block_k)(*args)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert np.isfinite(np.asarray(got, np.float32)).all()
+    assert_close(got, want, dtype)
+
+
+def test_tpu_cache_layout():
+    """The cache transposed to [batch, kv_heads, cached, head_dim], as the kernel reads it on
+    TPU, with several query positions."""
+    args = make_inputs(1, (3,), 3, 3, 4, 2, 16, 21, jnp.float32)
+    want = jitted("reference", 0.25, None)(*args)
+    assert_close(jitted("interpret", 0.25, None, 16, "ktd")(*args), want, jnp.float32)
+
+
+def test_row_with_nothing_visible_averages_like_reference():
+    """A query that sees no key at all (every bias entry masked) gets the uniform average in the
+    reference; the kernel agrees (padding positions still excluded)."""
+    q, k, v, pk, pv, _ = make_inputs(2, (3,), 2, 1, 4, 2, 16, 19, jnp.float32)
+    bias = jnp.zeros((2, 1, 1, 1, 20)).at[1].set(NEG)
+    want = jitted("reference", 0.25, None)(q, k, v, pk, pv, bias)
+    assert_close(jitted("interpret", 0.25, None, 16)(q, k, v, pk, pv, bias), want, jnp.float32)
+
+
+@pytest.mark.parametrize("variants,kv_heads,softcap,seq", [(5, 3, None, 1), (45, 2, 25.0, 2)])
+def test_values_and_gradients_match_reference(variants, kv_heads, softcap, seq):
+    """Forward values and the gradients with respect to every input (through the backward
+    kernel), for one and for several query positions; 45 variants x 3 heads per group are 135
+    query rows, two row blocks of one kv head."""
+    args = make_inputs(3, (variants,), 3, seq, 6, kv_heads, 16, 37, jnp.float32)
+    w = jnp.asarray(np.random.default_rng(9).standard_normal(args[0].shape, np.float32))
+
+    def loss(fn, *a):
+        return (fn(*a) * w).sum()
+
+    grad = functools.partial(jax.value_and_grad, argnums=tuple(range(6)))
+    ref, ref_g = jax.jit(grad(functools.partial(loss, jitted("reference", 0.25, softcap))))(*args)
+    got, got_g = jax.jit(grad(functools.partial(loss, jitted("interpret", 0.25, softcap, 16))))(*args)
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    for name, g, r in zip(("q", "k", "v", "past_k", "past_v", "bias"), got_g, ref_g):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(r), atol=2e-5, rtol=2e-5, err_msg=name)
+
+
+def pallas_grids(fn, *args):
+    """The grid of every pallas_call in fn's jaxpr, nested jaxprs included."""
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "pallas_call":
+                yield eqn.params["grid_mapping"].grid
+            for param in eqn.params.values():
+                for sub in param if isinstance(param, (tuple, list)) else [param]:
+                    if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                        yield from walk(sub.jaxpr)
+                    elif isinstance(sub, jax.extend.core.Jaxpr):
+                        yield from walk(sub)
+
+    return list(walk(jax.make_jaxpr(fn)(*args).jaxpr))
+
+
+def test_vmap_over_variants_folds_into_rows():
+    """vmap over the variants (how evaluate stacks interventions) equals explicit leading axes,
+    and the mapped axis becomes query rows of the same grid instead of an extra grid axis."""
+    q, k, v, pk, pv, bias = make_inputs(4, (6,), 3, 1, 4, 2, 16, 37, jnp.float32)
+    fn = functools.partial(spa.pallas_attention, scale=0.25, softcap=None, interpret=True, block_k=16)
+    mapped = jax.vmap(lambda q1, k1, v1: fn(q1, k1, v1, pk, pv, bias))
+    want = jitted("reference", 0.25, None)(q, k, v, pk, pv, bias)
+    assert_close(jax.jit(mapped)(q, k, v), want, jnp.float32)
+    assert pallas_grids(mapped, q, k, v) == pallas_grids(fn, q, k, v, pk, pv, bias) == [(3, 2, 1, 1)]
+
+    def total(attn, q, pk):  # gradient through the mapped call, into the shared cache too
+        return jax.vmap(lambda q1, k1, v1: attn(q1, k1, v1, pk, pv, bias).sum())(q, k, v).sum()
+
+    ref = functools.partial(spa.reference, scale=0.25, softcap=None)
+    want_g = jax.jit(jax.grad(functools.partial(total, ref), argnums=(0, 1)))(q, pk)
+    got_g = jax.jit(jax.grad(functools.partial(total, fn), argnums=(0, 1)))(q, pk)
+    for g, r in zip(got_g, want_g):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(r), atol=2e-5, rtol=2e-5)
+
+
+def test_reference_matches_naive_loop():
+    """The reference (the math attend always used) against an independent loop in numpy."""
+    lead, b, s, h, kv, d, t, cap, scale = (2,), 3, 2, 4, 2, 8, 5, 7.0, 0.3
+    q, k, v, pk, pv, bias = (np.asarray(x, np.float64) for x in make_inputs(5, lead, b, s, h, kv, d, t))
+    want = np.zeros(q.shape)
+    for n in range(lead[0]):
+        for bi in range(b):
+            keys = np.concatenate([pk[bi], k[n, bi]], axis=0)  # [t + s, kv, d]
+            vals = np.concatenate([pv[bi], v[n, bi]], axis=0)
+            for i in range(s):
+                for head in range(h):
+                    grp = head // (h // kv)
+                    sc = keys[:, grp, :] @ q[n, bi, i, head] * scale
+                    sc = cap * np.tanh(sc / cap) + bias[bi, 0, 0, i]
+                    p = np.exp(sc - sc.max())
+                    want[n, bi, i, head] = (p / p.sum()) @ vals[:, grp, :]
+    got = spa.reference(*(jnp.asarray(x, jnp.float32) for x in (q, k, v, pk, pv, bias)), scale, cap)
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5, rtol=1e-5)
+
+
+def test_choose_and_environment_override(monkeypatch):
+    monkeypatch.delenv(choice.ENV_VAR, raising=False)
+    assert kernels.choose("auto", backend="cpu") == "reference"
+    assert kernels.choose("auto", backend="gpu") == "pallas"
+    assert kernels.choose("auto", backend="tpu") == "pallas"
+    assert kernels.choose("interpret", backend="gpu") == "interpret"
+    monkeypatch.setenv(choice.ENV_VAR, "interpret")
+    assert kernels.choose("auto", backend="gpu") == "interpret"
+    assert kernels.choose("reference") == "reference"  # an explicit choice beats the variable
+    monkeypatch.setenv(choice.ENV_VAR, "auto")
+    assert kernels.choose("auto", backend="cpu") == "reference"
+    monkeypatch.setenv(choice.ENV_VAR, "triton")
+    with pytest.raises(ValueError, match="NEURONJAX_KERNELS.*auto, reference, pallas, interpret"):
+        kernels.choose("auto")
+    monkeypatch.delenv(choice.ENV_VAR)
+    with pytest.raises(ValueError, match="impl="):
+        kernels.choose("fast")
+
+
+def test_attend_with_past_uses_reference_on_cpu_and_obeys_override(monkeypatch):
+    monkeypatch.delenv(choice.ENV_VAR, raising=False)
+    assert jax.default_backend() == "cpu"
+    q, k, v, pk, pv, bias = make_inputs(6, (3,), 3, 1, 6, 3, 16, 37, jnp.float32)
+    calls = []
+
+    def spy(name, fn):
+        def wrapped(*a, **kw):
+            calls.append(name)
+            return fn(*a, **kw)
+
+        monkeypatch.setattr(spa, name, wrapped)
+
+    spy("reference", spa.reference)
+    spy("pallas_attention", spa.pallas_attention)
+
+    def run():  # a fresh function each time, so the choice is traced again
+        return jax.jit(lambda *a: attend(*a[:4], 0.25, None, past=a[4:]))(q, k, v, bias, pk, pv)
+
+    out = run()
+    assert calls == ["reference"]
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(jitted("reference", 0.25, None)(q, k, v, pk, pv, bias)))
+    calls.clear()
+    monkeypatch.setenv(choice.ENV_VAR, "interpret")
+    forced = run()
+    assert calls == ["pallas_attention"]
+    assert_close(forced, out, jnp.float32)
+
+
+@pytest.mark.parametrize("platform,backend", [("cuda", "gpu"), ("tpu", "tpu")])
+def test_kernels_lower_for_gpu_and_tpu(monkeypatch, platform, backend):
+    """Forward and backward kernels lower to Triton (GPU) and Mosaic (TPU) from this CPU host
+    (block shapes, dtypes and ops accepted; compiling the lowered kernels needs the device)."""
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    f = functools.partial(spa.pallas_attention, scale=0.125, softcap=30.0)
+    # SmolLM2-135M's attention (9 heads, 3 kv heads, head_dim 64), 16 variants, cached 150.
+    shapes = [(16, 2, 1, 9, 64), (16, 2, 1, 3, 64), (16, 2, 1, 3, 64), (2, 150, 3, 64), (2, 150, 3, 64)]
+    args = [jax.ShapeDtypeStruct(s, jnp.bfloat16) for s in shapes]
+    args.append(jax.ShapeDtypeStruct((2, 1, 1, 1, 151), jnp.float32))
+    grad = jax.grad(lambda *a: f(*a).astype(jnp.float32).sum(), argnums=tuple(range(6)))
+    checks = [jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
+    for fn in (f, grad):
+        exported = jax.export.export(jax.jit(fn), platforms=[platform], disabled_checks=checks)(*args)
+        assert ("xla.gpu.triton" if platform == "cuda" else "tpu_custom_call") in exported.mlir_module()
