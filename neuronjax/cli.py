@@ -3,7 +3,7 @@
     neuronjax run CONFIG [key=value ...]        identify -> save -> evaluate -> report (the main command)
     neuronjax identify CONFIG [key=value ...]   find and save the neurons of every configured method
     neuronjax evaluate RUN_DIR|CONFIG [k=v ...] held-out evaluation of a run's saved neurons
-    neuronjax report RUN_DIR [RUN_DIR ...]      markdown tables of evaluated runs
+    neuronjax report RUN_DIR [RUN_DIR ...]      markdown tables of evaluated runs + RUN_DIR/report/ (HTML, PNG)
     neuronjax sweep SWEEP [--dry-run] [k=v ...] every point of a sweep file not finished yet, one table
     neuronjax generate [RUN_DIR] --prompt ...   free generation under an intervention
     neuronjax info [MODEL]                      what a checkpoint is and how it loads
@@ -133,6 +133,10 @@ def _report(args) -> int:
         print(f"report written to {args.output}")
     else:
         print(text)
+    if not args.no_html:
+        from neuronjax.report import write_html_report
+
+        print(write_html_report(args.runs, args.html_dir, args.compare, args.overlap_method).summary())
     return 0
 
 
@@ -199,8 +203,14 @@ def main(argv=None) -> int:
     ev = sub.add_parser("evaluate", help="evaluate a run's saved neurons on its held-out split")
     with_config(ev, "run directory (or the run config YAML)")
     ev.set_defaults(handler=_evaluate)
-    rep = sub.add_parser("report", help="markdown tables of evaluated runs")
+    rep = sub.add_parser("report", help="markdown tables of evaluated runs, and an HTML page with pictures")
     rep.add_argument("runs", nargs="+", help="run directories")
+    rep.add_argument("--html-dir", default=None,
+                     help="where index.html and the PNG files go (default: RUN_DIR/report; several runs: their common parent's report/)")
+    rep.add_argument("--compare", nargs="+", default=(), metavar="RUN_DIR",
+                     help="more runs (identified is enough) whose neuron sets join the across-runs overlap heatmap")
+    rep.add_argument("--overlap-method", default=None, help="whose sets the across-runs overlap compares (default neuronllm)")
+    rep.add_argument("--no-html", action="store_true", help="only the markdown: no pictures, no HTML page")
     rep.add_argument("--output", default=None, help="write the markdown here instead of printing it")
     rep.add_argument("--summary", action="store_true", help="one line per (task, method) across runs")
     rep.add_argument("--methods", nargs="*", default=(), help="with --summary: only these methods")
