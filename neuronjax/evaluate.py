@@ -122,11 +122,7 @@ def score_interventions(
         raise ValueError("score_interventions: no interventions given (pass Intervention.identity for none)")
     c = lm.config
     for k, iv in enumerate(interventions):
-        if tuple(iv.scale.shape) != (c.num_layers, c.intermediate_size):
-            raise ValueError(
-                f"intervention {k} has shape {tuple(iv.scale.shape)}; the model has "
-                f"{c.num_layers} layers x {c.intermediate_size} neurons"
-            )
+        iv.check_shape(c.num_layers, c.intermediate_size, f"intervention {k}")
     p = encoded.config.prompt
     kind = p.option_score if p.answer_format == "option_text" else "first_token"
     group = GROUP if kind == "first_token" else 2  # whole-text copies the prompt cache per option
@@ -307,6 +303,14 @@ def evaluate_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConf
     if missing:
         raise ValueError(f"evaluate.methods: {missing} not among the identified sets {sorted(sets)}")
     c = lm.config
+    for name in names:
+        for field in ("good", "bad"):
+            shape = np.shape(getattr(sets[name], field))
+            if shape != (c.num_layers, c.intermediate_size):
+                raise ValueError(
+                    f"neuron set {name!r}: field '{field}' has shape {shape}; the model {lm.source} has "
+                    f"{c.num_layers} layers x {c.intermediate_size} neurons (a set identified on another model?)"
+                )
     seeds = tuple(config.seed * 1000 + s for s in range(config.random_seeds))
     ivs: list[Intervention] = []
     index: dict[Condition, list[int]] = {}

@@ -33,6 +33,8 @@ def generate(
         raise ValueError(f"{lm.source}: this checkpoint has no tokenizer; generation needs one")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens = {max_new_tokens}: expected >= 1")
+    if intervention is not None:
+        intervention.check_shape(lm.config.num_layers, lm.config.intermediate_size)
     rows = []
     for p in prompts:
         if chat:

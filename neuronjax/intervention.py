@@ -31,6 +31,16 @@ class Intervention:
     def shape(self) -> tuple[int, int]:
         return tuple(self.scale.shape)
 
+    def check_shape(self, num_layers: int, mlp: int, what: str = "intervention") -> None:
+        """Raise unless scale and shift are both [num_layers, mlp] (the model's neuron grid)."""
+        for field in ("scale", "shift"):
+            shape = tuple(getattr(self, field).shape)
+            if shape != (num_layers, mlp):
+                raise ValueError(
+                    f"{what}: field '{field}' has shape {shape}; this model needs "
+                    f"(layers={num_layers}, mlp={mlp})"
+                )
+
     @classmethod
     def identity(cls, num_layers: int, mlp: int, all_positions: bool = False) -> "Intervention":
         return cls(

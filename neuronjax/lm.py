@@ -109,12 +109,7 @@ class LanguageModel:
         if attention_mask is None:
             attention_mask = jnp.ones_like(input_ids)
         if intervention is not None:
-            c = self.config
-            if tuple(intervention.scale.shape) != (c.num_layers, c.intermediate_size):
-                raise ValueError(
-                    f"intervention has shape {tuple(intervention.scale.shape)}; this model needs "
-                    f"(layers={c.num_layers}, mlp={c.intermediate_size})"
-                )
+            intervention.check_shape(self.config.num_layers, self.config.intermediate_size)
         return forward(
             self.state, self._place(input_ids), self._place(jnp.asarray(attention_mask, jnp.int32)),
             intervention, cache, graphdef=self.graphdef,

@@ -149,7 +149,10 @@ def load_neurons(directory: str, lm=None) -> NeuronSet:
 
 
 def _check_model(meta: dict, lm, where: str) -> None:
-    saved = meta.get("model") or {}
+    saved = meta.get("model")
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{where}: field 'model' is missing; expected the fingerprint of the model the neurons were "
+                          f"identified on, to check them against {lm.source}")  # fmt: skip
     c = lm.config
     grid = (saved.get("layers"), saved.get("mlp"))
     if grid != (c.num_layers, c.intermediate_size):
