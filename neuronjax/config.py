@@ -165,6 +165,12 @@ def load_run_config(path: str, overrides: Optional[dict] = None) -> RunConfig:
     from neuronjax.methods import make_methods
 
     make_methods(config.identify, path)  # method names and hyper-parameters checked now, not after loading
+    from neuronjax.tasks.config import load_task_config
+
+    # The task YAMLs and the task.* overrides are checked now too (misspelled keys included).
+    load_task_config(config.task, config.task_overrides)
+    for cross in config.cross_tasks:
+        load_task_config(cross)
     return config
 
 

@@ -110,6 +110,7 @@ def identify_run(config: RunConfig, lm=None, progress: bool = True, force: bool 
     barrier("identify-cleared")
     methods = make_methods(config.identify, config.source or "config")
     lm = lm or load_model_for(config)
+    check_set_sizes(config, methods, lm)
     encoded = encode(config, lm, "identify")
     if is_primary():
         write_config(config)
@@ -130,6 +131,18 @@ def identify_run(config: RunConfig, lm=None, progress: bool = True, force: bool 
         shutil.rmtree(state_dir, ignore_errors=True)  # the sets are saved: the resumable state is spent
     barrier("identify-saved")
     return sets
+
+
+def check_set_sizes(config: RunConfig, methods, lm) -> None:
+    """Every method's k (and z) against the model's neuron count, naming the run config."""
+    from neuronjax.methods.base import check_k
+
+    c = lm.config
+    for m in methods:
+        for key in ("k", "z"):
+            if hasattr(m, key):
+                where = f"{config.source or 'config'}: identify.{key} (method {m.name})"
+                check_k(getattr(m, key), c.num_layers, c.intermediate_size, where)
 
 
 def load_sets(config: RunConfig, lm=None) -> dict[str, NeuronSet]:

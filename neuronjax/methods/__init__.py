@@ -45,6 +45,10 @@ def make_method(name: str, k: int, z: int | None = None, params: dict | None = N
         if key not in fields:
             raise ValueError(f"{where}.params.{name}: unknown key {key!r}; expected some of {sorted(fields)}")
         values[key] = _check_type(value, hints[key], f"{where}.params.{name}.{key}")
+    for key in ("k", "z"):  # set sizes; the upper bound (the model's neuron count) is checked at init
+        if key in values and values[key] < 1:
+            field = f"params.{name}.{key}" if key in (params or {}) else key
+            raise ValueError(f"{where}.{field} = {values[key]!r}: expected an integer >= 1 (neurons per set)")
     return cls(**values)
 
 

@@ -108,13 +108,19 @@ def task_config_from_dict(raw: dict, where: str = "task") -> TaskConfig:
 
 def load_task_config(path: str, overrides: Optional[dict] = None) -> TaskConfig:
     """Read a task YAML; `overrides` maps dotted keys ('prompt.answer_format') to values."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such task config")
     with open(path) as f:
         raw = yaml.safe_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of task keys at the top level, got {type(raw).__name__}")
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
         for key in parents:
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{path}: override {dotted!r}: {key!r} is not a section")
         node[leaf] = value
     source = raw.get("source", "")
     if isinstance(source, str) and not source.startswith("builtin:") and not os.path.isabs(source):
