@@ -407,12 +407,12 @@ def run_meta(lm, encoded, attribution: AttributionConfig, stats: IdentifyStats) 
             "config": dataclasses.asdict(encoded.config),
             "split": encoded.split.to_dict(),
             "part": encoded.part,
+            # what reading and encoding the task left out or could not separate (also logged)
+            "skipped_rows": getattr(encoded.task, "skipped", 0),
+            "header_rows": getattr(encoded.task, "header_rows", 0),
+            "first_token_ties": encoded.first_token_ties,
         },
         "attribution": dataclasses.asdict(attribution),
         "stats": dataclasses.asdict(stats) | {"prompts_per_second": stats.prompts_per_second,
                                                "prompts_per_second_per_device": stats.prompts_per_second_per_device},
     }
-            # what reading and encoding the task left out or could not separate (also logged)
-            "skipped_rows": getattr(encoded.task, "skipped", 0),
-            "header_rows": getattr(encoded.task, "header_rows", 0),
-            "first_token_ties": encoded.first_token_ties,
