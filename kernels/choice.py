@@ -8,7 +8,10 @@ Every kernel in this package takes ``impl``:
 * ``"interpret"``: the same Pallas kernel run by the Pallas interpreter, on any backend. Slow;
   it exists so the kernel's logic can be tested on CPU.
 * ``"auto"`` (the default): the value of the environment variable ``NEURONJAX_KERNELS`` when it
-  is set, otherwise ``"pallas"`` on GPU and TPU backends and ``"reference"`` elsewhere.
+  is set, otherwise ``"pallas"`` on a single GPU or TPU device and ``"reference"`` elsewhere.
+  With several devices the reference runs: a Pallas call is opaque to XLA's sharding
+  propagation, so on a mesh it would be replicated (every device gathering the whole batch)
+  unless wrapped in a per-shard map, which these kernels do not do yet.
 
 An explicit ``impl`` other than ``"auto"`` is always honoured; the environment variable only
 replaces ``"auto"``. The choice is made when a function is traced, so changing the variable
@@ -43,9 +46,10 @@ def forced() -> bool:
     return env_choice() not in (None, "auto")
 
 
-def choose(impl: str = "auto", backend: Optional[str] = None) -> str:
+def choose(impl: str = "auto", backend: Optional[str] = None, devices: Optional[int] = None) -> str:
     """Resolve ``impl`` to "reference", "pallas" or "interpret" (see the module docstring).
-    backend: the JAX backend name to decide for; the default backend when None."""
+    backend: the JAX backend name to decide for; the default backend when None. devices: the
+    device count to decide for; ``jax.device_count()`` when None."""
     if impl not in IMPLS:
         raise ValueError(f"impl={impl!r} is not understood; accepted values: {', '.join(IMPLS)}")
     env = env_choice()  # validated even when an explicit impl makes it irrelevant
@@ -54,4 +58,5 @@ def choose(impl: str = "auto", backend: Optional[str] = None) -> str:
     if impl != "auto":
         return impl
     backend = (backend or jax.default_backend()).lower()
-    return "pallas" if backend in ACCELERATORS else "reference"
+    devices = jax.device_count() if devices is None else devices
+    return "pallas" if backend in ACCELERATORS and devices == 1 else "reference"

@@ -177,8 +177,9 @@ def test_reference_matches_naive_loop():
 def test_choose_and_environment_override(monkeypatch):
     monkeypatch.delenv(choice.ENV_VAR, raising=False)
     assert kernels.choose("auto", backend="cpu") == "reference"
-    assert kernels.choose("auto", backend="gpu") == "pallas"
-    assert kernels.choose("auto", backend="tpu") == "pallas"
+    assert kernels.choose("auto", backend="gpu", devices=1) == "pallas"
+    assert kernels.choose("auto", backend="tpu", devices=1) == "pallas"
+    assert kernels.choose("auto", backend="gpu", devices=8) == "reference"  # a mesh: not shard-mapped yet
     assert kernels.choose("interpret", backend="gpu") == "interpret"
     monkeypatch.setenv(choice.ENV_VAR, "interpret")
     assert kernels.choose("auto", backend="gpu") == "interpret"
