@@ -16,6 +16,7 @@ axis, and every method folds each block into its O(neurons) state.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import sys
@@ -28,8 +29,10 @@ import numpy as np
 from neuronjax.attribution.engine import PromptBatch, attribute
 from neuronjax.distributed import global_batches, to_host
 from neuronjax.io.neurons import NeuronSet, model_fingerprint
-from neuronjax.methods.base import NEEDS, ItemBlock, Method, method_record
+from neuronjax.methods.base import NEEDS, ItemBlock, Method, method_record, nonfinite_scores
 from neuronjax.tasks.metrics import proxy_correct
+
+log = logging.getLogger("neuronjax.identify")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,7 @@ class IdentifyStats:
     filler_rows: int = 0  # rows that only padded a batch (not attributed twice, dropped)
     proxies_correct: int = 0  # proxies the unedited model answers right
     seconds: float = 0.0
+    nonfinite_inputs: int = 0  # NaN / inf attribution or activation values of real rows (reported, see identify)
     devices: int = 1  # devices of the mesh (all processes)
     processes: int = 1
 
@@ -193,6 +197,8 @@ def _collect(collector: ItemCollector, batch, rows: dict[str, np.ndarray]) -> No
     valid = np.asarray(batch["valid"], bool)
     collector.stats.batches += 1
     collector.stats.filler_rows += int((~valid).sum())
+    for key in collector.keys:
+        collector.stats.nonfinite_inputs += int((~np.isfinite(rows[key][valid])).sum())
     for r in np.flatnonzero(valid):
         collector.add(int(batch["item_index"][r]), int(batch["proxy_index"][r]), {k: v[r] for k, v in rows.items()})
 
@@ -267,7 +273,7 @@ def identify(
             states, done, saved_stats, waiting = restored
             for f in dataclasses.fields(IdentifyStats):
                 if f.name not in ("devices", "processes"):
-                    setattr(stats, f.name, saved_stats[f.name])
+                    setattr(stats, f.name, saved_stats.get(f.name, getattr(stats, f.name)))
             collector.from_arrays(waiting)
             if jax.process_index() == 0:
                 print(f"identify: resuming from {checkpoint.directory} at batch {done} "
@@ -292,12 +298,16 @@ def identify(
     stats.seconds = time.perf_counter() - start
     if stats.items == 0:
         raise ValueError(f"task {encoded.config.name!r}: no items to identify on (the identify split is empty)")
+    if stats.nonfinite_inputs:
+        log.warning("identify %s: %d attribution / activation values were NaN or inf; each method's sidecar "
+                    "counts the scores that came out non-finite (meta['nonfinite_scores'])",
+                    encoded.config.name, stats.nonfinite_inputs)  # fmt: skip
     meta = run_meta(lm, encoded, attribution, stats)
     results: dict[str, NeuronSet] = {}
     for m in data_methods:
         scores, good, bad = m.finalize(jax.tree.map(to_host, states[m.name]))
         results[m.name] = NeuronSet(np.asarray(scores, np.float32), np.asarray(good), np.asarray(bad),
-                                    dict(meta, method=method_record(m)))  # fmt: skip
+                                    dict(meta, method=method_record(m), nonfinite_scores=nonfinite_scores(m.name, scores)))  # fmt: skip
     for m in methods:
         if isinstance(m, Random):
             if not m.good_per_layer and not m.bad_per_layer:
@@ -306,7 +316,7 @@ def identify(
                 m = Random.like(ref.good, ref.bad, seed=m.seed, k=m.k)
             scores, good, bad = m.finalize(m.init(*grid))
             results[m.name] = NeuronSet(np.asarray(scores, np.float32), np.asarray(good), np.asarray(bad),
-                                        dict(meta, method=method_record(m)))  # fmt: skip
+                                        dict(meta, method=method_record(m), nonfinite_scores=nonfinite_scores(m.name, scores)))  # fmt: skip
     return {n: results[n] for n in names}  # in the order the methods were listed
 
 

@@ -20,6 +20,7 @@ Axis names: item (original questions), proxy (AQUA permutations of an item), lay
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import ClassVar, Iterable, Optional
 
 import jax
@@ -34,6 +35,8 @@ from neuronjax.io.neurons import NeuronSet
 #                 the whole vocabulary (the target of knowledge-neuron style methods)
 #   "activations" h, the neuron activations at the last prompt position
 NEEDS = ("attr", "attr_prob", "activations")
+
+log = logging.getLogger("neuronjax.methods")
 
 
 @jax.tree_util.register_dataclass
@@ -105,14 +108,27 @@ def top_k_masks(scores: jax.Array | np.ndarray, k: int, bad: bool = True) -> tup
     return good.reshape(layers, mlp), bad_mask.reshape(layers, mlp)
 
 
+def nonfinite_scores(name: str, scores) -> int:
+    """How many scores are NaN or inf (`top_k_masks` keeps them out of both masks); a warning names
+    the method and the count when there are any, so they are never left out unseen."""
+    scores = np.asarray(scores)
+    count = int(scores.size - np.isfinite(scores).sum())
+    if count:
+        log.warning("method %r: %d of %d neuron scores are NaN or inf; those neurons are left out of the good "
+                    "and bad sets", name, count, scores.size)  # fmt: skip
+    return count
+
+
 def run_method(method: Method, blocks: Iterable[ItemBlock], layers: int, mlp: int, meta: Optional[dict] = None) -> NeuronSet:
-    """Fold every block into a fresh state and finalize: the whole method as one function call."""
+    """Fold every block into a fresh state and finalize: the whole method as one function call.
+    meta["nonfinite_scores"] counts the scores that were NaN or inf."""
     state = method.init(layers, mlp)
     for block in blocks:
         state = method.update(state, block)
     scores, good, bad = method.finalize(state)
+    meta = dict(meta or {}, method=method_record(method), nonfinite_scores=nonfinite_scores(method.name, scores))
     return NeuronSet(scores=np.asarray(scores, np.float32), good=np.asarray(good, bool), bad=np.asarray(bad, bool),
-                     meta=dict(meta or {}, method=method_record(method)))  # fmt: skip
+                     meta=meta)  # fmt: skip
 
 
 def method_record(method: Method) -> dict:
