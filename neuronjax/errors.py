@@ -15,3 +15,12 @@ class CheckpointError(NeuronJaxError, ValueError):
 
 class UnsupportedModelError(NeuronJaxError, ValueError):
     """The checkpoint's architecture, quantization or rope variant is not implemented."""
+
+
+class SaveError(NeuronJaxError, OSError):
+    """Writing a result or a checkpoint failed part-way (a full disk, say); the message says what
+    was being written and what is left. `errno` is the underlying error's, when it had one."""
+
+    def __init__(self, message: str, errno_: int | None = None):
+        super().__init__(message)
+        self.errno = errno_

@@ -28,6 +28,7 @@ import numpy as np
 
 from neuronjax.attribution.engine import PromptBatch, attribute
 from neuronjax.distributed import global_batches, to_host
+from neuronjax.errors import SaveError
 from neuronjax.io.neurons import NeuronSet, model_fingerprint
 from neuronjax.methods.base import NEEDS, ItemBlock, Method, method_record, nonfinite_scores
 from neuronjax.tasks.metrics import proxy_correct
@@ -362,8 +363,17 @@ class RunState:
         if len(waiting["item"]):
             arrays["waiting"] = waiting
         meta = {"step": step, "stats": dataclasses.asdict(stats), "key": self.key, "waiting_rows": len(waiting["item"])}
-        self.manager.save(step, args=ocp.args.Composite(arrays=ocp.args.PyTreeSave(arrays), meta=ocp.args.JsonSave(meta)))
-        self.manager.wait_until_finished()
+        try:
+            self.manager.save(step, args=ocp.args.Composite(arrays=ocp.args.PyTreeSave(arrays), meta=ocp.args.JsonSave(meta)))
+            self.manager.wait_until_finished()
+        except (OSError, ValueError, RuntimeError) as err:  # a full disk: OSError, or the array store's error
+            kept = self.manager.latest_step()  # Orbax renames a checkpoint into place only once complete
+            raise SaveError(
+                f"{self.config.directory}: saving the resumable state at batch {step} failed: "
+                f"{type(err).__name__}: {err}. The newest complete checkpoint is "
+                + (f"batch {kept}; a restart continues from it" if kept is not None else "none; a restart begins again"),
+                getattr(err, "errno", None),
+            ) from err
 
     def restore(self, states: dict):
         """(states, step, stats dict, waiting arrays) of the newest checkpoint, or None."""

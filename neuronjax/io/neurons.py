@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from neuronjax.errors import ConfigError
+from neuronjax.errors import ConfigError, SaveError
 
 SIDECAR = "neurons.json"
 ARRAYS = "arrays"
@@ -102,19 +102,37 @@ def save_neurons(directory: str, result: NeuronSet) -> str:
         "good": np.asarray(result.good, bool),
         "bad": np.asarray(result.bad, bool),
     }
-    with ocp.StandardCheckpointer() as ckpt:
-        ckpt.save(os.path.join(directory, ARRAYS), arrays, force=True)
+    try:
+        with ocp.StandardCheckpointer() as ckpt:
+            ckpt.save(os.path.join(directory, ARRAYS), arrays, force=True)
+    except (OSError, ValueError, RuntimeError) as err:  # a full disk: OSError, or the array store's error
+        raise _save_failed(directory, f"the arrays ({ARRAYS}/)", err) from err
     if is_primary():
         meta = dict(result.meta)
         meta.setdefault("neuronjax_version", __version__)
         meta["good_neurons"] = NeuronSet(**arrays, meta={}).good_neurons
         meta["bad_neurons"] = NeuronSet(**arrays, meta={}).bad_neurons
         tmp = os.path.join(directory, SIDECAR + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(meta, f, indent=2, sort_keys=True, default=_json_default)
-        os.replace(tmp, os.path.join(directory, SIDECAR))
+        try:
+            with open(tmp, "w") as f:
+                json.dump(meta, f, indent=2, sort_keys=True, default=_json_default)
+            os.replace(tmp, os.path.join(directory, SIDECAR))
+        except Exception as err:
+            if os.path.exists(tmp):  # never leave a half-written sidecar behind
+                os.remove(tmp)
+            if isinstance(err, OSError):
+                raise _save_failed(directory, f"the sidecar ({SIDECAR})", err) from err
+            raise
     barrier(f"neurons-saved:{directory}")
     return directory
+
+
+def _save_failed(directory: str, what: str, err: Exception) -> SaveError:
+    return SaveError(
+        f"{directory}: saving the neuron set failed while writing {what}: {type(err).__name__}: {err}. "
+        f"The directory has no {SIDECAR}, so it is not taken for a result; save again once the cause is fixed",
+        getattr(err, "errno", None),
+    )
 
 
 def _json_default(x: Any):
@@ -136,6 +154,12 @@ def load_neurons(directory: str, lm=None) -> NeuronSet:
     directory = os.path.abspath(directory)
     side = os.path.join(directory, SIDECAR)
     if not os.path.exists(side):
+        left = os.listdir(directory) if os.path.isdir(directory) else []
+        if any(name.startswith(ARRAYS) or name.startswith(SIDECAR) for name in left):  # incl. Orbax's tmp folder
+            raise FileNotFoundError(
+                f"{directory}: an unfinished save: it holds {sorted(left)} but no {SIDECAR}, which is written "
+                "last (the save failed or was cut short); save the result again"
+            )
         raise FileNotFoundError(f"{directory}: no {SIDECAR}; not a neuronjax result (or an unfinished one)")
     with open(side) as f:
         meta = json.load(f)
