@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from typing import Callable, Iterator, Literal, Optional, Sequence
 
@@ -363,10 +364,14 @@ class RunState:
         if len(waiting["item"]):
             arrays["waiting"] = waiting
         meta = {"step": step, "stats": dataclasses.asdict(stats), "key": self.key, "waiting_rows": len(waiting["item"])}
+        threads = set(threading.enumerate())
         try:
             self.manager.save(step, args=ocp.args.Composite(arrays=ocp.args.PyTreeSave(arrays), meta=ocp.args.JsonSave(meta)))
             self.manager.wait_until_finished()
         except (OSError, ValueError, RuntimeError) as err:  # a full disk: OSError, or the array store's error
+            # When one part of the checkpoint fails, Orbax's writes of the other part go on in
+            # background threads; wait for them, so that a retry does not race them.
+            _join_new_threads(threads, timeout=30.0)
             kept = self.manager.latest_step()  # Orbax renames a checkpoint into place only once complete
             raise SaveError(
                 f"{self.config.directory}: saving the resumable state at batch {step} failed: "
@@ -404,6 +409,14 @@ class RunState:
     def clear(self) -> None:
         self.manager.close()
         shutil.rmtree(self.config.directory, ignore_errors=True)
+
+
+def _join_new_threads(before: set, timeout: float) -> None:
+    """Join the non-daemon threads started since `before` (at most `timeout` seconds in all)."""
+    deadline = time.monotonic() + timeout
+    for thread in set(threading.enumerate()) - before:
+        if not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _leaves(state) -> dict[str, np.ndarray]:
