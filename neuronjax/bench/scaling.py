@@ -106,7 +106,7 @@ def _measure(args, devices: int) -> dict:
     outs = [c.communicate()[0] for c in children]
     for c, out in zip(children, outs):
         if c.returncode != 0:
-            raise RuntimeError(f"scaling run on {devices} devices failed:\n{out[-3000:]}")
+            raise RuntimeError(f"scaling run on {devices} devices failed (exit code {c.returncode}):\n{out[-3000:]}")
     line = next(ln for ln in outs[0].splitlines() if ln.startswith("RESULT "))
     return json.loads(line[len("RESULT ") :])
 
