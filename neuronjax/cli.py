@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from neuronjax.errors import NeuronJaxError
+
 
 def _info(args) -> int:
     import neuronjax
@@ -263,7 +265,7 @@ def main(argv=None) -> int:
 
         initialize()  # joins the other processes of a multi-host run (NEURONJAX_*, SLURM, TPU pod)
         return args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (NeuronJaxError, ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"neuronjax {args.command}: error: {err}", file=sys.stderr)
         return 2
 
