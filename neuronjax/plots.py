@@ -43,7 +43,7 @@ def _save(fig, path: str) -> str:
 
 
 def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
-    cols = min(n, max_cols)
+    cols = 2 if n == 4 else min(n, max_cols)  # 2 x 2 rather than 3 + 1
     return math.ceil(n / cols), cols
 
 
@@ -219,7 +219,7 @@ def overlap_heatmap(path: str, labels: Sequence[str], good: Sequence[np.ndarray]
     off = ~np.eye(n, dtype=bool)
     vmax = max(0.05, max(float(j[off].max(initial=0)) for _, j in stats))
     vmax = math.ceil(vmax * 20) / 20  # a round top of the scale (multiple of 0.05)
-    side = max(2.6, 0.55 * n + 1.2)
+    side = max(3.4, 0.6 * n + 1.4)
     fig = _figure(2 * side + 1.4, side + 0.6)
     axes = fig.subplots(1, 2)
     im = None
@@ -229,14 +229,14 @@ def overlap_heatmap(path: str, labels: Sequence[str], good: Sequence[np.ndarray]
         im = ax.imshow(shown, cmap=cmap, vmin=0, vmax=vmax)
         for i in range(n):
             for j in range(n):
-                text = f"n={int(inter[i, j])}" if i == j else str(int(inter[i, j]))
                 dark = i != j and jac[i, j] < 0.6 * vmax
-                ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+                ax.text(j, i, str(int(inter[i, j])), ha="center", va="center", fontsize=9,
+                        color="white" if dark else "black", fontstyle="italic" if i == j else "normal")  # fmt: skip
         ax.set_xticks(range(n), labels, rotation=40, ha="right", rotation_mode="anchor", fontsize=8)
         ax.set_yticks(range(n), labels if ax is axes[0] else [""] * n, fontsize=8)
         ax.set_title(f"{name} neurons", fontsize=10)
-    fig.colorbar(im, ax=list(axes), shrink=0.8, label="Jaccard |A∩B| / |A∪B| (off-diagonal)")
-    fig.suptitle((title or "Overlap of neuron sets") + "\ncells: shared neurons; diagonal: set size", fontsize=11)
+    fig.colorbar(im, ax=list(axes), shrink=0.7, label="Jaccard |A∩B| / |A∪B|")
+    fig.suptitle((title or "Overlap of neuron sets") + "\ncells: shared neurons; grey diagonal: set size", fontsize=11)
     return _save(fig, path)
 
 

@@ -423,14 +423,14 @@ def run_pictures(run_dir: str, out_dir: str, prefix: str = "") -> list[Picture]:
         plots.letter_histogram(os.path.join(out_dir, pic.file), hist, f"Chosen option ({where})")
         pic.caption = ("Share of held-out prompts (all proxies) on which the model chose each option position, "
                        "without intervention (\"none\") and under each intervention of each method's set. "
-                       "A shift towards one letter means the intervention biases the choice rather than the knowledge.")  # fmt: skip
+                       "A share moving towards one position under an intervention is a position bias it introduces.")  # fmt: skip
     else:
         pic.skipped = "evaluation.json rows have no \"letters\" field"
     pics.append(pic)
 
     pics.append(_overlap_picture(prefix + "overlap_methods", list(sets), list(sets.values()), out_dir,
                                  f"Overlap of neuron sets across methods ({where})",
-                                 f"Methods of run {run}"))  # fmt: skip
+                                 f"The sets of every method of run {run}"))  # fmt: skip
     return pics
 
 
@@ -445,6 +445,21 @@ def _common_method(runs: Sequence[str], wanted: Optional[str]) -> tuple[Optional
         if m in common:
             return m, ""
     return None, "the runs have no method in common"
+
+
+def _identification_table(labels: Sequence[str], sets: Sequence, run_dirs: Sequence[str]) -> str:
+    """How each compared set was identified (markdown)."""
+    lines = ["| set | run directory | good / bad | K | z | identification items (proxies) | attribution |",
+             "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    for label, ns, d in zip(labels, sets, run_dirs):
+        meta = ns.meta
+        method, stats, attr = meta.get("method", {}), meta.get("stats", {}), meta.get("attribution", {})
+        how = ", ".join(f"{k}={attr[k]}" for k in ("method", "steps", "groups") if k in attr) or "-"
+        lines.append(
+            f"| {label} | {os.path.basename(os.path.normpath(d))} | {int(ns.good.sum())} / {int(ns.bad.sum())} | "
+            f"{method.get('k', '-')} | {method.get('z', '-')} | {stats.get('items', '?')} ({stats.get('proxies', '?')}) | {how} |"
+        )
+    return "\n".join(lines)
 
 
 def _prefixes(run_dirs: Sequence[str]) -> list[str]:
@@ -486,17 +501,19 @@ def write_html_report(run_dirs: Sequence[str], out_dir: Optional[str] = None, co
     everyone = list(run_dirs) + list(compare)
     if len(everyone) > 1:
         method, why = _common_method(everyone, overlap_method)
+        body = []
+        if len(run_dirs) > 1:
+            body += [_md_html("Accuracy [95% CI] of every run:\n\n" + summary_table(run_dirs))]
         if method is None:
             pic = Picture("overlap_runs", "Overlap of neuron sets across runs", skipped=why)
         else:
             sets = [load_run_sets(d, [method])[method] for d in everyone]
-            labels = [_set_label(ns, d) for ns, d in zip(sets, everyone)]
+            tasks = [ns.meta.get("task", {}).get("name", "?") for ns in sets]
+            labels = tasks if len(set(tasks)) == len(tasks) else [_set_label(ns, d) for ns, d in zip(sets, everyone)]
             pic = _overlap_picture("overlap_runs", labels, sets, out_dir,
-                                   f"Overlap of {method} neuron sets across runs", f"{method} sets of {len(sets)} runs")  # fmt: skip
+                                   f"Overlap of {method} neuron sets across runs", f"The {method} sets of {len(sets)} runs")  # fmt: skip
+            body.append(_md_html(f"The {method} sets compared:\n\n" + _identification_table(labels, sets, everyone)))
         pictures.append(pic)
-        body = []
-        if len(run_dirs) > 1:
-            body += [_md_html("Accuracy [95% CI] of every run:\n\n" + summary_table(run_dirs))]
         body.append(_html_picture(pic))
         sections.append("<section>\n<h2>Across runs</h2>\n" + "\n".join(body) + "\n</section>")
     index = os.path.join(out_dir, INDEX)

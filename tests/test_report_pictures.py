@@ -122,6 +122,7 @@ def test_report_writes_every_picture_and_the_page(runs, tmp_path, capsys):
     assert "<th>accuracy [95% CI]</th>" in page and '<td class="lower">' in page
     assert "toy-model" in page and "world_facts" in page and "z=6" in page  # settings
     assert page.count("<figcaption>") == len(EXPECTED)
+    assert "The neuronllm sets compared" in page and "<td>arithmetic</td><td>sums</td>" in page
 
 
 def test_default_directory_and_no_html(runs, capsys):
@@ -179,7 +180,7 @@ def test_overlap_across_runs_equals_a_hand_count(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "overlap_heatmap", spy)
     result = write_html_report([runs["a"]], str(tmp_path), compare=[runs["b"], runs["c"]])
     labels, good, bad = seen["overlap_runs.png"]
-    assert labels == ["world_facts (facts)", "word_relations (words)", "arithmetic (sums)"]
+    assert labels == ["world_facts", "word_relations", "arithmetic"]
     for got, want in zip(good + bad, [A_GOOD, B_GOOD, C_GOOD, A_BAD, B_BAD, C_BAD]):
         assert (np.asarray(got) == want).all()
     pic = next(p for p in result.pictures if p.name == "overlap_runs")
@@ -204,6 +205,9 @@ def test_several_runs_get_prefixed_pictures_and_a_summary(runs, tmp_path):
     with open(result.index) as f:
         page = f.read()
     assert "Across runs" in page and "<th>task</th>" in page
+    # two runs of one task: the labels name the runs too
+    runs_pic = next(p for p in result.pictures if p.name == "overlap_runs")
+    assert runs_pic.data["labels"] == ["world_facts (facts)", "world_facts (flat)"]
 
 
 def test_a_compared_run_without_neurons_is_an_error(runs, tmp_path, capsys):
