@@ -300,6 +300,9 @@ def identify(
     stats.seconds = time.perf_counter() - start
     if stats.items == 0:
         raise ValueError(f"task {encoded.config.name!r}: no items to identify on (the identify split is empty)")
+    for m in data_methods:  # second phase of methods that optimise on the prompts (after the last checkpoint)
+        if hasattr(m, "fit"):
+            states[m.name] = m.fit(lm, encoded, states[m.name])
     if stats.nonfinite_inputs:
         log.warning("identify %s: %d attribution / activation values were NaN or inf; each method's sidecar "
                     "counts the scores that came out non-finite (meta['nonfinite_scores'])",

@@ -10,6 +10,7 @@ ablations, and the baselines.
     kn_ig                knowledge neurons (Dai et al. 2022): probability-target IG, threshold on the max
     qrnca                query-relevant neuron clusters (Chen et al. 2024)
     lape                 activation-probability entropy (Tang et al. 2024 style)
+    learned              good / bad sets learned by gating candidate neurons (see `learned`)
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import typing
 
 from neuronjax.methods.base import NEEDS, ItemBlock, Method, method_record, run_method, top_k_masks
 from neuronjax.methods.baselines import LAPE, QRNCA, KnowledgeNeurons, MeanActivation, Random, random_like
+from neuronjax.methods.learned import Learned
 from neuronjax.methods.neuronllm import NeuronLLM, NeuronLLMNoMask, NeuronLLMOneProxy, NeuronLLMProb
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
     for cls in (NeuronLLM, NeuronLLMProb, NeuronLLMOneProxy, NeuronLLMNoMask, Random, MeanActivation,
-                KnowledgeNeurons, QRNCA, LAPE)
+                KnowledgeNeurons, QRNCA, LAPE, Learned)
 }  # fmt: skip
 
 
@@ -67,7 +69,7 @@ def make_methods(section, where: str = "identify") -> list[Method]:
 
 
 __all__ = [
-    "ItemBlock", "KnowledgeNeurons", "LAPE", "METHODS", "MeanActivation", "Method", "NEEDS", "NeuronLLM",
+    "ItemBlock", "KnowledgeNeurons", "LAPE", "Learned", "METHODS", "MeanActivation", "Method", "NEEDS", "NeuronLLM",
     "NeuronLLMNoMask", "NeuronLLMOneProxy", "NeuronLLMProb", "QRNCA", "Random", "make_method", "make_methods",
     "method_record", "random_like", "run_method", "top_k_masks",
 ]  # fmt: skip
