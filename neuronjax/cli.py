@@ -52,15 +52,19 @@ def _summary(config, what: str, t0: float) -> None:
 
 
 def _print_report(config) -> None:
-    """The run's report.md (written by evaluate_run on process 0), printed once."""
+    """The run's report.md (written by evaluate_run on process 0), printed once; the pictures and
+    HTML page are drawn into <run>/report/."""
     import os
 
     from neuronjax.distributed import is_primary
     from neuronjax.run import REPORT
 
     if is_primary():
+        from neuronjax.report import write_html_report
+
         with open(os.path.join(config.run_dir, REPORT)) as f:
             print(f.read())
+        print(write_html_report([config.run_dir]).summary())  # the pictures and index.html
 
 
 def _throughput(sets) -> None:
