@@ -255,6 +255,9 @@ class EvaluateConfig:
     k_values: tuple[int, ...] = ()  # accuracy against K: re-select every set at these K
     curve_modes: tuple[str, ...] = ("suppress_good", "suppress_bad")  # modes of the K curve
     methods: tuple[str, ...] = ()  # sets to evaluate (empty: all)
+    # pairs [a, b] of methods: a's accuracy minus b's in every mode, paired over the same items
+    # and resamples (e.g. [[learned, neuronllm]]: two ways of choosing K neurons head to head)
+    compare: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self):
         from neuronjax.intervention import MODES as ALL_MODES
@@ -270,6 +273,9 @@ class EvaluateConfig:
         for k in self.k_values:
             if k < 1:
                 raise ValueError(f"evaluate.k_values: {k} is not a positive neuron count")
+        for j, pair in enumerate(self.compare):
+            if len(pair) != 2 or pair[0] == pair[1]:
+                raise ValueError(f"evaluate.compare[{j}] = {list(pair)}: expected two different method names [a, b]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,6 +308,10 @@ def evaluate_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConf
     missing = [n for n in names if n not in sets]
     if missing:
         raise ValueError(f"evaluate.methods: {missing} not among the identified sets {sorted(sets)}")
+    for j, pair in enumerate(config.compare):
+        absent = [n for n in pair if n not in names]
+        if absent:
+            raise ValueError(f"evaluate.compare[{j}]: {absent} not among the evaluated sets {names}")
     c = lm.config
     for name in names:
         for field in ("good", "bad"):
@@ -364,6 +374,12 @@ def evaluate_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConf
         out["letters"] = (letters / max(letters.sum(), 1)).round(4).tolist()
         return out
 
+    def pair(a: str, b: str, mode: str) -> dict:
+        ca, cb = Condition(a, mode, _own_k(sets[a])), Condition(b, mode, _own_k(sets[b]))
+        diff = difference_stats(right[index[ca]], right[index[cb]], total, resamples)
+        return {"a": a, "b": b, "mode": mode, "k_a": ca.k, "k_b": cb.k,
+                "difference": {key: dataclasses.asdict(v) for key, v in diff.items()}}  # fmt: skip
+
     return {
         "task": encoded.config.name,
         "items": int(scored.num_items),
@@ -373,6 +389,7 @@ def evaluate_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConf
         "bootstrap": config.bootstrap,
         "rows": [row(cond) for cond in row_conds],
         "curve": [row(cond) for cond in curve_conds],
+        "compare": [pair(a, b, mode) for a, b in config.compare for mode in config.modes],
     }
 
 

@@ -60,6 +60,21 @@ def rows_table(evaluation: dict) -> str:
     return "\n".join(lines)
 
 
+def compare_table(evaluation: dict) -> str:
+    """One line per (a, b, mode) of evaluate.compare: a minus b, both metrics."""
+    pairs = evaluation.get("compare") or []
+    if not pairs:
+        return ""
+    lines = ["| a - b | mode | K (a / b) | accuracy difference [95% CI] | consistent difference [95% CI] | a vs b |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for p in pairs:
+        d = p["difference"]
+        lines.append(f"| {p['a']} - {p['b']} | {p['mode']} | {p['k_a']} / {p['k_b']} | {_fmt(d['accuracy'], True)} | "
+                     f"{_fmt(d['consistent'], True)} | {_verdict(d['accuracy'])} |")  # fmt: skip
+    return "
+".join(lines)
+
+
 def curve_table(evaluation: dict) -> str:
     """Accuracy against K for each method and curve mode, with the random control."""
     curve = [r for r in evaluation.get("curve", []) if not r["control"]]
@@ -111,6 +126,10 @@ def run_section(run_dir: str) -> str:
         "",
         rows_table(ev),
     ]
+    paired = compare_table(ev)
+    if paired:
+        out += ["", "Head to head: accuracy of one method's sets minus another's, paired over items [95% CI]:", "",
+                paired]  # fmt: skip
     curve = curve_table(ev)
     if curve:
         out += ["", "Accuracy against K:", "", curve]

@@ -132,3 +132,47 @@ def test_evaluate_sets_rows_controls_and_curve(lm):
     ks = sorted({r["k"] for r in ev["curve"]})
     assert ks == [1, 2] and len(ev["curve"]) == 2 * 2 * 2
     assert ev["items"] == 8 and ev["proxies"] == 24
+
+
+def test_compare_pairs_two_methods_over_the_same_items(lm):
+    """evaluate.compare: a minus b per mode, point = the rows' accuracy difference, interval from the
+    same resamples (so a set compared with a copy of itself differs by exactly 0)."""
+    enc = planted.task(num_items=8, batch_size=4)
+    good, bad = np.zeros((2, 48), bool), np.zeros((2, 48), bool)
+    for layer, i in planted.GOOD:
+        good[layer, i] = True
+    for layer, i in planted.BAD:
+        bad[layer, i] = True
+    planted_set = NeuronSet(good.astype(np.float32) - bad, good, bad, {"method": {"name": "neuronllm", "k": 2}})
+    other_good = np.zeros_like(good)
+    other_good[0, :2] = True  # two neurons of the first layer that do nothing planted
+    weak = NeuronSet(other_good.astype(np.float32), other_good, np.zeros_like(bad), {"method": {"name": "kn_ig", "k": 2}})
+    twin = NeuronSet(planted_set.scores, good, bad, {"method": {"name": "neuronllm", "k": 2}})
+    cfg = EvaluateConfig(modes=("suppress_good", "suppress_bad"), random_seeds=1, bootstrap=200,
+                         compare=(("planted", "weak"), ("planted", "twin")))  # fmt: skip
+    ev = evaluate_sets(lm, enc, {"planted": planted_set, "weak": weak, "twin": twin}, cfg)
+    acc = {(r["method"], r["mode"]): r["accuracy"]["value"] for r in ev["rows"] if not r["control"]}
+    pairs = {(p["a"], p["b"], p["mode"]): p for p in ev["compare"]}
+    assert len(pairs) == 4
+    for mode in ("suppress_good", "suppress_bad"):
+        d = pairs[("planted", "weak", mode)]["difference"]["accuracy"]
+        assert d["value"] == pytest.approx(acc[("planted", mode)] - acc[("weak", mode)])
+        assert d["low"] <= d["value"] <= d["high"]
+        same = pairs[("planted", "twin", mode)]["difference"]["accuracy"]
+        assert same == {"value": 0.0, "low": 0.0, "high": 0.0}
+    assert pairs[("planted", "weak", "suppress_good")]["difference"]["accuracy"]["value"] < 0
+
+
+@pytest.mark.parametrize(
+    "compare,message",
+    [((("a",),), r"compare\[0\] = \['a'\]: expected two different"), ((("a", "a"),), "two different")],
+)
+def test_compare_config_errors(compare, message):
+    with pytest.raises(ValueError, match=message):
+        EvaluateConfig(compare=compare)
+
+
+def test_compare_names_an_unknown_method(lm):
+    ns = NeuronSet(np.zeros((2, 48), np.float32), np.zeros((2, 48), bool), np.zeros((2, 48), bool), {})
+    with pytest.raises(ValueError, match=r"evaluate.compare\[0\]: \['learned'\] not among the evaluated sets"):
+        evaluate_sets(lm, planted.task(num_items=4), {"neuronllm": ns}, EvaluateConfig(compare=(("learned", "neuronllm"),)))
