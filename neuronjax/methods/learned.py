@@ -330,15 +330,23 @@ class Learned(Method):
         opt_state = optimizer.init(params)
         cand_dev = jnp.asarray(cand, jnp.int32)
         first = None
+        bar = None
+        if verbose and is_primary():
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.steps, desc="learned: fit gates", unit="step", dynamic_ncols=True)
         for s in range(self.steps):
             batches = _stack([data.batch(int(i)) for i in order[s]])
             params, opt_state, f = step(params, opt_state, lm.state, batches, cand_dev)
             if s == 0:
                 first = f
-            if verbose and is_primary() and (s + 1) % max(1, self.steps // 4) == 0 and s + 1 < self.steps:
-                f_now = np.asarray(to_host(f))
-                print(f"learned: step {s + 1}/{self.steps}, {time.perf_counter() - start:.0f} s; mean F with good gates "
-                      f"closed {f_now[0]:.3f}, bad gates closed {f_now[1]:.3f}", file=sys.stderr)  # fmt: skip
+            if bar is not None:
+                bar.update(1)
+                if (s + 1) % max(1, self.steps // 20) == 0:
+                    f_now = np.asarray(to_host(f))
+                    bar.set_postfix(F_good_closed=f"{f_now[0]:.3f}", F_bad_closed=f"{f_now[1]:.3f}")
+        if bar is not None:
+            bar.close()
         last = f
         margins = {}
         for side in ("good", "bad"):
