@@ -71,8 +71,7 @@ def compare_table(evaluation: dict) -> str:
         d = p["difference"]
         lines.append(f"| {p['a']} - {p['b']} | {p['mode']} | {p['k_a']} / {p['k_b']} | {_fmt(d['accuracy'], True)} | "
                      f"{_fmt(d['consistent'], True)} | {_verdict(d['accuracy'])} |")  # fmt: skip
-    return "
-".join(lines)
+    return "\n".join(lines)
 
 
 def curve_table(evaluation: dict) -> str:

@@ -161,6 +161,11 @@ def test_compare_pairs_two_methods_over_the_same_items(lm):
         same = pairs[("planted", "twin", mode)]["difference"]["accuracy"]
         assert same == {"value": 0.0, "low": 0.0, "high": 0.0}
     assert pairs[("planted", "weak", "suppress_good")]["difference"]["accuracy"]["value"] < 0
+    from neuronjax.report import compare_table
+
+    table = compare_table(ev).splitlines()
+    assert len(table) == 2 + 4 and table[2].startswith("| planted - weak | suppress_good | 2 / 2 | ")
+    assert table[4].startswith("| planted - twin | suppress_good | 2 / 2 | +0.000 [+0.000, +0.000] |")
 
 
 @pytest.mark.parametrize(
