@@ -59,12 +59,19 @@ def _print_report(config) -> None:
     from neuronjax.distributed import is_primary
     from neuronjax.run import REPORT
 
+    import jax
+
     if is_primary():
         from neuronjax.report import write_html_report
 
         with open(os.path.join(config.run_dir, REPORT)) as f:
             print(f.read())
-        print(write_html_report([config.run_dir]).summary())  # the pictures and index.html
+        if jax.process_count() == 1:
+            print(write_html_report([config.run_dir]).summary())  # the pictures and index.html
+        else:
+            # Reading the saved sets back is collective under several processes (Orbax); the
+            # pictures are drawn afterwards by one process: `neuronjax report RUN_DIR`.
+            print(f"pictures: run `neuronjax report {config.run_dir}` (one process) to draw them")
 
 
 def _throughput(sets) -> None:

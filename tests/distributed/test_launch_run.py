@@ -55,6 +55,7 @@ def test_local_launch_of_two_processes_equals_one(tmp_path):
     assert one.returncode == 0, out_one[-3000:]
     assert two.returncode == 0, out_two[-3000:]
     assert "on 2 device(s)" in out_one and "2 process(es)" in out_two and "[0] " in out_two
+    assert "pictures: run `neuronjax report" in out_two  # drawn later by one process
     a_dir, b_dir = tmp_path / "one" / "run", tmp_path / "two" / "run"
     for name in ("neuronllm", "kn_ig"):
         a, b = load_neurons(str(a_dir / "neurons" / name)), load_neurons(str(b_dir / "neurons" / name))
@@ -65,3 +66,4 @@ def test_local_launch_of_two_processes_equals_one(tmp_path):
     ea, eb = (json.loads((d / "evaluation.json").read_text()) for d in (a_dir, b_dir))
     assert [r["accuracy"] for r in ea["rows"]] == [r["accuracy"] for r in eb["rows"]]
     assert not (b_dir / "identify_state").exists()  # spent once the neurons were saved
+    assert (a_dir / "report" / "index.html").exists() and not (b_dir / "report").exists()
