@@ -119,6 +119,15 @@ def initialize(
     return kind
 
 
+def free_local_port() -> int:
+    """A TCP port on 127.0.0.1 free right now (for a coordinator of local processes)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def process_count() -> int:
     return jax.process_count()
 

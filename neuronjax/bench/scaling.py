@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -71,12 +70,6 @@ def _child(args) -> None:
     distributed.barrier("scaling-done")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _measure(args, devices: int) -> dict:
     """Run one device count in fresh processes; returns the primary's RESULT."""
     procs = args.processes
@@ -95,7 +88,9 @@ def _measure(args, devices: int) -> dict:
         env["JAX_PLATFORMS"] = "cpu"
     elif procs > 1:
         raise ValueError("--processes > 1 is for CPU; on accelerators start one process per host with launch/")
-    port = _free_port()
+    from neuronjax.distributed import free_local_port
+
+    port = free_local_port()
     children = []
     for i in range(procs):
         e = dict(env)

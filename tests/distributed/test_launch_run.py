@@ -3,7 +3,6 @@ writes the same neurons and evaluation as one process holding both devices."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from neuronjax.distributed import free_local_port
 from neuronjax.io.neurons import load_neurons
 
 pytestmark = [pytest.mark.torch, pytest.mark.real_model]
@@ -18,20 +18,11 @@ pytestmark = [pytest.mark.torch, pytest.mark.real_model]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_local_launch_of_two_processes_equals_one(tmp_path):
-    from tests.tiny_models import save_tiny_smol
-
-    save_tiny_smol(tmp_path / "model")
+def test_local_launch_of_two_processes_equals_one(tmp_path, tiny_dir):
     cfg = {
         "name": "run",
         "task": os.path.join(REPO, "configs", "tasks", "world_facts.yaml"),
-        "model": {"path": str(tmp_path / "model")},
+        "model": {"path": str(tiny_dir)},
         "identify": {"methods": ["neuronllm", "kn_ig"], "k": 5, "z": 10, "checkpoint_every": 1,
                      "attribution": {"method": "ig", "steps": 2, "groups": 1}},
         "evaluate": {"random_seeds": 1, "bootstrap": 20, "k_values": []},
@@ -46,7 +37,7 @@ def test_local_launch_of_two_processes_equals_one(tmp_path):
         env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    launch = [os.path.join(REPO, "launch", "local.sh"), "-n", "2", "--port", str(_free_port()), "--devices-per-process", "1", "--"]
+    launch = [os.path.join(REPO, "launch", "local.sh"), "-n", "2", "--port", str(free_local_port()), "--devices-per-process", "1", "--"]
     two = subprocess.Popen(
         ["bash", *launch, *neuronjax, f"output={tmp_path / 'two'}", "task.pipeline.batch_size=4"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

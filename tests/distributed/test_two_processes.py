@@ -3,7 +3,6 @@ masks and evaluation of one process holding all the devices."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -13,12 +12,6 @@ import pytest
 from neuronjax import distributed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(devices: int, **extra) -> dict:
@@ -49,7 +42,7 @@ def _finish(procs):
 
 @pytest.mark.parametrize("mesh,per_process", [("data", 1), ("data_tensor", 2)])
 def test_two_processes_equal_one(tmp_path, mesh, per_process):
-    port = _free_port()
+    port = distributed.free_local_port()
     one = _worker(tmp_path / "one", mesh, _env(2 * per_process))
     two = [
         _worker(tmp_path / "two", mesh, _env(per_process, NEURONJAX_COORDINATOR=f"127.0.0.1:{port}",
