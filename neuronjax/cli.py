@@ -3,6 +3,7 @@
     neuronjax run CONFIG [key=value ...]        identify -> save -> evaluate -> report (the main command)
     neuronjax identify CONFIG [key=value ...]   find and save the neurons of every configured method
     neuronjax evaluate RUN_DIR|CONFIG [k=v ...] held-out evaluation of a run's saved neurons
+    neuronjax config show CONFIG [k=v ...]     the resolved config: every key, its default and help
     neuronjax report RUN_DIR [RUN_DIR ...]      markdown tables of evaluated runs + RUN_DIR/report/ (HTML, PNG)
     neuronjax sweep SWEEP [--dry-run] [k=v ...] every point of a sweep file not finished yet, one table
     neuronjax generate [RUN_DIR] --prompt ...   free generation under an intervention
@@ -35,8 +36,8 @@ def _config(target: str, overrides: list[str]):
     """A run config from a YAML file or from a run directory's saved config."""
     import os
 
-    from neuronjax.config import load_run_config, parse_overrides
-    from neuronjax.run import config_of_run
+    from neuronjax.config import config_of_run, load_run_config
+    from neuronjax.configlib import parse_overrides
 
     pairs = parse_overrides(overrides)
     if os.path.isdir(target):
@@ -128,6 +129,13 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _config_show(args) -> int:
+    from neuronjax.config import show
+
+    print(show(_config(args.config, args.overrides)), end="")
+    return 0
+
+
 def _report(args) -> int:
     from neuronjax.report import cross_matrix, markdown_report, summary_table
 
@@ -154,10 +162,10 @@ def _report(args) -> int:
 
 
 def _sweep(args) -> int:
-    from neuronjax.config import parse_overrides
+    from neuronjax.configlib import parse_overrides
     from neuronjax.sweep import describe_plan, plan, run_sweep
 
-    pairs = parse_overrides(args.overrides)
+    pairs = {o.key: o.value for o in parse_overrides(args.overrides)}
     if args.dry_run:
         sweep, points, states = plan(args.sweep, pairs, args.force)
         print(describe_plan(sweep, points, states))
@@ -179,7 +187,8 @@ def _generate(args) -> int:
     iv = None
     if args.run:
         from neuronjax.io.neurons import load_neurons
-        from neuronjax.run import NEURONS, config_of_run, load_model_for
+        from neuronjax.config import config_of_run
+        from neuronjax.run import NEURONS, load_model_for
 
         config = config_of_run(args.run)
         lm = load_model_for(config)
@@ -200,7 +209,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="neuronjax", description="Good and bad FFN neurons of causal LLMs (NeuronLLM) in JAX.")
     sub = ap.add_subparsers(dest="command", required=True)
 
+    from neuronjax import configlib
+    from neuronjax.config import RunConfig
+
+    sections = ("config sections (dotted keys: section.key=value; `neuronjax config show CONFIG` prints every key):\n"
+                + configlib.sections_help(RunConfig)
+                + "\n  task.<key>      a key of the task YAML (e.g. task.split.seed=1)")  # fmt: skip
+
     def with_config(p, what):
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+        p.epilog = sections
         p.add_argument("config", help=what)
         p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. identify.k=50")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -216,6 +234,11 @@ def main(argv=None) -> int:
     ev = sub.add_parser("evaluate", help="evaluate a run's saved neurons on its held-out split")
     with_config(ev, "run directory (or the run config YAML)")
     ev.set_defaults(handler=_evaluate)
+    cfg = sub.add_parser("config", help="show a resolved run config")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    show = cfg_sub.add_parser("show", help="print a run config with every key, its default and its help, then its task config")
+    with_config(show, "run config YAML or run directory")
+    show.set_defaults(handler=_config_show)
     rep = sub.add_parser("report", help="markdown tables of evaluated runs, and an HTML page with pictures")
     rep.add_argument("runs", nargs="+", help="run directories")
     rep.add_argument("--html-dir", default=None,

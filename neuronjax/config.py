@@ -14,165 +14,232 @@ and what to evaluate.
     task_overrides: {split.max_identify: 120}  # dotted keys applied to the task YAML
     output: runs                         # results go to <output>/<name>/ (relative to the working directory)
 
-Every key is checked: an unknown key or a value of the wrong type is an error naming the file
-and the dotted key. Command-line overrides are dotted `key=value` pairs (values parsed as YAML);
-`task.<key>=...` overrides go to the task's own YAML.
+Every key is checked by `neuronjax.configlib` when the file is read, the task YAML and the
+methods' hyper-parameters included, before any model loads. Command-line overrides are dotted
+`key=value` pairs (values parsed as YAML); `task.<key>=...` overrides go to the task's own YAML.
+`neuronjax config show CONFIG [overrides]` prints the resolved config with every key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import typing
-from typing import Any, Literal, Optional
+from typing import Literal, Optional, Sequence, Union
 
-import yaml
+from neuronjax import configlib as cl
+from neuronjax.configlib import Override
+from neuronjax.errors import ConfigError
+from neuronjax.intervention import MODES as ALL_MODES
 
-from neuronjax.evaluate import EvaluateConfig
-from neuronjax.identify import AttributionConfig
-from neuronjax.tasks.config import _check_type
+DEFAULT_MODES = ("suppress_good", "suppress_bad", "enhancer", "degrader")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSection:
-    path: Optional[str] = None  # checkpoint directory or .gguf; null = the embedded default model
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Which checkpoint, in which dtype, on which device mesh."""
+
+    # checkpoint directory or .gguf; null = the embedded SmolLM2-135M-Instruct
+    path: Optional[str] = dataclasses.field(default=None, metadata=cl.PATH_FILE_OR_NAME)
+    dtype: Literal["float32", "bfloat16"] = "float32"  # parameter and activation dtype
     # device mesh {data, fsdp, tensor: size}; data takes the devices the others leave. Empty: one
     # device when there is one, else every device (of every process) on the data axis.
-    mesh: dict = dataclasses.field(default_factory=dict)
+    mesh: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttributionConfig:
+    """How neurons are attributed (NeuronLLM step 4)."""
+
+    method: Literal["ig", "grad_x_act"] = "ig"  # integrated gradients, or the one-step gradient x activation
+    steps: int = 16  # IG steps m (alpha = 1/m .. 1); ignored by grad_x_act
+    groups: int = 4  # layer groups of the IG staircase (speed / compile-time trade-off)
+
+    def __post_init__(self):
+        for key in ("steps", "groups"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"attribution.{key} = {getattr(self, key)}: expected >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
 class IdentifySection:
+    """Which methods find the neurons, with which set sizes."""
+
     methods: tuple[str, ...] = ("neuronllm", "random")  # see neuronjax.methods.METHODS
     k: int = 100  # good and bad set size (every method)
     z: int = 500  # per-item set size of NeuronLLM and its ablations
     block_items: int = 16  # items per compiled scoring update
     checkpoint_every: int = 20  # global batches between resumable-state checkpoints (0: none)
-    attribution: AttributionConfig = AttributionConfig()
-    params: dict = dataclasses.field(default_factory=dict)  # {method: {hyper-parameter: value}}
+    attribution: AttributionConfig = AttributionConfig()  # how neurons are attributed
+    params: dict[str, dict] = dataclasses.field(default_factory=dict)  # {method: {hyper-parameter: value}}
+
+    def __post_init__(self):
+        if not self.methods:
+            raise ConfigError("methods: the list is empty; name at least one method")
+        if self.block_items < 1:
+            raise ConfigError(f"block_items = {self.block_items}: expected >= 1")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every = {self.checkpoint_every}: expected >= 0 (0: no checkpoints)")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """What the held-out evaluation measures."""
+
+    modes: tuple[str, ...] = DEFAULT_MODES  # intervention modes applied to every set ("none" is always measured)
+    all_positions: bool = False  # edit every prompt position instead of the last one
+    set_value: float = 0.0  # the constant of the set_good / set_bad modes
+    random_seeds: int = 3  # random controls per (set, mode), pooled
+    bootstrap: int = 1000  # item resamples for the 95% intervals
+    seed: int = 0  # seeds the resamples and the random controls
+    k_values: tuple[int, ...] = ()  # accuracy against K: re-select every set at these K
+    curve_modes: tuple[str, ...] = ("suppress_good", "suppress_bad")  # modes of the K curve
+    methods: tuple[str, ...] = ()  # sets to evaluate (empty: all)
+    # pairs [a, b] of methods: a's accuracy minus b's in every mode, paired over the same items
+    # and resamples (e.g. [[learned, neuronllm]]: two ways of choosing K neurons head to head)
+    compare: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self):
+        allowed = [m for m in ALL_MODES if m != "none"]
+        for key in ("modes", "curve_modes"):
+            for mode in getattr(self, key):
+                if mode not in allowed:
+                    raise ConfigError(f"{key}: {mode!r} unknown{cl.suggest(mode, allowed)}; expected some of {allowed}")
+        for key in ("random_seeds", "bootstrap"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} = {getattr(self, key)}: expected >= 1")
+        for k in self.k_values:
+            if k < 1:
+                raise ConfigError(f"k_values: {k} is not a positive neuron count")
+        for j, pair in enumerate(self.compare):
+            if pair[0] == pair[1]:
+                raise ConfigError(f"compare[{j}] = {list(pair)}: expected two different method names [a, b]")
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
+    """One run: a model, a task, the methods that find neurons and what to evaluate."""
+
     name: str  # the run's name: results go to <output>/<name>
-    task: str  # task YAML (relative paths resolve against this file's folder)
-    model: ModelSection = ModelSection()
-    identify: IdentifySection = IdentifySection()
-    evaluate: EvaluateConfig = EvaluateConfig()
-    cross_tasks: tuple[str, ...] = ()  # other task YAMLs the run's neurons are also evaluated on
-    output: str = "runs"  # relative paths resolve against the current directory
-    source: str = ""  # the YAML file this config came from (filled in by load_run_config)
-    task_overrides: dict = dataclasses.field(default_factory=dict)  # dotted task keys on top of the task YAML
-    # (also given on the command line as task.<key>=value)
+    task: str = dataclasses.field(metadata=cl.PATH_FILE)  # task YAML (relative to the file that names it)
+    model: ModelSection = ModelSection()  # which checkpoint, dtype and mesh
+    identify: IdentifySection = IdentifySection()  # methods and set sizes
+    evaluate: EvaluateConfig = EvaluateConfig()  # what the held-out evaluation measures
+    # other task YAMLs the run's neurons are also evaluated on
+    cross_tasks: tuple[str, ...] = dataclasses.field(default=(), metadata=cl.PATH_FILE)
+    output: str = "runs"  # results folder (relative paths resolve against the working directory)
+    # the YAML file this config came from (filled in when it is read)
+    source: str = dataclasses.field(default="", metadata={"internal": True})
+    # dotted task keys on top of the task YAML (also given on the command line as task.<key>=value)
+    task_overrides: dict = dataclasses.field(default_factory=dict)
 
     @property
     def run_dir(self) -> str:
         return os.path.join(self.output, self.name)
 
 
-def build(cls, raw: Any, where: str):
-    """A dataclass instance from plain data, every key and type checked (nested dataclasses
-    recurse; errors name `where` and the dotted key)."""
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; expected some of {names}")
-    values = {}
-    for key, value in raw.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            values[key] = build(hint, value if value is not None else {}, f"{where}.{key}")
-        elif hint is dict:
-            if not isinstance(value, dict):
-                raise ValueError(f"{where}.{key}: expected a mapping, got {value!r}")
-            values[key] = value
-        else:
-            values[key] = _check_type(value, hint, f"{where}.{key}")
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}: {err}") from None
+Overrides = Union[None, dict, Sequence[Override]]
 
 
-def parse_overrides(pairs: list[str]) -> dict:
-    """['identify.k=50', 'task.split.seed=1'] -> {'identify.k': 50, 'task.split.seed': 1}."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {pair!r}: expected dotted.key=value")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+def load_run_config(path: str, overrides: Overrides = None) -> RunConfig:
+    """Read a run YAML, apply dotted overrides (`task.<key>` ones go to the task YAML) and check
+    everything: the run config, its methods' hyper-parameters, its task YAMLs."""
+    raw, source = cl.read_yaml(path, "run config")
+    return _finish(raw, source, cl.as_overrides(overrides), os.path.abspath(path))
 
 
-def _set_dotted(raw: dict, dotted: str, value: Any, where: str) -> None:
-    node = raw
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ValueError(f"{where}: override {dotted!r}: {key!r} is not a section")
-        node = child
-    node[leaf] = value
+def config_of_run(run_dir: str, overrides: Overrides = None) -> RunConfig:
+    """The config a run directory was made with (its config.yaml), with overrides applied; the
+    name and output are the directory's own."""
+    from neuronjax.run import CONFIG
 
-
-def apply_overrides(raw: dict, overrides: Optional[dict], where: str) -> dict:
-    """Set the dotted overrides in `raw`; returns the `task.`-prefixed ones (keys without the
-    prefix), which belong to the task YAML."""
-    task_overrides = {}
-    for dotted, value in (overrides or {}).items():
-        if dotted.startswith("task."):
-            task_overrides[dotted[len("task.") :]] = value
-        else:
-            _set_dotted(raw, dotted, value, where)
-    return task_overrides
-
-
-def load_run_config(path: str, overrides: Optional[dict] = None) -> RunConfig:
-    """Read a run YAML and apply dotted overrides."""
+    path = os.path.join(run_dir, CONFIG)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such run config")
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    task_overrides = apply_overrides(raw, overrides, path)
-    for key in ("name", "task"):
-        if key not in raw:
-            raise ValueError(f"{path}: missing key {key!r}")
-    here = os.path.dirname(os.path.abspath(path))
+        raise ConfigError(f"{run_dir}: no {CONFIG}; not a neuronjax run directory")
+    raw, source = cl.read_yaml(path, "run config")
+    raw["output"] = os.path.dirname(os.path.abspath(run_dir))
+    raw["name"] = os.path.basename(os.path.abspath(run_dir))
+    return _finish(raw, source, cl.as_overrides(overrides), raw.get("source") or os.path.abspath(path))
 
-    def resolve(p):
-        return p if os.path.isabs(p) else os.path.normpath(os.path.join(here, p))
 
-    if isinstance(raw.get("task"), str):
-        raw["task"] = resolve(raw["task"])
-    if isinstance(raw.get("cross_tasks"), list):
-        raw["cross_tasks"] = [resolve(p) if isinstance(p, str) else p for p in raw["cross_tasks"]]
-    model = raw.get("model") or {}
-    if isinstance(model, dict) and isinstance(model.get("path"), str):
-        model["path"] = resolve(model["path"])
-    raw["source"] = os.path.abspath(path)
-    from_file = raw.get("task_overrides") or {}
+def _finish(raw: dict, source: cl.Source, overrides: list[Override], origin_file: str) -> RunConfig:
+    task_cli = []
+    for ov in overrides:
+        if ov.key.startswith("task."):
+            task_cli.append(dataclasses.replace(ov, key=ov.key[len("task.") :]))
+        else:
+            cl.set_dotted(raw, ov, source)
+    from_file = raw.pop("task_overrides", None) or {}
     if not isinstance(from_file, dict):
-        raise ValueError(f"{path}: task_overrides: expected a mapping of dotted task keys, got {from_file!r}")
-    raw["task_overrides"] = {**from_file, **task_overrides}
-    config = build(RunConfig, raw, path)
-    from neuronjax.methods import make_methods
-
-    make_methods(config.identify, path)  # method names and hyper-parameters checked now, not after loading
-    from neuronjax.tasks.config import load_task_config
-
-    # The task YAMLs and the task.* overrides are checked now too (misspelled keys included).
-    load_task_config(config.task, config.task_overrides)
-    for cross in config.cross_tasks:
-        load_task_config(cross)
+        raise source.error(("task_overrides",), f"expected a mapping of dotted task keys, got {from_file!r}")
+    here = os.path.dirname(os.path.abspath(source.file)) if source.file else os.getcwd()
+    task_overrides = [Override(k, v, f"{source.file}: task_overrides", here) for k, v in from_file.items()] + task_cli
+    raw.pop("source", None)
+    config = cl.parse(RunConfig, raw, source, fixed={"source": origin_file})
+    task_overrides = resolved_task_overrides(task_overrides)
+    config = dataclasses.replace(config, task_overrides={ov.key: ov.value for ov in task_overrides})
+    check_run_config(config, source, task_overrides)
     return config
 
 
+def resolved_task_overrides(overrides: list[Override]) -> list[Override]:
+    """Task overrides with the values of path fields made absolute (against each override's own
+    folder), so that a saved config.yaml reads the same from anywhere."""
+    from neuronjax.tasks.config import TaskConfig
+
+    out = []
+    fields = {f.name: f for f in dataclasses.fields(TaskConfig)}
+    for ov in overrides:
+        field = fields.get(ov.key)  # a misspelled key is reported when the task config is read
+        value = ov.value
+        if field is not None and field.metadata.get("path") and isinstance(value, str):
+            if not os.path.isabs(value) and not value.startswith("builtin:"):
+                value = os.path.normpath(os.path.join(ov.base_dir or os.getcwd(), value))
+        out.append(dataclasses.replace(ov, value=value))
+    return out
+
+
+def check_run_config(config: RunConfig, source: cl.Source, task_overrides: Sequence[Override] = ()) -> None:
+    """What can be checked before a model loads: method names and hyper-parameters, the mesh axes,
+    the evaluated methods, the task YAML with its overrides, the cross-task YAMLs."""
+    from neuronjax.methods import make_methods
+    from neuronjax.sharding import MESH_AXES
+    from neuronjax.tasks.config import load_task_config
+
+    make_methods(config.identify, source)
+    bad = {k: v for k, v in config.model.mesh.items() if k not in MESH_AXES or v < 1}
+    if bad:
+        name = next(iter(bad))
+        raise source.error(("model", "mesh", name), f"expected sizes >= 1 for axes among {list(MESH_AXES)}"
+                           f"{cl.suggest(name, MESH_AXES) if name not in MESH_AXES else ''}")  # fmt: skip
+    identified = list(config.identify.methods)
+    for n in config.evaluate.methods:
+        if n not in identified:
+            raise source.error(("evaluate", "methods"), f"{n!r} is not among identify.methods {identified}"
+                               f"{cl.suggest(n, identified)}")  # fmt: skip
+    evaluated = list(config.evaluate.methods) or identified
+    for j, pair in enumerate(config.evaluate.compare):
+        for n in pair:
+            if n not in evaluated:
+                raise source.error(("evaluate", "compare", str(j)), f"{n!r} is not among the evaluated methods "
+                                   f"{evaluated}{cl.suggest(n, evaluated)}")  # fmt: skip
+    load_task_config(config.task, list(task_overrides) or config.task_overrides)
+    for cross in config.cross_tasks:
+        load_task_config(cross)
+
+
 def to_dict(config: RunConfig) -> dict:
-    return dataclasses.asdict(config)
+    """Plain data of a run config (what config.yaml holds)."""
+    return cl.to_plain(config)
+
+
+def show(config: RunConfig) -> str:
+    """The resolved run config with every key, its help and its default where it differs, then
+    the resolved task config."""
+    from neuronjax.tasks.config import load_task_config
+
+    task = load_task_config(config.task, config.task_overrides)
+    return (
+        f"# run config (from {config.source})\n" + cl.show(config)
+        + f"\n# task config (from {config.task}" + (", with task_overrides" if config.task_overrides else "") + ")\n"
+        + cl.show(task)
+    )  # fmt: skip

@@ -9,6 +9,10 @@ class ConfigError(NeuronJaxError, ValueError):
     """A configuration file or field is missing, unknown or out of range."""
 
 
+class ConfigFileNotFound(ConfigError, FileNotFoundError):
+    """A configuration file named by the user (run, task, sweep) does not exist."""
+
+
 class CheckpointError(NeuronJaxError, ValueError):
     """A checkpoint is missing tensors, has mis-shaped ones, or cannot be read."""
 

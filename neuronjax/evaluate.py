@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from neuronjax.config import EvaluateConfig
 from neuronjax.distributed import global_batches, to_host
 from neuronjax.intervention import Intervention, from_masks
 from neuronjax.lm import forward
@@ -238,45 +239,6 @@ def difference_stats(right_a, right_b, total, resamples) -> dict[str, Interval]:
 
 
 # ----------------------------------------------------------------------------- conditions
-
-MODES = ("suppress_good", "suppress_bad", "enhancer", "degrader")
-
-
-@dataclasses.dataclass(frozen=True)
-class EvaluateConfig:
-    """What `evaluate_sets` measures."""
-
-    modes: tuple[str, ...] = MODES  # intervention modes applied to every set ("none" is always measured)
-    all_positions: bool = False  # edit every prompt position instead of the last one
-    set_value: float = 0.0  # the constant of the set_good / set_bad modes
-    random_seeds: int = 3  # random controls per (set, mode), pooled
-    bootstrap: int = 1000  # item resamples for the 95% intervals
-    seed: int = 0  # seeds the resamples and the random controls
-    k_values: tuple[int, ...] = ()  # accuracy against K: re-select every set at these K
-    curve_modes: tuple[str, ...] = ("suppress_good", "suppress_bad")  # modes of the K curve
-    methods: tuple[str, ...] = ()  # sets to evaluate (empty: all)
-    # pairs [a, b] of methods: a's accuracy minus b's in every mode, paired over the same items
-    # and resamples (e.g. [[learned, neuronllm]]: two ways of choosing K neurons head to head)
-    compare: tuple[tuple[str, ...], ...] = ()
-
-    def __post_init__(self):
-        from neuronjax.intervention import MODES as ALL_MODES
-
-        allowed = [m for m in ALL_MODES if m != "none"]
-        for key in ("modes", "curve_modes"):
-            for mode in getattr(self, key):
-                if mode not in allowed:
-                    raise ValueError(f"evaluate.{key}: {mode!r} unknown; expected some of {allowed}")
-        for key in ("random_seeds", "bootstrap"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"evaluate.{key} = {getattr(self, key)}: expected >= 1")
-        for k in self.k_values:
-            if k < 1:
-                raise ValueError(f"evaluate.k_values: {k} is not a positive neuron count")
-        for j, pair in enumerate(self.compare):
-            if len(pair) != 2 or pair[0] == pair[1]:
-                raise ValueError(f"evaluate.compare[{j}] = {list(pair)}: expected two different method names [a, b]")
-
 
 @dataclasses.dataclass(frozen=True)
 class Condition:

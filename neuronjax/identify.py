@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from neuronjax.attribution.engine import PromptBatch, attribute
+from neuronjax.config import AttributionConfig
 from neuronjax.distributed import global_batches, to_host
 from neuronjax.errors import SaveError
 from neuronjax.io.neurons import NeuronSet, model_fingerprint
@@ -35,15 +36,6 @@ from neuronjax.methods.base import NEEDS, ItemBlock, Method, method_record, nonf
 from neuronjax.tasks.metrics import proxy_correct
 
 log = logging.getLogger("neuronjax.identify")
-
-
-@dataclasses.dataclass(frozen=True)
-class AttributionConfig:
-    """How neurons are attributed (NeuronLLM step 4)."""
-
-    method: Literal["ig", "grad_x_act"] = "ig"  # integrated gradients, or the one-step gradient x activation
-    steps: int = 16  # IG steps m (alpha = 1/m .. 1); ignored by grad_x_act
-    groups: int = 4  # layer groups of the IG staircase (speed / compile-time trade-off)
 
 
 @dataclasses.dataclass

@@ -236,18 +236,3 @@ def write_report(run_dir: str) -> str:
     with open(os.path.join(run_dir, REPORT), "w") as f:
         f.write(text)
     return text
-
-
-def config_of_run(run_dir: str, overrides: Optional[dict] = None) -> RunConfig:
-    """The config a run directory was made with (its config.yaml), with overrides applied."""
-    from neuronjax.config import apply_overrides, build
-
-    path = os.path.join(run_dir, CONFIG)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{run_dir}: no {CONFIG}; not a neuronjax run directory")
-    with open(path) as f:
-        raw = yaml.safe_load(f)
-    raw["task_overrides"] = {**(raw.get("task_overrides") or {}), **apply_overrides(raw, overrides, path)}
-    raw["output"] = os.path.dirname(os.path.abspath(run_dir))
-    raw["name"] = os.path.basename(os.path.abspath(run_dir))
-    return build(RunConfig, raw, path)

@@ -71,7 +71,7 @@ def test_run_report_evaluate_generate(run_config, capsys):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("identify.kk=3", "unknown key(s) ['kk']"),
+        ("identify.kk=3", "command-line override identify.kk=3 (on "),
         ("identify.k=ten", "identify.k: expected int"),
         ("identify.methods=[neuronllm,bogus]", "'bogus' unknown"),
         ("identify.params={qrnca: {threshold: 0.3}}", "not in identify.methods"),
@@ -83,7 +83,7 @@ def test_config_errors_name_the_key(run_config, capsys, override, message):
     path, _ = run_config
     assert main(["identify", str(path), "--quiet", override]) == 2
     err = capsys.readouterr().err
-    assert message in err and str(path) in err or message in err
+    assert message in err and str(path) in err
 
 
 def test_identify_cut_short_resumes_from_its_checkpoint(run_config, tmp_path, monkeypatch, capsys):

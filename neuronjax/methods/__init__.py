@@ -16,7 +16,8 @@ ablations, and the baselines.
 from __future__ import annotations
 
 import dataclasses
-import typing
+
+from neuronjax import configlib
 
 from neuronjax.methods.base import NEEDS, ItemBlock, Method, method_record, run_method, top_k_masks
 from neuronjax.methods.baselines import LAPE, QRNCA, KnowledgeNeurons, MeanActivation, Random, random_like
@@ -30,42 +31,37 @@ METHODS: dict[str, type[Method]] = {
 }  # fmt: skip
 
 
-def make_method(name: str, k: int, z: int | None = None, params: dict | None = None, where: str = "identify") -> Method:
-    """A method by name with the shared k (and z where it has one) and its own hyper-parameters;
-    unknown names, unknown or wrongly typed hyper-parameters are errors naming `where`."""
-    from neuronjax.tasks.config import _check_type
-
+def make_method(name: str, k: int, z: int | None = None, params: dict | None = None,
+                source: configlib.Source | str = "identify") -> Method:  # fmt: skip
+    """A method by name with the shared k (and z where it has one) and its own hyper-parameters.
+    Unknown names, unknown or wrongly typed hyper-parameters are ConfigErrors naming where they
+    came from (`source`: the run config's Source, or a name)."""
+    source = source if isinstance(source, configlib.Source) else configlib.Source(name=source)
     if name not in METHODS:
-        raise ValueError(f"{where}.methods: {name!r} unknown; expected some of {sorted(METHODS)}")
+        raise source.error(("identify", "methods"), configlib.unknown(name, sorted(METHODS), "method names"))
     cls = METHODS[name]
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    values = {"k": k}
-    if z is not None and "z" in fields:
-        values["z"] = z
-    for key, value in (params or {}).items():
-        if key not in fields:
-            raise ValueError(f"{where}.params.{name}: unknown key {key!r}; expected some of {sorted(fields)}")
-        values[key] = _check_type(value, hints[key], f"{where}.params.{name}.{key}")
-    for key in ("k", "z"):  # set sizes; the upper bound (the model's neuron count) is checked at init
-        if key in values and values[key] < 1:
-            field = f"params.{name}.{key}" if key in (params or {}) else key
-            raise ValueError(f"{where}.{field} = {values[key]!r}: expected an integer >= 1 (neurons per set)")
-    return cls(**values)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    fixed = {"k": k} | ({"z": z} if z is not None and "z" in fields else {})
+    for key, value in fixed.items():  # set sizes; the upper bound (the model's neuron count) is checked at init
+        if value < 1:
+            raise source.error(("identify", key), f"expected an integer >= 1 (neurons per set), got {value!r}")
+    method = configlib.parse(cls, params or {}, source, ("identify", "params", name), fixed=fixed)
+    for key in ("k", "z"):
+        if key in (params or {}) and getattr(method, key) < 1:
+            raise source.error(("identify", "params", name, key),
+                               f"expected an integer >= 1 (neurons per set), got {getattr(method, key)!r}")  # fmt: skip
+    return method
 
 
-def make_methods(section, where: str = "identify") -> list[Method]:
+def make_methods(section, source: configlib.Source | str = "identify") -> list[Method]:
     """The methods of an `IdentifySection` (see `neuronjax.config`)."""
+    source = source if isinstance(source, configlib.Source) else configlib.Source(name=source)
     params = section.params or {}
-    stray = sorted(set(params) - set(section.methods))
-    if stray:
-        raise ValueError(f"{where}: identify.params has entries {stray} for methods not in identify.methods")
-    for name, p in params.items():
-        if not isinstance(p, dict):
-            raise ValueError(f"{where}: identify.params.{name}: expected a mapping of hyper-parameters, got {p!r}")
-    if not section.methods:
-        raise ValueError(f"{where}: identify.methods is empty")
-    return [make_method(n, section.k, section.z, params.get(n), f"{where}: identify") for n in section.methods]
+    for name in params:
+        if name not in section.methods:
+            raise source.error(("identify", "params", name), "an entry for a method not in identify.methods "
+                               f"{list(section.methods)}{configlib.suggest(name, section.methods)}")  # fmt: skip
+    return [make_method(n, section.k, section.z, params.get(n), source) for n in section.methods]
 
 
 __all__ = [

@@ -60,8 +60,9 @@ class PromptConfig:
     layout: Literal["question_first", "options_first"] = "question_first"
     cue: str = "Answer:"  # answer cue ending the prompt
     chat_template: bool = False  # wrap the turns in the tokenizer's chat template
-    demo_policy: Literal["fixed", "per_item"] = "fixed"  # one demonstration for the whole task
-    # (a shared prompt prefix), or one drawn per item from the demonstration split
+    # one demonstration for the whole task (a shared prompt prefix), or one drawn per item from
+    # the demonstration split
+    demo_policy: Literal["fixed", "per_item"] = "fixed"
     demo_seed: int = 0  # per_item only: which demonstration each item gets
 
     def __post_init__(self):

@@ -14,6 +14,8 @@ import json
 import logging
 from typing import Any, Iterable, Literal, Optional, Sequence
 
+from neuronjax.errors import ConfigError
+
 LETTERS = ("A", "B", "C", "D")
 NUM_OPTIONS = 4
 
@@ -64,23 +66,18 @@ class FieldMap:
     id: Optional[str] = "id"  # optional per row: a missing or empty value gets a generated id
     subject: Optional[str] = "subject"  # optional per row
 
+    def __post_init__(self):
+        if isinstance(self.options, (list, tuple)) and len(self.options) != NUM_OPTIONS:
+            raise ConfigError(
+                f"options: expected one field name or a list of exactly {NUM_OPTIONS} field names, got {list(self.options)}"
+            )
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str = "fields") -> "FieldMap":
-        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(
-                f"{where}: unknown key(s) {sorted(unknown)}; expected question, options, answer, id, subject"
-            )
-        options = raw.get("options", cls.options)
-        if isinstance(options, (list, tuple)):
-            if len(options) != NUM_OPTIONS or not all(isinstance(o, str) for o in options):
-                raise ValueError(
-                    f"{where}.options: expected one field name or a list of exactly 4 field names, got {options!r}"
-                )
-            options = tuple(options)
-        elif not isinstance(options, str):
-            raise ValueError(f"{where}.options: expected a field name or 4 field names, got {options!r}")
-        return cls(**{**raw, "options": options})
+        """A FieldMap from plain data, every key checked (errors name `where`)."""
+        from neuronjax import configlib
+
+        return configlib.parse(cls, raw, configlib.Source(name=where))
 
 
 class TaskDataError(ValueError):

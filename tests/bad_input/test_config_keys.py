@@ -8,7 +8,8 @@ import re
 import pytest
 import yaml
 
-from neuronjax.config import load_run_config, parse_overrides
+from neuronjax.config import load_run_config
+from neuronjax.configlib import parse_overrides
 from neuronjax.identify import AttributionConfig, identify
 from neuronjax.methods import NeuronLLM, Random, top_k_masks
 from neuronjax.run import identify_run
@@ -37,6 +38,12 @@ def paths(tmp_path):
     return run, task, write
 
 
+def _line_of(path, key):
+    """The 1-based line of the first line of a YAML file that sets `key`."""
+    lines = open(path).read().splitlines()
+    return next(i + 1 for i, line in enumerate(lines) if line.strip().startswith(f"{key}:") or f" {key}:" in line or f"{{{key}:" in line)
+
+
 def _fails(path, message, overrides=()):
     with pytest.raises(ValueError, match=re.escape(message)):
         load_run_config(path, parse_overrides(list(overrides)))
@@ -53,49 +60,55 @@ def test_the_base_config_loads(paths):
 
 def test_run_config_top_level_key_misspelled(paths):
     path = paths[2](identfy={"k": 3})
-    _fails(path, f"{path}: unknown key(s) ['identfy']; expected some of ['name', 'task', 'model', 'identify',")
+    _fails(path, f"{path}:1: identfy: unknown key; did you mean 'identify'? (the top level has: name, task, model, identify,")
 
 
 def test_run_config_nested_key_misspelled(paths):
     path = paths[2](identify={"kk": 3})
-    _fails(path, f"{path}.identify: unknown key(s) ['kk']; expected some of ['methods', 'k', 'z',")
+    line = _line_of(path, "kk")
+    _fails(path, f"{path}:{line}: identify.kk: unknown key; did you mean 'k'? (identify has: methods, k, z,")
 
 
 def test_run_config_deeply_nested_key_misspelled(paths):
     path = paths[2](identify={"attribution": {"stepz": 4}})
-    _fails(path, f"{path}.identify.attribution: unknown key(s) ['stepz']; expected some of ['method', 'steps', 'groups']")
+    line = _line_of(path, "stepz")
+    _fails(path, f"{path}:{line}: identify.attribution.stepz: unknown key; did you mean 'steps'? "
+           "(identify.attribution has: method, steps, groups)")
 
 
 def test_run_config_value_of_the_wrong_type(paths):
     path = paths[2](identify={"k": "ten"})
-    _fails(path, f"{path}.identify.k: expected int, got 'ten'")
+    _fails(path, f"{path}:{_line_of(path, 'k')}: identify.k: expected int, got ten")
 
 
 def test_run_config_key_misspelled_in_an_override(paths):
     run = str(paths[0])
-    _fails(run, f"{run}.identify: unknown key(s) ['kk']", ["identify.kk=3"])
-    _fails(run, f"{run}: unknown key(s) ['identfy']", ["identfy.k=3"])
-    _fails(run, f"{run}.model: unknown key(s) ['dtyp']", ["model.dtyp=bfloat16"])
+    _fails(run, f"command-line override identify.kk=3 (on {run}): identify.kk: unknown key; did you mean 'k'?", ["identify.kk=3"])
+    _fails(run, f"command-line override identfy.k=3 (on {run}): identfy: unknown key; did you mean 'identify'?", ["identfy.k=3"])
+    _fails(run, f"command-line override model.dtyp=bfloat16 (on {run}): model.dtyp: unknown key; did you mean 'dtype'?",
+           ["model.dtyp=bfloat16"])
 
 
 def test_override_into_a_value_that_is_not_a_section(paths):
     run = str(paths[0])
-    _fails(run, f"{run}: override 'name.x': 'name' is not a section", ["name.x=1"])
+    _fails(run, f"command-line override name.x=1 (on {run}): name is a value (r), not a section with keys", ["name.x=1"])
 
 
 def test_override_without_a_value():
-    with pytest.raises(ValueError, match=re.escape("override 'identify.k': expected dotted.key=value")):
+    with pytest.raises(ValueError, match=re.escape("command-line override 'identify.k': expected dotted.key=value")):
         parse_overrides(["identify.k"])
 
 
 def test_method_name_misspelled(paths):
     run = str(paths[0])
-    _fails(run, f"{run}: identify.methods: 'neuronlm' unknown; expected some of [", ["identify.methods=[neuronlm]"])
+    _fails(run, f"command-line override identify.methods=[neuronlm] (on {run}): identify.methods: 'neuronlm' unknown; "
+           "did you mean 'neuronllm'? (expected method names: kn_ig, lape,", ["identify.methods=[neuronlm]"])
 
 
 def test_method_hyperparameter_misspelled(paths):
     path = paths[2](identify={"methods": ["qrnca"], "params": {"qrnca": {"treshold": 0.3}}})
-    _fails(path, f"{path}: identify.params.qrnca: unknown key 'treshold'; expected some of [")
+    _fails(path, f"{path}:{_line_of(path, 'treshold')}: identify.params.qrnca.treshold: unknown key; did you mean 'threshold'? "
+           "(identify.params.qrnca has: k, ")
 
 
 # ------------------------------------------------------------------------------ task config
@@ -104,28 +117,33 @@ def test_method_hyperparameter_misspelled(paths):
 def test_task_config_top_level_key_misspelled(paths):
     run, task, _ = paths
     task.write_text("name: wf\nsource: builtin:world_facts\nprompts: {answer_format: letter}\n")
-    _fails(str(run), f"{task}: unknown key(s) ['prompts']; expected some of [")
+    _fails(str(run), f"{task}:3: prompts: unknown key; did you mean 'prompt'? (the top level has: name, source,")
 
 
 def test_task_config_nested_key_misspelled(paths):
     run, task, _ = paths
     task.write_text("name: wf\nsource: builtin:world_facts\nsplit: {sed: 1}\n")
-    _fails(str(run), f"{task}.split: unknown key(s) ['sed']; expected some of ['eval_fraction', 'max_eval',")
+    _fails(str(run), f"{task}:3: split.sed: unknown key; did you mean 'seed'? (split has: seed, num_demo, eval_fraction, max_eval,")
 
 
 def test_task_key_misspelled_in_a_command_line_override(paths):
     """task.<key>=... goes to the task YAML; a typo there fails when the run config is read."""
     run, task, _ = paths
-    _fails(str(run), f"{task}.split: unknown key(s) ['sed']", ["task.split.sed=1"])
-    _fails(str(run), f"{task}: unknown key(s) ['splits']", ["task.splits.seed=1"])
-    _fails(str(run), f"{task}.split.seed: expected int, got 'one'", ["task.split.seed=one"])
-    _fails(str(run), f"{task}: override 'name.x': 'name' is not a section", ["task.name.x=1"])
+    _fails(str(run), f"command-line override task.split.sed=1 (on {task}): split.sed: unknown key; did you mean 'seed'?",
+           ["task.split.sed=1"])
+    _fails(str(run), f"command-line override task.splits.seed=1 (on {task}): splits: unknown key; did you mean 'split'?",
+           ["task.splits.seed=1"])
+    _fails(str(run), f"command-line override task.split.seed=one (on {task}): split.seed: expected int, got one",
+           ["task.split.seed=one"])
+    _fails(str(run), f"command-line override task.name.x=1 (on {task}): name is a value (wf), not a section with keys",
+           ["task.name.x=1"])
 
 
 def test_task_key_misspelled_in_task_overrides_of_the_run_yaml(paths):
     _, task, write = paths
     path = write(task_overrides={"aqua.num_proxy": 2})
-    _fails(path, f"{task}.aqua: unknown key(s) ['num_proxy']; expected some of ['kind', 'num_proxies', 'seed']")
+    _fails(path, f"{path}: task_overrides override aqua.num_proxy=2 (on {task}): aqua.num_proxy: unknown key; "
+           "did you mean 'num_proxies'? (aqua has: num_proxies, kind, seed)")
 
 
 def test_task_yaml_that_does_not_exist(paths):
@@ -138,7 +156,7 @@ def test_task_yaml_that_does_not_exist(paths):
 def test_task_yaml_that_is_not_a_mapping(tmp_path):
     path = tmp_path / "task.yaml"
     path.write_text("- name: wf\n")
-    with pytest.raises(ValueError, match=re.escape(f"{path}: expected a mapping of task keys at the top level, got list")):
+    with pytest.raises(ValueError, match=re.escape(f"{path}: expected a mapping of task config keys at the top level, got list")):
         load_task_config(str(path))
 
 
@@ -148,13 +166,16 @@ def test_task_yaml_that_is_not_a_mapping(tmp_path):
 @pytest.mark.parametrize("k", [0, -3])
 def test_k_below_one(paths, k):
     run = str(paths[0])
-    _fails(run, f"{run}: identify.k = {k}: expected an integer >= 1 (neurons per set)", [f"identify.k={k}"])
+    _fails(run, f"command-line override identify.k={k} (on {run}): identify.k: expected an integer >= 1 (neurons per set), "
+           f"got {k}", [f"identify.k={k}"])
 
 
 def test_z_below_one_and_per_method_k(paths):
     run = str(paths[0])
-    _fails(run, f"{run}: identify.z = 0: expected an integer >= 1 (neurons per set)", ["identify.z=0"])
-    _fails(run, f"{run}: identify.params.neuronllm.k = 0: expected an integer >= 1", ["identify.params={neuronllm: {k: 0}}"])
+    _fails(run, f"command-line override identify.z=0 (on {run}): identify.z: expected an integer >= 1 (neurons per set), got 0",
+           ["identify.z=0"])
+    _fails(run, f"command-line override identify.params={{neuronllm: {{k: 0}}}} (on {run}): identify.params.neuronllm.k: "
+           "expected an integer >= 1 (neurons per set), got 0", ["identify.params={neuronllm: {k: 0}}"])
 
 
 def test_k_larger_than_the_neuron_count_in_a_run(paths):

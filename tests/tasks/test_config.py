@@ -48,25 +48,25 @@ def test_overrides_use_dotted_keys(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("name: w\nsource: builtin:world_facts\nprompts: {}\n", r"task.yaml: unknown key\(s\) \['prompts'\]"),
+        ("name: w\nsource: builtin:world_facts\nprompts: {}\n", r"task.yaml:3: prompts: unknown key; did you mean 'prompt'\?"),
         (
             "name: w\nsource: builtin:world_facts\nsplit: {seed: one}\n",
-            r"task.yaml.split.seed: expected int, got 'one'",
+            r"task.yaml:3: split.seed: expected int, got one",
         ),
         (
             "name: w\nsource: builtin:world_facts\nprompt: {answer_format: words}\n",
-            r"task.yaml.prompt.answer_format: expected one of",
+            r"task.yaml:3: prompt.answer_format: expected one of",
         ),
         (
             "name: w\nsource: builtin:world_facts\non_error: ignore\n",
-            r"task.yaml.on_error: expected one of \['fail', 'skip'\]",
+            r"task.yaml:3: on_error: expected one of fail, skip, got ignore",
         ),
         (
             "name: w\nsource: builtin:world_facts\naqua: {num_proxies: true}\n",
-            r"task.yaml.aqua.num_proxies: expected int",
+            r"task.yaml:3: aqua.num_proxies: expected int",
         ),
-        ("source: builtin:world_facts\n", r"task.yaml: missing key 'name'"),
-        ("name: w\nsource: builtin:world_facts\nfields: {choices: x}\n", r"task.yaml.fields: unknown key"),
+        ("source: builtin:world_facts\n", r"task.yaml: missing key\(s\) name"),
+        ("name: w\nsource: builtin:world_facts\nfields: {choices: x}\n", r"task.yaml:3: fields.choices: unknown key"),
     ],
 )
 def test_config_errors_name_file_and_key(tmp_path, text, message):

@@ -89,7 +89,7 @@ def test_make_task_fail_lists_every_bad_row_and_skip_counts_them():
 
 def test_fieldmap_from_dict_errors():
     assert FieldMap.from_dict({"options": ["a", "b", "c", "d"]}).options == ("a", "b", "c", "d")
-    with pytest.raises(ValueError, match="fields: unknown key"):
+    with pytest.raises(ValueError, match="fields: choices: unknown key"):
         FieldMap.from_dict({"choices": "x"})
     with pytest.raises(ValueError, match="exactly 4 field names"):
         FieldMap.from_dict({"options": ["a", "b"]})
