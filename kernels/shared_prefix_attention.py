@@ -3,7 +3,7 @@
 Why this kernel exists
 ----------------------
 Attribution (the integrated-gradient alpha steps of ``neuronjax.attribution.last_token``) and
-evaluation (the stacked interventions of ``neuronjax.evaluate``) replay the last prompt token
+evaluation (the stacked interventions of ``neuronjax.evaluation``) replay the last prompt token
 many times: every variant has its own query, key and value for that token, and all variants
 attend to the same cached keys/values of the rest of the prompt. Written with einsums
 (``reference``), XLA runs two batched matmuls with the whole float32 score matrix [variants,

@@ -111,7 +111,7 @@ class EvaluateConfig:
             if k < 1:
                 raise ConfigError(f"k_values: {k} is not a positive neuron count")
         for j, pair in enumerate(self.compare):
-            if pair[0] == pair[1]:
+            if len(pair) != 2 or pair[0] == pair[1]:
                 raise ConfigError(f"compare[{j}] = {list(pair)}: expected two different method names [a, b]")
 
 

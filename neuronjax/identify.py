@@ -208,7 +208,7 @@ def _block(items, keys, num_proxies, block_items, grid, lm) -> ItemBlock:
             correct[i, p] = item[p]["correct"]
             for k in keys:
                 arrays[k][i, p] = item[p][k]
-    place = lm._place
+    place = lm.place
     return ItemBlock(valid=place(valid), correct=place(correct), **{k: place(v) for k, v in arrays.items()})
 
 

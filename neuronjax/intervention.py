@@ -1,23 +1,30 @@
 """Neuron interventions as data.
 
 An `Intervention` is a pytree handed to the compiled forward as an ordinary argument, so one
-compiled function serves every mask, mode and position policy (nothing is re-traced when a mask
-changes). It edits the FFN intermediate activation h (the input of the down projection):
+compiled function serves every mask and mode (nothing is re-traced when a mask changes). It edits
+the FFN intermediate activation h (the input of the down projection):
 
     h[b, s, l, :] <- h[b, s, l, :] * scale[l, :] + shift[l, :]
 
-at the last real position of each row (``all_positions`` False) or at every real position.
+at the positions its policy names: ``"last"``, the last real position of each row (where the
+answer is read; NeuronLLM's default), or ``"all"``, every real position. The policy is static
+data of the pytree (a compiled function is specialised to it, at most twice), so the model code
+branches on it in Python and never computes the edit it does not apply. A call that runs one
+token against a cache edits that token under either policy: it is the last position.
 Suppression is scale 0, enhancement scale 2, "set to c" is scale 0 with shift c.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from typing import Iterable, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+Positions = Literal["last", "all"]
+POSITIONS = ("last", "all")
 
 
 @jax.tree_util.register_dataclass
@@ -25,14 +32,21 @@ import numpy as np
 class Intervention:
     scale: jax.Array  # float32 [layers, mlp]
     shift: jax.Array  # float32 [layers, mlp]
-    all_positions: jax.Array  # bool []: False edits only the last position of each row
+    positions: Positions = dataclasses.field(default="last", metadata=dict(static=True))  # "last" or "all"
 
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.scale.shape)
 
+    @property
+    def all_positions(self) -> bool:
+        return self.positions == "all"
+
     def check_shape(self, num_layers: int, mlp: int, what: str = "intervention") -> None:
-        """Raise unless scale and shift are both [num_layers, mlp] (the model's neuron grid)."""
+        """Raise unless scale and shift are both [num_layers, mlp] (the model's neuron grid) and the
+        position policy is known."""
+        if self.positions not in POSITIONS:
+            raise ValueError(f"{what}: positions = {self.positions!r}; expected one of {POSITIONS}")
         for field in ("scale", "shift"):
             shape = tuple(getattr(self, field).shape)
             if shape != (num_layers, mlp):
@@ -46,7 +60,7 @@ class Intervention:
         return cls(
             scale=jnp.ones((num_layers, mlp), jnp.float32),
             shift=jnp.zeros((num_layers, mlp), jnp.float32),
-            all_positions=jnp.asarray(all_positions),
+            positions=_policy(all_positions),
         )
 
     @classmethod
@@ -69,27 +83,43 @@ class Intervention:
                 )
             s[layer, index] = scale
             b[layer, index] = shift
-        return cls(jnp.asarray(s), jnp.asarray(b), jnp.asarray(all_positions))
+        return cls(jnp.asarray(s), jnp.asarray(b), _policy(all_positions))
 
 
-def apply(h: jax.Array, layer: int, intervention: Intervention | None, edit: jax.Array) -> jax.Array:
-    """Edit activations h [batch, seq, mlp] of one layer.
+def _policy(all_positions: bool) -> Positions:
+    return "all" if all_positions else "last"
 
-    ``edit`` is float32 [batch, seq, 2]: column 0 selects the last real position, column 1 every
-    real position; the intervention's ``all_positions`` flag picks between them at run time.
-    """
-    if intervention is None:
-        return h
-    where = jnp.where(intervention.all_positions, edit[..., 1], edit[..., 0])[..., None]
+
+def apply(h: jax.Array, scale: jax.Array, shift: jax.Array, where: jax.Array | None) -> jax.Array:
+    """Edit activations h [..., seq, mlp] with one layer's scale and shift [mlp]. ``where`` is
+    float [..., seq] (1 at the edited positions), or None to edit every position given."""
     h32 = h.astype(jnp.float32)
-    edited = h32 * intervention.scale[layer] + intervention.shift[layer]
-    return (h32 + where * (edited - h32)).astype(h.dtype)
+    edited = h32 * scale + shift
+    if where is None:
+        return edited.astype(h.dtype)
+    return (h32 + where[..., None] * (edited - h32)).astype(h.dtype)
 
 
 # Named modes over good / bad neuron masks (NeuronLLM, Sec. 4): suppress = x0, enhance = x2,
 # set = a constant; "enhancer" strengthens the good and silences the bad neurons, "degrader" the
-# reverse.
-MODES = ("none", "suppress_good", "suppress_bad", "enhance_good", "enhance_bad", "set_good", "set_bad", "enhancer", "degrader")
+# reverse. Each edit is (side, scale, shift); a shift of None is the mode's constant `value`.
+MODE_EDITS: dict[str, tuple[tuple[str, float, float | None], ...]] = {
+    "none": (),
+    "suppress_good": (("good", 0.0, 0.0),),
+    "suppress_bad": (("bad", 0.0, 0.0),),
+    "enhance_good": (("good", 2.0, 0.0),),
+    "enhance_bad": (("bad", 2.0, 0.0),),
+    "set_good": (("good", 0.0, None),),
+    "set_bad": (("bad", 0.0, None),),
+    "enhancer": (("good", 2.0, 0.0), ("bad", 0.0, 0.0)),
+    "degrader": (("good", 0.0, 0.0), ("bad", 2.0, 0.0)),
+}
+MODES = tuple(MODE_EDITS)
+
+
+def mode_sides(mode: str) -> tuple[str, ...]:
+    """The sets ("good", "bad") a mode edits."""
+    return tuple(side for side, _, _ in MODE_EDITS[mode])
 
 
 def from_masks(
@@ -99,21 +129,11 @@ def from_masks(
     good, bad = np.asarray(good, bool), np.asarray(bad, bool)
     if good.shape != bad.shape or good.ndim != 2:
         raise ValueError(f"good {good.shape} and bad {bad.shape} masks must both be [layers, mlp]")
+    if mode not in MODE_EDITS:
+        raise ValueError(f"intervention mode {mode!r} unknown; expected one of {MODES}")
     scale = np.ones(good.shape, np.float32)
     shift = np.zeros(good.shape, np.float32)
-    rules = {
-        "none": [],
-        "suppress_good": [(good, 0.0, 0.0)],
-        "suppress_bad": [(bad, 0.0, 0.0)],
-        "enhance_good": [(good, 2.0, 0.0)],
-        "enhance_bad": [(bad, 2.0, 0.0)],
-        "set_good": [(good, 0.0, value)],
-        "set_bad": [(bad, 0.0, value)],
-        "enhancer": [(good, 2.0, 0.0), (bad, 0.0, 0.0)],
-        "degrader": [(good, 0.0, 0.0), (bad, 2.0, 0.0)],
-    }
-    if mode not in rules:
-        raise ValueError(f"intervention mode {mode!r} unknown; expected one of {MODES}")
-    for mask, s, b in rules[mode]:
-        scale[mask], shift[mask] = s, b
-    return Intervention(jnp.asarray(scale), jnp.asarray(shift), jnp.asarray(all_positions))
+    masks = {"good": good, "bad": bad}
+    for side, s, b in MODE_EDITS[mode]:
+        scale[masks[side]], shift[masks[side]] = s, value if b is None else b
+    return Intervention(jnp.asarray(scale), jnp.asarray(shift), _policy(all_positions))

@@ -25,7 +25,6 @@ def forward(
     attention_mask: jax.Array,
     intervention: Optional[Intervention] = None,
     cache: Optional[KVCache] = None,
-    edit_positions: Optional[jax.Array] = None,
     *,
     graphdef,
     capture: bool = False,
@@ -37,7 +36,7 @@ def forward(
     model = nnx.merge(graphdef, state)
     return model(
         input_ids, attention_mask, intervention, cache,
-        capture=capture, logits_at=logits_at, return_cache=return_cache, edit_positions=edit_positions,
+        capture=capture, logits_at=logits_at, return_cache=return_cache,
     )  # fmt: skip
 
 
@@ -83,7 +82,9 @@ class LanguageModel:
         state = nnx.from_flat_state([(path, move(var)) for path, var in nnx.to_flat_state(self.state)])
         return LanguageModel(self.graphdef, state, self.config, self.tokenizer, mesh, self.dtype, self.source, self.report)
 
-    def _place(self, x: np.ndarray | jax.Array) -> jax.Array:
+    def place(self, x: np.ndarray | jax.Array) -> jax.Array:
+        """Put an input whose first axis is the batch on the model's mesh (rows split over the
+        data axes, the rest replicated); on one device, just a device array."""
         if self.mesh is None:
             return jnp.asarray(x)
         sharding = sh.batch_sharding(self.mesh, np.ndim(x), np.shape(x))
@@ -111,7 +112,7 @@ class LanguageModel:
         if intervention is not None:
             intervention.check_shape(self.config.num_layers, self.config.intermediate_size)
         return forward(
-            self.state, self._place(input_ids), self._place(jnp.asarray(attention_mask, jnp.int32)),
+            self.state, self.place(input_ids), self.place(jnp.asarray(attention_mask, jnp.int32)),
             intervention, cache, graphdef=self.graphdef,
             capture=capture, logits_at=logits_at, return_cache=return_cache,
         )  # fmt: skip

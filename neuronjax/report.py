@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from neuronjax.evaluate import Interval
+from neuronjax.evaluation.results import Interval
 
 
 def _iv(d: dict) -> Interval:

@@ -5,7 +5,7 @@ A run directory (`<output>/<name>/`) holds:
     config.yaml          the resolved run config (with the overrides applied)
     identify_state/      while identification runs: its resumable state (Orbax CheckpointManager)
     neurons/<method>/    one saved NeuronSet per method (Orbax arrays + neurons.json)
-    evaluation.json      every evaluated condition with intervals (see neuronjax.evaluate)
+    evaluation.json      every evaluated condition with intervals (see neuronjax.evaluation)
     cross.json           the run's neurons applied to other tasks (when cross_tasks is set)
     report.md            the tables
 """
@@ -13,7 +13,6 @@ A run directory (`<output>/<name>/`) holds:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -22,6 +21,7 @@ from typing import Optional
 import yaml
 
 from neuronjax.config import RunConfig, to_dict
+from neuronjax.evaluation.results import CrossEvaluation, Evaluation
 from neuronjax.io.neurons import NeuronSet, load_neurons, save_neurons
 
 NEURONS = "neurons"
@@ -135,7 +135,7 @@ def identify_run(config: RunConfig, lm=None, progress: bool = True, force: bool 
 
 def check_set_sizes(config: RunConfig, methods, lm) -> None:
     """Every method's k (and z) against the model's neuron count, naming the run config."""
-    from neuronjax.methods.base import check_k
+    from neuronjax.masks import check_k
 
     c = lm.config
     for m in methods:
@@ -157,53 +157,54 @@ def load_sets(config: RunConfig, lm=None) -> dict[str, NeuronSet]:
     return sets
 
 
-def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -> dict:
-    """Evaluate the run's sets on its held-out split (and on cross_tasks); write the JSON files
-    and report.md."""
+def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -> Evaluation:
+    """Evaluate the run's sets on its held-out split (and on cross_tasks); write evaluation.json
+    (cross.json) and report.md."""
     from neuronjax.distributed import barrier, is_primary
-    from neuronjax.evaluate import evaluate_sets
+    from neuronjax.evaluation import evaluate_sets
 
     lm = lm or load_model_for(config)
     sets = sets if sets is not None else load_sets(config, lm)
     encoded = encode(config, lm, "evaluate")
-    n = len(encoded.records)
     progress = progress and is_primary()
-    bar = Progress(n, f"evaluate {encoded.config.name}", progress)
+    bar = Progress(len(encoded.records), f"evaluate {encoded.config.name}", progress)
     start = time.perf_counter()
     try:
         result = evaluate_sets(lm, encoded, sets, config.evaluate, bar)
     finally:
         bar.close()
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    result["run"] = config.name
-    result["model"] = next(iter(sets.values())).meta.get("model", {}) if sets else {}
-    result["identify"] = {name: ns.meta.get("stats", {}) for name, ns in sets.items()}
-    result["methods"] = {name: ns.meta.get("method", {}) for name, ns in sets.items()}
-    if config.cross_tasks:
-        cross = cross_run(config, lm, sets, progress)
+    result = dataclasses.replace(
+        result,
+        seconds=round(time.perf_counter() - start, 1),
+        run=config.name,
+        model=next(iter(sets.values())).meta.get("model", {}) if sets else {},
+        identify={name: ns.meta.get("stats", {}) for name, ns in sets.items()},
+        methods={name: ns.meta.get("method", {}) for name, ns in sets.items()},
+    )
+    cross = cross_run(config, lm, sets, progress) if config.cross_tasks else None
     if is_primary():
-        _write_json(os.path.join(config.run_dir, EVALUATION), result)
-        if config.cross_tasks:
-            _write_json(os.path.join(config.run_dir, CROSS), cross)
+        result.save(os.path.join(config.run_dir, EVALUATION))
+        if cross is not None:
+            cross.save(os.path.join(config.run_dir, CROSS))
         write_report(config.run_dir)
     barrier("evaluate-saved")
     return result
 
 
-def cross_run(config: RunConfig, lm, sets, progress: bool = True) -> dict:
+def cross_run(config: RunConfig, lm, sets, progress: bool = True) -> CrossEvaluation:
     """The run's sets (each method, each mode) on the held-out items of other tasks."""
-    from neuronjax.evaluate import evaluate_sets
+    from neuronjax.evaluation import evaluate_sets
 
-    out = {"source_task": None, "targets": []}
+    targets = []
     cfg = dataclasses.replace(config.evaluate, k_values=())
     for path in config.cross_tasks:
         encoded = encode(config, lm, "evaluate", path)
         bar = Progress(len(encoded.records), f"cross -> {encoded.config.name}", progress)
         try:
-            out["targets"].append(evaluate_sets(lm, encoded, sets, cfg, bar))
+            targets.append(evaluate_sets(lm, encoded, sets, cfg, bar))
         finally:
             bar.close()
-    return out
+    return CrossEvaluation(tuple(targets))
 
 
 def write_config(config: RunConfig) -> None:
@@ -218,14 +219,6 @@ def _plain(x):
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
     return x
-
-
-def _write_json(path: str, data: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
 
 
 def write_report(run_dir: str) -> str:

@@ -1,5 +1,5 @@
 """`neuronjax report` pictures and HTML page, on synthetic run directories: saved neuron sets with
-known masks and a hand-made evaluation.json in the format neuronjax.evaluate writes."""
+known masks and a hand-made evaluation.json in the format neuronjax.evaluation writes."""
 
 import json
 import os

@@ -34,6 +34,7 @@ import numpy as np
 from flax import nnx
 
 from neuronjax.attribution import last_token as lt
+from neuronjax.cached import prefix_cache
 
 Method = Literal["ig", "grad_x_act", "activation"]
 METHODS = ("ig", "grad_x_act", "activation")
@@ -115,7 +116,7 @@ def _attribute(
 ) -> Attribution:
     model = nnx.merge(graphdef, state)
     cfg = model.cfg
-    cache = lt.prefix_cache(model, batch.input_ids, batch.attention_mask)
+    cache = prefix_cache(model, batch.input_ids, batch.attention_mask)
     block_def, replay = lt.replay_inputs(model, batch.input_ids[:, -1], cache)
     b = batch.gold.shape[0]
 
@@ -190,7 +191,7 @@ def attribute(
     for lo in range(0, n, chunk):
         part = jax.tree.map(lambda x: np.asarray(x)[lo : lo + chunk], batch)
         part = _pad_rows(part, chunk, seq)
-        part = jax.tree.map(lm._place, part)
+        part = jax.tree.map(lm.place, part)
         out = attribute_compiled(
             lm.state, part, graphdef=lm.graphdef, method=method, steps=steps, groups=groups, target=target
         )

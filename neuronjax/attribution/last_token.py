@@ -2,7 +2,7 @@
 
 Attribution only edits the FFN neurons of the last position, and attention is causal, so every
 earlier position is the same in every variant. The prompt without its last token is run once and
-its keys and values are kept (`prefix_cache`); the last token is then run as a one-token step
+its keys and values are kept (`neuronjax.cached.prefix_cache`); the last token is then run as a one-token step
 against that cache (`base_pass`), and each (layer l, alpha) variant restarts from the residual
 stream entering its group's first layer (`staircase_f`).
 
@@ -56,11 +56,6 @@ class Replay:
     keys: jax.Array  # [layers, batch, keys, kv_heads, head_dim]
     values: jax.Array
     x0: jax.Array  # [batch, 1, embed] input of the first layer at the last position
-
-
-def prefix_cache(model: Decoder, input_ids: jax.Array, attention_mask: jax.Array) -> KVCache:
-    """Keys and values of every position but the last (rows must be left-padded)."""
-    return model(input_ids[:, :-1], attention_mask[:, :-1], logits_at="none", return_cache=True).cache
 
 
 def replay_inputs(model: Decoder, last_ids: jax.Array, cache: KVCache) -> tuple:

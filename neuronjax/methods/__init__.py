@@ -19,8 +19,9 @@ import dataclasses
 
 from neuronjax import configlib
 
-from neuronjax.methods.base import NEEDS, ItemBlock, Method, method_record, run_method, top_k_masks
-from neuronjax.methods.baselines import LAPE, QRNCA, KnowledgeNeurons, MeanActivation, Random, random_like
+from neuronjax.masks import random_like, top_k_masks
+from neuronjax.methods.base import NEEDS, ItemBlock, Method, method_record, run_method
+from neuronjax.methods.baselines import LAPE, QRNCA, KnowledgeNeurons, MeanActivation, Random
 from neuronjax.methods.learned import Learned
 from neuronjax.methods.neuronllm import NeuronLLM, NeuronLLMNoMask, NeuronLLMOneProxy, NeuronLLMProb
 

@@ -84,30 +84,6 @@ class Method:
         return dataclasses.asdict(self)
 
 
-def check_k(k: int, layers: int, mlp: int, where: str = "k") -> None:
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 0 < k <= layers * mlp:
-        raise ValueError(f"{where} = {k!r}: expected an integer in 1..{layers * mlp} (the model's neuron count)")
-
-
-def top_k_masks(scores: jax.Array | np.ndarray, k: int, bad: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(good, bad) bool masks: the k largest scores that are > 0 and the k smallest that are < 0
-    (fewer when fewer are strictly positive / negative). Ties go to the lower flat index
-    (layer-major order). Non-finite scores never enter a mask. bad=False leaves the bad mask empty
-    (methods that only find helpful neurons)."""
-    scores = np.asarray(scores, np.float32)
-    layers, mlp = scores.shape
-    check_k(k, layers, mlp)
-    flat = np.where(np.isfinite(scores), scores, 0.0).reshape(-1)
-    order_good = np.lexsort((np.arange(flat.size), -flat))[:k]  # stable: ties -> lower index
-    good = np.zeros(flat.size, bool)
-    good[order_good[flat[order_good] > 0]] = True
-    bad_mask = np.zeros(flat.size, bool)
-    if bad:
-        order_bad = np.lexsort((np.arange(flat.size), flat))[:k]
-        bad_mask[order_bad[flat[order_bad] < 0]] = True
-    return good.reshape(layers, mlp), bad_mask.reshape(layers, mlp)
-
-
 def nonfinite_scores(name: str, scores) -> int:
     """How many scores are NaN or inf (`top_k_masks` keeps them out of both masks); a warning names
     the method and the count when there are any, so they are never left out unseen."""

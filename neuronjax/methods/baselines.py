@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from neuronjax.methods.base import ItemBlock, Method, check_k, top_k_masks
+from neuronjax.masks import check_k, draw_per_layer, top_k_masks
+from neuronjax.methods.base import ItemBlock, Method
 
 # --------------------------------------------------------------------------------------------
 # shared checks
@@ -368,20 +369,6 @@ class LAPE(Method):
 # random control
 
 
-def _draw(layers: int, mlp: int, good_per_layer, bad_per_layer, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per layer, in order: good_per_layer[l] + bad_per_layer[l] distinct neurons drawn uniformly
-    without replacement by numpy's default_rng(seed); the first good_per_layer[l] are good, the
-    rest bad."""
-    rng = np.random.default_rng(seed)
-    good = np.zeros((layers, mlp), bool)
-    bad = np.zeros((layers, mlp), bool)
-    for layer, (g, b) in enumerate(zip(good_per_layer, bad_per_layer)):
-        picked = rng.choice(mlp, size=g + b, replace=False)
-        good[layer, picked[:g]] = True
-        bad[layer, picked[g:]] = True
-    return good, bad
-
-
 @dataclasses.dataclass(frozen=True)
 class Random(Method):
     """Random control: in each layer l, good_per_layer[l] neurons drawn uniformly at random and
@@ -440,14 +427,6 @@ class Random(Method):
     def finalize(self, state: jax.Array):
         layers, mlp = (int(x) for x in np.asarray(state))
         self._check(layers, mlp)
-        good, bad = _draw(layers, mlp, self.good_per_layer, self.bad_per_layer, self.seed)
+        good, bad = draw_per_layer(layers, mlp, self.good_per_layer, self.bad_per_layer, self.seed)
         scores = good.astype(np.float32) - bad.astype(np.float32)
         return scores, good, bad
-
-
-def random_like(good: np.ndarray, bad: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(good, bad) bool [layers, mlp]: the random control with the per-layer counts of the
-    reference masks, the same draw as `Random.like(good, bad, seed)`."""
-    method = Random.like(good, bad, seed)
-    _, g, b = method.finalize(method.init(*np.asarray(good).shape))
-    return g, b

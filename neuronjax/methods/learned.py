@@ -24,8 +24,8 @@ Cached prompt states
 Gates act on the FFN neurons of the last prompt position, and attention is causal, so every
 earlier position is the same under every gate setting. Each global batch of the identification
 proxies (`neuronjax.distributed.global_batches`, placed on the model's mesh: rows on the data
-axis) runs once without its last token to build its key/value cache (`evaluate._prefix_cache`);
-the optimisation then only runs the last token against those caches (`evaluate._last_scores`,
+axis) runs once without its last token to build its key/value cache (`cached.compute_prefix_cache`);
+the optimisation then only runs the last token against those caches (`cached.last_token_scores`,
 the path held-out evaluation scores interventions with). Every batch is left-padded to the
 task's widest batch first (masked slots change nothing), so all caches have one shape and the
 step function compiles once. The caches stay on the device for the whole fit: rebuilding them
@@ -82,7 +82,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from neuronjax.methods.base import ItemBlock, Method, check_k
+from neuronjax import cached
+from neuronjax.masks import check_k
+from neuronjax.methods.base import ItemBlock, Method
 from neuronjax.scoring import ace
 
 
@@ -178,7 +180,6 @@ def _right_pad(x: np.ndarray, width: int, value) -> np.ndarray:
 def prompt_states(lm, encoded) -> PromptStates:
     """Prefix caches of every identification proxy (see the module docstring)."""
     from neuronjax.distributed import global_batches
-    from neuronjax.evaluate import _prefix_cache
 
     batches = list(global_batches(encoded))
     if not batches:
@@ -187,26 +188,25 @@ def prompt_states(lm, encoded) -> PromptStates:
     variants = max(b["option_tokens"].shape[-1] for b in batches)
     out = PromptStates([], [], [], [], [])
     for b in batches:
-        ids = lm._place(_left_pad(np.asarray(b["input_ids"], np.int32), width, encoded.pad_id))
-        mask = lm._place(_left_pad(np.asarray(b["attention_mask"], np.int32), width, 0))
+        ids = lm.place(_left_pad(np.asarray(b["input_ids"], np.int32), width, encoded.pad_id))
+        mask = lm.place(_left_pad(np.asarray(b["attention_mask"], np.int32), width, 0))
         out.ids.append(ids)
-        out.caches.append(_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef))
-        out.options.append(lm._place(_right_pad(np.asarray(b["option_tokens"], np.int32), variants, -1)))
-        out.gold.append(lm._place(np.asarray(b["gold"], np.int32)))
-        out.valid.append(lm._place(np.asarray(b["valid"], bool)))
+        out.caches.append(cached.compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef))
+        out.options.append(lm.place(_right_pad(np.asarray(b["option_tokens"], np.int32), variants, -1)))
+        out.gold.append(lm.place(np.asarray(b["gold"], np.int32)))
+        out.valid.append(lm.place(np.asarray(b["valid"], bool)))
     return out
 
 
 def batch_f(model_state, graphdef, ids, cache, options, gold, scales) -> jax.Array:
     """F [variant, rows] of one cached batch under last-position suppression scales [variant,
     layers, mlp] (1 = untouched, 0 = suppressed)."""
-    from neuronjax.evaluate import _last_scores
     from neuronjax.intervention import Intervention
     from neuronjax.tasks.metrics import target_f
 
     def one(scale):
-        iv = Intervention(scale, jnp.zeros_like(scale), jnp.asarray(False))
-        scores = _last_scores(model_state, graphdef, ids, cache, iv, options, None, "first_token", 0)
+        iv = Intervention(scale, jnp.zeros_like(scale), "last")
+        scores = cached.last_token_scores(model_state, graphdef, ids, cache, iv, options, None, "first_token", 0)
         return target_f(scores, gold)
 
     return jax.vmap(one)(scales)

@@ -20,7 +20,8 @@ from typing import ClassVar, Literal
 import jax
 import numpy as np
 
-from neuronjax.methods.base import ItemBlock, Method, check_k, top_k_masks
+from neuronjax.masks import check_k, top_k_masks
+from neuronjax.methods.base import ItemBlock, Method
 from neuronjax.scoring import ace
 
 

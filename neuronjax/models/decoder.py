@@ -152,9 +152,12 @@ class Block(nnx.Module):
         f = self.mlp.project(h)
         return self.ffn_out_norm(f) if self.cfg.sandwich_norm else f
 
-    def __call__(self, x, rope, bias, past, intervention, edit):
+    def __call__(self, x, rope, bias, past, intervention, where):
+        """where: float [batch, seq], 1 at the positions the intervention edits."""
         x_mid, kv = self.attend(x, rope, bias, past)
-        h = iv.apply(self.neurons(x_mid), self.layer, intervention, edit)
+        h = self.neurons(x_mid)
+        if intervention is not None:
+            h = iv.apply(h, intervention.scale[self.layer], intervention.shift[self.layer], where)
         return x_mid + self.ffn_out(h), h, kv
 
 
@@ -219,12 +222,10 @@ class Decoder(nnx.Module):
         capture: bool = False,
         logits_at: Literal["all", "last", "none"] = "all",
         return_cache: bool = False,
-        edit_positions: Optional[jax.Array] = None,
     ) -> ForwardOutput:
         """input_ids int [batch, seq]; attention_mask [batch, seq] (1 = real token).
-        ``logits_at`` "none" skips the output head (to build a cache only). ``edit_positions``
-        (bool [batch, seq]) replaces the intervention's position policy by an explicit choice
-        (generation without a cache edits the prompt's last position and every generated one).
+        ``logits_at`` "none" skips the output head (to build a cache only). The intervention
+        edits the positions its policy names (see `neuronjax.intervention`).
 
         With a ``cache``, the tokens continue the cached ones: their positions start after the
         cache's real tokens, and attention sees the cached keys.
@@ -235,11 +236,12 @@ class Decoder(nnx.Module):
         seen = 0 if cache is None else cache.mask.sum(axis=1, keepdims=True)
         positions = jnp.maximum(seen + jnp.cumsum(mask, axis=1) - 1, 0)
         last = s - 1 - jnp.argmax(mask[:, ::-1], axis=1)  # last real token of each row
-        is_last = jax.nn.one_hot(last, s, dtype=jnp.float32)
-        edit = jnp.stack([is_last, mask.astype(jnp.float32)], axis=-1)
-        if edit_positions is not None:
-            chosen = (edit_positions.astype(bool) & mask).astype(jnp.float32)
-            edit = jnp.stack([chosen, chosen], axis=-1)
+        where = None
+        if intervention is not None:
+            if intervention.positions == "all":
+                where = mask.astype(jnp.float32)
+            else:
+                where = jax.nn.one_hot(last, s, dtype=jnp.float32)
 
         key_mask = mask if cache is None else jnp.concatenate([cache.mask, mask], axis=1)
         ropes, biases = self.layer_inputs(positions, prefix + jnp.arange(s), jnp.arange(prefix + s), key_mask)
@@ -248,7 +250,7 @@ class Decoder(nnx.Module):
         acts, new_k, new_v = [], [], []
         for i, block in enumerate(self.layers):
             past = None if cache is None else (cache.keys[i], cache.values[i])
-            x, h, (k, v) = block(x, ropes[i], biases[i], past, intervention, edit)
+            x, h, (k, v) = block(x, ropes[i], biases[i], past, intervention, where)
             if capture:
                 acts.append(jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0].astype(jnp.float32))
             if return_cache:

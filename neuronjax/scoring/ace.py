@@ -79,7 +79,7 @@ def finalize(state: AceState, mask_ambiguous: bool = True) -> jax.Array:
 def select(scores: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     """(good, bad) bool masks [layers, mlp]: top-k scores > 0 and bottom-k scores < 0 (fewer when
     fewer are strictly positive / negative). Ties go to the lower flat index."""
-    from neuronjax.methods.base import top_k_masks
+    from neuronjax.masks import top_k_masks
 
     good, bad = top_k_masks(scores, k)
     return jnp.asarray(good), jnp.asarray(bad)

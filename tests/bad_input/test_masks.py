@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from neuronjax.errors import ConfigError
-from neuronjax.evaluate import evaluate_sets
+from neuronjax.evaluation import evaluate_sets
 from neuronjax.intervention import Intervention, from_masks
 from neuronjax.io.neurons import NeuronSet, load_neurons, model_fingerprint, save_neurons
 from tests.bad_input.helpers import tiny_lm
@@ -67,7 +67,7 @@ def test_intervention_of_the_wrong_shape(lm):
     with pytest.raises(ValueError, match=re.escape("intervention: field 'scale' has shape (3, 48); this model needs (layers=2, mlp=48)")):
         lm.logits(ids, intervention=Intervention.identity(3, 48))
     good = Intervention.identity(2, 48)
-    shifted = Intervention(good.scale, np.zeros((2, 47), np.float32), good.all_positions)
+    shifted = Intervention(good.scale, np.zeros((2, 47), np.float32), good.positions)
     with pytest.raises(ValueError, match=re.escape("intervention: field 'shift' has shape (2, 47); this model needs (layers=2, mlp=48)")):
         lm.logits(ids, intervention=shifted)
 

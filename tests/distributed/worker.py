@@ -22,7 +22,7 @@ jax.config.update("jax_default_matmul_precision", "highest")
 import numpy as np  # noqa: E402
 
 from neuronjax import sharding as sh  # noqa: E402
-from neuronjax.evaluate import EvaluateConfig, evaluate_sets  # noqa: E402
+from neuronjax.evaluation import EvaluateConfig, evaluate_sets  # noqa: E402
 from neuronjax.identify import AttributionConfig, Checkpointing, identify  # noqa: E402
 from neuronjax.methods import LAPE, KnowledgeNeurons, NeuronLLM  # noqa: E402
 from tests.methods import planted  # noqa: E402
@@ -36,7 +36,7 @@ def main(out_dir: str, mesh_kind: str, checkpoint_dir: str | None = None) -> Non
     methods = [NeuronLLM(k=2, z=6), KnowledgeNeurons(k=2), LAPE(k=2)]
     ckpt = Checkpointing(checkpoint_dir, every=1) if checkpoint_dir else None
     sets = identify(lm, task, methods, AttributionConfig("ig", steps=4), block_items=4, checkpoint=ckpt)
-    evaluation = evaluate_sets(lm, task, {"neuronllm": sets["neuronllm"]}, EvaluateConfig(random_seeds=1, bootstrap=20))
+    evaluation = evaluate_sets(lm, task, {"neuronllm": sets["neuronllm"]}, EvaluateConfig(random_seeds=1, bootstrap=20)).to_json()
     if distributed.is_primary():
         arrays = {}
         for name, ns in sets.items():

@@ -3,15 +3,16 @@ against hand computations."""
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from neuronjax.evaluate import EvaluateConfig, accuracy_stats, difference_stats, evaluate_sets, per_item, score_interventions
+from neuronjax.evaluation import EvaluateConfig, accuracy_stats, difference_stats, evaluate_sets, per_item, score_interventions
 from neuronjax.intervention import Intervention
 from neuronjax.io.neurons import NeuronSet
 from neuronjax.lm import forward
-from neuronjax.tasks.scoring import candidate_log_probs, continuation_rows, continuation_scores
+from neuronjax.tasks.scoring import candidate_log_probs
 from tests.methods import planted
 
 
@@ -27,26 +28,32 @@ def _interventions(lm, rng):
     for all_positions in (False, True, False):
         scale = np.where(rng.random(shape) < 0.2, rng.choice([0.0, 2.0], shape), 1.0).astype(np.float32)
         shift = np.where(rng.random(shape) < 0.05, 0.7, 0.0).astype(np.float32)
-        out.append(Intervention(jnp.asarray(scale), jnp.asarray(shift), jnp.asarray(all_positions)))
+        out.append(Intervention(jnp.asarray(scale), jnp.asarray(shift), "all" if all_positions else "last"))
     return out
 
 
 def _reference(lm, batch, iv, kind):
-    """Full prompt (and option text) rerun with the intervention on the prompt only."""
+    """The whole prompt run at once under the intervention (its policy picks the positions), then,
+    for whole-text scores, each option's text run unedited after the prompt's cache and scored by
+    its summed log-probabilities (no prefix cache, no one-token step, no vmap over interventions)."""
     ids, mask = jnp.asarray(batch["input_ids"]), jnp.asarray(batch["attention_mask"])
     if kind == "first_token":
         logits = forward(lm.state, ids, mask, iv, graphdef=lm.graphdef).logits
         return np.asarray(candidate_log_probs(logits[:, -1], jnp.asarray(batch["option_tokens"])))
-    cont = jnp.asarray(batch["continuation"])
-    rows_ids, rows_mask = continuation_rows(ids, mask, cont, 0)
-    seq = ids.shape[1]
-    prompt_part = jnp.arange(rows_ids.shape[1])[None] < seq
-    if bool(iv.all_positions):
-        edit = prompt_part & (rows_mask > 0)
-    else:
-        edit = jnp.broadcast_to(jnp.arange(rows_ids.shape[1])[None] == seq - 1, rows_ids.shape)
-    logits = forward(lm.state, rows_ids, rows_mask, iv, None, edit, graphdef=lm.graphdef).logits
-    return np.asarray(continuation_scores(logits, cont, mean=kind == "whole_mean"))
+    cont = np.asarray(batch["continuation"])
+    out = forward(lm.state, ids, mask, iv, graphdef=lm.graphdef, return_cache=True)
+    log_probs = np.asarray(jax.nn.log_softmax(out.logits[:, -1], axis=-1))
+    scores = np.zeros(cont.shape[:2], np.float32)
+    for o in range(cont.shape[1]):
+        present = cont[:, o] >= 0
+        text = jnp.asarray(np.where(present, cont[:, o], 0))
+        more = forward(lm.state, text, jnp.asarray(present.astype(np.int32)), None, out.cache, graphdef=lm.graphdef).logits
+        lp = np.concatenate([log_probs[:, None], np.asarray(jax.nn.log_softmax(more, axis=-1))[:, :-1]], axis=1)
+        token_lp = np.take_along_axis(lp, np.asarray(text)[..., None], axis=-1)[..., 0]
+        scores[:, o] = np.where(present, token_lp, 0.0).sum(axis=1)
+        if kind == "whole_mean":
+            scores[:, o] /= np.maximum(present.sum(axis=1), 1)
+    return scores
 
 
 def _with_continuations(enc, rng):
@@ -117,7 +124,7 @@ def test_evaluate_sets_rows_controls_and_curve(lm):
     scores = good.astype(np.float32) * 2 - bad.astype(np.float32) + 0.01 * np.arange(96).reshape(2, 48) / 96
     ns = NeuronSet(scores, good, bad, {"method": {"name": "neuronllm", "k": 2}})
     cfg = EvaluateConfig(random_seeds=2, bootstrap=200, k_values=(1, 2))
-    ev = evaluate_sets(lm, enc, {"neuronllm": ns}, cfg)
+    ev = evaluate_sets(lm, enc, {"neuronllm": ns}, cfg).to_json()
     rows = {(r["method"], r["mode"], r["control"]): r for r in ev["rows"]}
     none = rows[("none", "none", False)]["accuracy"]["value"]
     sup_good = rows[("neuronllm", "suppress_good", False)]
@@ -150,7 +157,8 @@ def test_compare_pairs_two_methods_over_the_same_items(lm):
     twin = NeuronSet(planted_set.scores, good, bad, {"method": {"name": "neuronllm", "k": 2}})
     cfg = EvaluateConfig(modes=("suppress_good", "suppress_bad"), random_seeds=1, bootstrap=200,
                          compare=(("planted", "weak"), ("planted", "twin")))  # fmt: skip
-    ev = evaluate_sets(lm, enc, {"planted": planted_set, "weak": weak, "twin": twin}, cfg)
+    evaluation = evaluate_sets(lm, enc, {"planted": planted_set, "weak": weak, "twin": twin}, cfg)
+    ev = evaluation.to_json()
     acc = {(r["method"], r["mode"]): r["accuracy"]["value"] for r in ev["rows"] if not r["control"]}
     pairs = {(p["a"], p["b"], p["mode"]): p for p in ev["compare"]}
     assert len(pairs) == 4
@@ -163,7 +171,7 @@ def test_compare_pairs_two_methods_over_the_same_items(lm):
     assert pairs[("planted", "weak", "suppress_good")]["difference"]["accuracy"]["value"] < 0
     from neuronjax.report import compare_table
 
-    table = compare_table(ev).splitlines()
+    table = compare_table(evaluation).splitlines()
     assert len(table) == 2 + 4 and table[2].startswith("| planted - weak | suppress_good | 2 / 2 | ")
     assert table[4].startswith("| planted - twin | suppress_good | 2 / 2 | +0.000 [+0.000, +0.000] |")
 

@@ -3,8 +3,9 @@
 import json
 
 import numpy as np
+import pytest
 
-from neuronjax.evaluate import EvaluateConfig, evaluate_sets
+from neuronjax.evaluation import EvaluateConfig, Evaluation, evaluate_sets
 from neuronjax.identify import AttributionConfig, identify
 from neuronjax.io.neurons import load_neurons, save_neurons
 from neuronjax.methods import KnowledgeNeurons, NeuronLLM, Random
@@ -27,6 +28,20 @@ def test_saved_sets_evaluate_like_the_in_memory_ones(tmp_path):
         np.testing.assert_array_equal(loaded[name].bad, ns.bad)
         assert loaded[name].meta["method"] == json.loads(json.dumps(ns.meta["method"]))
     from_disk = evaluate_sets(lm, held_out, loaded, cfg)
-    assert json.dumps(from_disk, sort_keys=True) == json.dumps(in_memory, sort_keys=True)
+    assert json.dumps(from_disk.to_json(), sort_keys=True) == json.dumps(in_memory.to_json(), sort_keys=True)
+    assert Evaluation.from_json(json.loads(json.dumps(in_memory.to_json()))) == in_memory  # typed round trip
     # The random set copies NeuronLLM's per-layer counts.
     np.testing.assert_array_equal(sets["random"].good.sum(axis=1), sets["neuronllm"].good.sum(axis=1))
+
+
+@pytest.mark.parametrize("name", ["default", "learned", "world_facts", "arithmetic"])
+def test_committed_evaluations_read_back_unchanged(name):
+    """The evaluation.json files of the results in docs/ (written before the typed results
+    existed) read into `Evaluation` and write back to the same JSON."""
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "results", f"{name}.json")
+    raw = json.load(open(path))
+    back = Evaluation.from_json(raw).to_json()
+    raw.setdefault("compare", [])
+    assert back == raw

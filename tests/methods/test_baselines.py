@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from neuronjax.methods.base import ItemBlock, run_method
-from neuronjax.methods.baselines import LAPE, QRNCA, KnowledgeNeurons, MeanActivation, Random, random_like
+from neuronjax.masks import random_like
+from neuronjax.methods.baselines import LAPE, QRNCA, KnowledgeNeurons, MeanActivation, Random
 
 
 def _block(x=None, correct=None, valid=None, field="attr_prob"):

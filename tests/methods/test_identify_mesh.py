@@ -6,7 +6,7 @@ import pytest
 
 import neuronjax
 from neuronjax import sharding as sh
-from neuronjax.evaluate import EvaluateConfig, evaluate_sets
+from neuronjax.evaluation import EvaluateConfig, evaluate_sets
 from neuronjax.identify import AttributionConfig, identify
 from neuronjax.methods import KnowledgeNeurons, LAPE, NeuronLLM
 from tests import tiny_models
@@ -31,5 +31,5 @@ def test_identify_and_evaluate_on_a_mesh_equal_one_device(tmp_path, mesh_shape):
         np.testing.assert_array_equal(b[name].bad, a[name].bad)
     assert a["neuronllm"].good.sum() == 6
     cfg = EvaluateConfig(random_seeds=1, bootstrap=50)
-    ea, eb = evaluate_sets(one, task, a, cfg), evaluate_sets(many, task, a, cfg)
+    ea, eb = evaluate_sets(one, task, a, cfg).to_json(), evaluate_sets(many, task, a, cfg).to_json()
     assert [r["accuracy"] for r in ea["rows"]] == [r["accuracy"] for r in eb["rows"]]

@@ -171,7 +171,7 @@ def test_from_a_run_config_with_checked_parameters(tmp_path):
     learned = methods[1]
     assert isinstance(learned, Learned)
     assert (learned.k, learned.z, learned.steps, learned.candidates, learned.l1) == (7, 40, 12, 300, 0.5)
-    with pytest.raises(ValueError, match="params.learned: unknown key 'stepz'"):
+    with pytest.raises(ValueError, match="params.learned.stepz: unknown key; did you mean 'steps'"):
         make_methods(IdentifySection(methods=("learned",), params={"learned": {"stepz": 3}}))
     with pytest.raises(ValueError, match="params.learned.steps"):
         make_methods(IdentifySection(methods=("learned",), params={"learned": {"steps": "many"}}))

@@ -84,22 +84,23 @@ def test_capture_returns_down_projection_inputs_at_last_position(tmp_path):
     assert out.activations.shape == (2, c.num_layers, c.intermediate_size)
     h = np.asarray(out.activations)
     # row 0 and row 1 share one intervention, so use a row-specific check: set neurons of row 0
-    iv = Intervention(scale=np.zeros((c.num_layers, c.intermediate_size), np.float32), shift=h[0],
-                      all_positions=np.asarray(False))  # fmt: skip
+    iv = Intervention(scale=np.zeros((c.num_layers, c.intermediate_size), np.float32), shift=h[0], positions="last")
     same = lm.forward(ids[:1], mask[:1], iv).logits
     np.testing.assert_allclose(np.asarray(same)[0, -1], np.asarray(out.logits)[0, -1], atol=1e-5)
-    other = Intervention(scale=iv.scale, shift=h[1], all_positions=iv.all_positions)
+    other = Intervention(scale=iv.scale, shift=h[1], positions=iv.positions)
     assert np.abs(np.asarray(lm.forward(ids[:1], mask[:1], other).logits)[0, -1] - np.asarray(out.logits)[0, -1]).max() > 1e-3
 
 
 def test_one_compiled_function_serves_every_mask(tmp_path):
+    """One compile per position policy (it is static), none per mask."""
     from neuronjax.lm import forward
 
     tiny_models.save("llama2", tmp_path)
     lm = neuronjax.load_model(str(tmp_path))
     ids, mask, _ = tiny_models.batch()
     c = lm.config
-    lm.logits(ids, mask, Intervention.identity(c.num_layers, c.intermediate_size))
+    for all_positions in (False, True):
+        lm.logits(ids, mask, Intervention.identity(c.num_layers, c.intermediate_size, all_positions))
     before = forward._cache_size()
     for k in range(4):
         lm.logits(ids, mask, Intervention.on_neurons(c.num_layers, c.intermediate_size, [(k % 3, k)], scale=2.0,

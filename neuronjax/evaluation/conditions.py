@@ -1,0 +1,146 @@
+"""Evaluation of neuron sets on held-out items (NeuronLLM step 7): which conditions are measured,
+and the `Evaluation` they add up to.
+
+A condition is a set under one intervention mode at one K, or its random control: sets with the
+same per-layer counts as the set, drawn with several seeds and pooled. Every condition is scored
+in one pass over the held-out proxies (`neuronjax.evaluation.scoring`); each is reported with its
+accuracy, permutation-consistent accuracy, the differences to no intervention and to its random
+control (paired bootstrap over the same item resamples) and its letter histogram. Sets are
+re-selected at other K from their scores for the accuracy-against-K curve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional
+
+import numpy as np
+
+from neuronjax.config import EvaluateConfig
+from neuronjax.evaluation.results import Comparison, ConditionResult, Evaluation
+from neuronjax.evaluation.scoring import score_interventions
+from neuronjax.evaluation.stats import accuracy_stats, bootstrap_indices, difference_stats, per_item
+from neuronjax.intervention import Intervention, from_masks
+from neuronjax.masks import random_like, top_k_masks
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    """One measured condition: a set (or its random control) under one mode at one K."""
+
+    method: str  # the set's method; "none" for the unedited model
+    mode: str
+    k: int
+    control: bool = False  # the random control of (method, mode, k), pooled over seeds
+
+
+def set_k(ns) -> int:
+    """The K a set was selected with (from its sidecar), else its larger side."""
+    return int(ns.meta.get("method", {}).get("k", max(int(ns.good.sum()), int(ns.bad.sum()))))
+
+
+def _check_sets(lm, sets: dict, config: EvaluateConfig) -> list[str]:
+    names = list(config.methods) or list(sets)
+    missing = [n for n in names if n not in sets]
+    if missing:
+        raise ValueError(f"evaluate.methods: {missing} not among the identified sets {sorted(sets)}")
+    for j, pair in enumerate(config.compare):
+        absent = [n for n in pair if n not in names]
+        if absent:
+            raise ValueError(f"evaluate.compare[{j}]: {absent} not among the evaluated sets {names}")
+    c = lm.config
+    for name in names:
+        for field in ("good", "bad"):
+            shape = np.shape(getattr(sets[name], field))
+            if shape != (c.num_layers, c.intermediate_size):
+                raise ValueError(
+                    f"neuron set {name!r}: field '{field}' has shape {shape}; the model {lm.source} has "
+                    f"{c.num_layers} layers x {c.intermediate_size} neurons (a set identified on another model?)"
+                )
+    return names
+
+
+class _Plan:
+    """The interventions to score and which of them make each condition."""
+
+    def __init__(self, config: EvaluateConfig, seeds: tuple[int, ...]):
+        self.config, self.seeds = config, seeds
+        self.interventions: list[Intervention] = []
+        self.index: dict[Condition, list[int]] = {}
+        self.sizes: dict[Condition, tuple[int, int]] = {}
+
+    def add(self, cond: Condition, good: np.ndarray, bad: np.ndarray, into: list[Condition]) -> None:
+        """The condition and its random control (unless it is the unedited model)."""
+        self._add(cond, [(good, bad)], into)
+        if cond.method != "none":
+            controls = [random_like(good, bad, seed) for seed in self.seeds]
+            self._add(dataclasses.replace(cond, control=True), controls, into)
+
+    def _add(self, cond: Condition, masks: list, into: list[Condition]) -> None:
+        into.append(cond)
+        if cond in self.index:
+            return
+        self.index[cond] = []
+        self.sizes[cond] = (int(masks[0][0].sum()), int(masks[0][1].sum()))
+        for good, bad in masks:
+            self.index[cond].append(len(self.interventions))
+            self.interventions.append(from_masks(cond.mode, good, bad, self.config.all_positions, self.config.set_value))
+
+
+def evaluate_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConfig(),
+                  progress: Optional[Callable[[int], None]] = None) -> Evaluation:  # fmt: skip
+    """Evaluate neuron sets ({method: NeuronSet}) on `encoded` (the held-out part of a task):
+    every set x mode at its own K with its random control, the K curve, head-to-head comparisons."""
+    names = _check_sets(lm, sets, config)
+    c = lm.config
+    seeds = tuple(config.seed * 1000 + s for s in range(config.random_seeds))
+    plan = _Plan(config, seeds)
+    row_conds: list[Condition] = []
+    curve_conds: list[Condition] = []
+    empty = np.zeros((c.num_layers, c.intermediate_size), bool)
+    plan.add(Condition("none", "none", 0), empty, empty, row_conds)
+    for name in names:
+        ns = sets[name]
+        for mode in config.modes:
+            plan.add(Condition(name, mode, set_k(ns)), ns.good, ns.bad, row_conds)
+        if ns.meta.get("method", {}).get("name") == "random":
+            continue  # a random set has no score order to re-select from
+        for kk in config.k_values:
+            good, bad = top_k_masks(ns.scores, kk)
+            for mode in config.curve_modes:
+                plan.add(Condition(name, mode, kk), good, bad, curve_conds)
+    scored = score_interventions(lm, encoded, plan.interventions, progress)
+    right, total = per_item(scored.correct, scored.item_index, scored.num_items)
+    resamples = bootstrap_indices(scored.num_items, config.bootstrap, config.seed)
+    base = right[plan.index[Condition("none", "none", 0)]]
+    choices = scored.choices
+
+    def result(cond: Condition) -> ConditionResult:
+        r = right[plan.index[cond]]
+        vs_random = None
+        if not cond.control and cond.method != "none":
+            vs_random = difference_stats(r, right[plan.index[dataclasses.replace(cond, control=True)]], total, resamples)
+        letters = np.bincount(choices[plan.index[cond]].reshape(-1), minlength=4)
+        good_n, bad_n = plan.sizes[cond]
+        return ConditionResult(
+            method=cond.method, mode=cond.mode, k=cond.k, control=cond.control, good=good_n, bad=bad_n,
+            metrics=accuracy_stats(r, total, resamples), vs_none=difference_stats(r, base, total, resamples),
+            vs_random=vs_random, letters=tuple((letters / max(letters.sum(), 1)).round(4).tolist()),
+        )  # fmt: skip
+
+    def comparison(a: str, b: str, mode: str) -> Comparison:
+        ca, cb = Condition(a, mode, set_k(sets[a])), Condition(b, mode, set_k(sets[b]))
+        diff = difference_stats(right[plan.index[ca]], right[plan.index[cb]], total, resamples)
+        return Comparison(a, b, mode, ca.k, cb.k, diff)
+
+    return Evaluation(
+        task=encoded.config.name,
+        items=int(scored.num_items),
+        proxies=int(scored.scores.shape[1]),
+        all_positions=config.all_positions,
+        random_seeds=seeds,
+        bootstrap=config.bootstrap,
+        rows=tuple(result(cond) for cond in row_conds),
+        curve=tuple(result(cond) for cond in curve_conds),
+        compare=tuple(comparison(a, b, mode) for a, b in config.compare for mode in config.modes),
+    )

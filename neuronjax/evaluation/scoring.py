@@ -1,0 +1,107 @@
+"""Option scores of every held-out proxy under many interventions, sharing what can be shared.
+
+For last-position interventions the prompt minus its last token runs once per batch and the last
+token once per intervention against that cache, the interventions of a group in one compiled
+call (`neuronjax.cached.score_last_position`). Interventions on all positions run the whole prompt
+per intervention (`score_all_positions`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from neuronjax import cached
+from neuronjax.distributed import global_batches, to_host
+from neuronjax.intervention import Intervention
+from neuronjax.tasks.metrics import proxy_correct
+
+GROUP = 32  # interventions per compiled call (the last group is padded with identities)
+
+
+def stack(interventions: Sequence[Intervention]) -> Intervention:
+    """One Intervention whose leaves have a leading intervention axis (all of one policy)."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *interventions)
+
+
+@dataclasses.dataclass
+class Scored:
+    """Option scores of every held-out proxy under every intervention."""
+
+    scores: np.ndarray  # float32 [intervention, proxy, option]
+    gold: np.ndarray  # int32 [proxy]
+    item_index: np.ndarray  # int32 [proxy]
+    proxy_index: np.ndarray  # int32 [proxy]
+    num_items: int
+
+    @property
+    def correct(self) -> np.ndarray:
+        """bool [intervention, proxy]: gold strictly above every other option."""
+        v, p, o = self.scores.shape
+        flat = proxy_correct(self.scores.reshape(v * p, o), np.tile(self.gold, v))
+        return np.asarray(flat).reshape(v, p)
+
+    @property
+    def choices(self) -> np.ndarray:
+        """int [intervention, proxy]: the chosen letter (ties to the earlier letter)."""
+        return self.scores.argmax(axis=2)
+
+
+def _groups(interventions: Sequence[Intervention], size: int, identity: Intervention) -> list:
+    """(positions, indices, stacked) per compiled call: interventions of one policy, `size` at a
+    time, the last group padded with identities."""
+    out = []
+    for policy in ("last", "all"):
+        members = [i for i, iv in enumerate(interventions) if iv.positions == policy]
+        for lo in range(0, len(members), size):
+            idx = np.asarray(members[lo : lo + size])
+            ivs = [interventions[i] for i in idx]
+            ivs += [dataclasses.replace(identity, positions=policy)] * (size - len(ivs))
+            out.append((policy, idx, stack(ivs)))
+    return out
+
+
+def score_interventions(
+    lm, encoded, interventions: Sequence[Intervention], progress: Optional[Callable[[int], None]] = None
+) -> Scored:
+    """Score every proxy of `encoded` (an `EncodedTask`) under each intervention."""
+    if not interventions:
+        raise ValueError("score_interventions: no interventions given (pass Intervention.identity for none)")
+    c = lm.config
+    for k, iv in enumerate(interventions):
+        iv.check_shape(c.num_layers, c.intermediate_size, f"intervention {k}")
+    p = encoded.config.prompt
+    kind = p.option_score if p.answer_format == "option_text" else "first_token"
+    size = GROUP if kind == "first_token" else 2  # whole-text copies the prompt cache per option
+    groups = _groups(interventions, size, Intervention.identity(c.num_layers, c.intermediate_size))
+    any_last = any(policy == "last" for policy, _, _ in groups)
+    scores, gold, items, proxies = [], [], [], []
+    static = dict(graphdef=lm.graphdef, kind=kind, pad_id=encoded.pad_id)
+    for batch in global_batches(encoded):
+        valid = np.asarray(batch["valid"], bool)
+        ids, mask, options, cont = (lm.place(batch[k]) for k in ("input_ids", "attention_mask", "option_tokens", "continuation"))
+        cache = cached.compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef) if any_last else None
+        out = np.zeros((len(interventions), int(valid.sum()), 4), np.float32)
+        for policy, idx, ivs in groups:
+            if policy == "all":
+                got = cached.score_all_positions(lm.state, ids, mask, options, cont, ivs, **static)
+            else:
+                got = cached.score_last_position(lm.state, cache, ids, options, cont, ivs, **static)
+            out[idx] = to_host(got)[: len(idx)][:, valid]
+        scores.append(out)
+        gold.append(batch["gold"][valid])
+        items.append(batch["item_index"][valid])
+        proxies.append(batch["proxy_index"][valid])
+        if progress is not None:
+            progress(int(valid.sum()))
+    return Scored(
+        scores=np.concatenate(scores, axis=1),
+        gold=np.concatenate(gold).astype(np.int32),
+        item_index=np.concatenate(items).astype(np.int32),
+        proxy_index=np.concatenate(proxies).astype(np.int32),
+        num_items=len(encoded.items),
+    )
