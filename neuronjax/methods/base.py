@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import ClassVar, Iterable, Optional
+from typing import ClassVar, Iterable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -64,10 +64,23 @@ class ItemBlock:
 @dataclasses.dataclass(frozen=True)
 class Method:
     """Base of all methods. Subclasses set `name` and `needs` (a class attribute, or a property
-    when it depends on a hyper-parameter) and implement init / update / finalize."""
+    when it depends on a hyper-parameter) and implement the phases they run in. Identification
+    (`neuronjax.identify.identify`) calls them in this order:
+
+    1. stream: ``init`` once, ``update`` for every block of complete items (jit-compiled, pure;
+       this is what a resumable run checkpoints);
+    2. fit: ``fit(lm, encoded, state)`` once after the stream, for methods that optimise on the
+       identification prompts (the default returns the state unchanged);
+    3. finalize: ``finalize(state)`` -> (scores, good, bad).
+
+    A ``derived`` method reads no block: it is built from the other methods' final sets by
+    ``derive`` (the random control copies a set's per-layer counts), then initialised and
+    finalized.
+    """
 
     name: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ()  # subset of NEEDS
+    derived: ClassVar[bool] = False  # True: built from the other methods' sets by `derive`, no stream
     k: int = 100  # size of the good set and of the bad set
 
     def init(self, layers: int, mlp: int):
@@ -75,6 +88,14 @@ class Method:
 
     def update(self, state, block: ItemBlock):
         raise NotImplementedError
+
+    def fit(self, lm, encoded, state):
+        """Second phase on the identification prompts; by default nothing to do."""
+        return state
+
+    def derive(self, sets: Mapping[str, NeuronSet]) -> "Method":
+        """A derived method completed from the streamed methods' final sets (in listing order)."""
+        return self
 
     def finalize(self, state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(scores float32 [layers, mlp], good bool [layers, mlp], bad bool [layers, mlp])."""

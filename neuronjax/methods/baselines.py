@@ -380,6 +380,7 @@ class Random(Method):
 
     name: ClassVar[str] = "random"
     needs: ClassVar[tuple[str, ...]] = ()
+    derived: ClassVar[bool] = True
     k: int = 100
     seed: int = 0
     good_per_layer: tuple[int, ...] = ()
@@ -399,6 +400,13 @@ class Random(Method):
         if k is None:
             k = max(1, sum(counts_good), sum(counts_bad))
         return cls(k=k, seed=seed, good_per_layer=counts_good, bad_per_layer=counts_bad)
+
+    def derive(self, sets) -> "Random":
+        """Without per-layer counts, the counts of the first listed method's sets."""
+        if self.good_per_layer or self.bad_per_layer:
+            return self
+        reference = next(iter(sets.values()))
+        return Random.like(reference.good, reference.bad, seed=self.seed, k=self.k)
 
     def _check(self, layers: int, mlp: int) -> None:
         check_k(self.k, layers, mlp, f"{self.name}.k")

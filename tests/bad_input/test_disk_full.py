@@ -13,7 +13,7 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorstore
 
-import neuronjax.identify as identify_module
+import neuronjax.identify.state as identify_module
 import neuronjax.io.neurons as neurons_module
 from neuronjax.errors import SaveError
 from neuronjax.identify import AttributionConfig, Checkpointing, identify

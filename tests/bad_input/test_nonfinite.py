@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-import neuronjax.identify as identify_module
+import neuronjax.identify.driver as identify_module
 from neuronjax.identify import AttributionConfig, identify
 from neuronjax.io.neurons import load_neurons, save_neurons
 from neuronjax.methods import MeanActivation, NeuronLLM, Random, top_k_masks
@@ -68,7 +68,7 @@ def test_ace_with_a_nan_or_inf_attribution():
 def poisoned(tmp_path_factory):
     """Identification on the planted model with one planted good neuron's attribution made NaN
     and one neuron's activation made NaN in every prompt."""
-    original = identify_module._attribute_batch
+    original = identify_module.attribute_batch
 
     def attribute_batch(lm, batch, needs, attribution):
         rows = original(lm, batch, needs, attribution)
@@ -81,7 +81,7 @@ def poisoned(tmp_path_factory):
         return rows
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(identify_module, "_attribute_batch", attribute_batch)
+    mp.setattr(identify_module, "attribute_batch", attribute_batch)
     lm, task = planted.model(), planted.task(num_items=6, batch_size=6)
     methods = [NeuronLLM(k=2, z=4), MeanActivation(k=3), Random(k=2)]
     handler = _Collect()

@@ -1,0 +1,226 @@
+"""Identification: a task's proxy prompts -> attributions -> complete items -> every method.
+
+The task's batches (left-padded, length-bucketed, see `neuronjax.tasks.pipeline`) go through the
+attribution engine once per target a method needs ("attr": the contrastive F, "attr_prob": the
+gold answer's probability). Complete items (`neuronjax.identify.collect`) leave in fixed-size
+blocks, and every method folds each block into its O(neurons) state. A method runs in the phases
+it declares (`neuronjax.methods.base.Method`): the stream over the blocks, an optional fit on the
+prompts afterwards, and, for a method derived from another's sets (the random control), the
+derivation once the others are final.
+
+    results = identify(lm, encoded_task, [NeuronLLM(k=100), KnowledgeNeurons(k=100)])
+    results["neuronllm"].good    # bool [layers, mlp]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from typing import Callable, Iterator, Optional, Sequence
+
+import jax
+import numpy as np
+
+from neuronjax.attribution.engine import PromptBatch, attribute
+from neuronjax.config import AttributionConfig
+from neuronjax.distributed import global_batches, to_host
+from neuronjax.identify.collect import IdentifyStats, ItemCollector, collect
+from neuronjax.identify.state import Checkpointing, RunState, run_key
+from neuronjax.io.neurons import NeuronSet, model_fingerprint
+from neuronjax.methods.base import (
+    NEEDS,
+    ItemBlock,
+    Method,
+    method_record,
+    nonfinite_scores,
+)
+from neuronjax.tasks.metrics import proxy_correct
+
+log = logging.getLogger("neuronjax.identify")
+
+
+def _needs(methods: Sequence[Method]) -> set[str]:
+    needs = set()
+    for m in methods:
+        unknown = set(m.needs) - set(NEEDS)
+        if unknown:
+            raise ValueError(f"method {m.name!r} needs {sorted(unknown)}; known: {NEEDS}")
+        needs |= set(m.needs)
+    return needs
+
+
+def _check_task(encoded, block_items: int) -> None:
+    if encoded.config.prompt.answer_format == "option_text" and encoded.config.prompt.option_score != "first_token":
+        raise ValueError(
+            f"task {encoded.config.name!r}: prompt.option_score = {encoded.config.prompt.option_score!r}; "
+            "attribution reads the answer from one next token, so identification needs "
+            "answer_format letter or option_score first_token"
+        )
+    if block_items < 1:
+        raise ValueError(f"identify.block_items = {block_items}: expected >= 1")
+
+
+def attribute_batch(lm, batch, needs: set[str], attribution: AttributionConfig) -> dict[str, np.ndarray]:
+    """Per-row arrays of one global batch: the attributions in `needs`, activations, correctness."""
+    pb = PromptBatch(batch["input_ids"], batch["attention_mask"], batch["option_tokens"], batch["gold"])
+    rows: dict[str, np.ndarray] = {}
+    for key, target in (("attr", "ce"), ("attr_prob", "prob")):
+        if key in needs:
+            out = attribute(lm, pb, attribution.method, attribution.steps, groups=attribution.groups, target=target)
+            rows[key] = to_host(out.scores)
+    if not needs & {"attr", "attr_prob"}:  # activations (and correctness) only: one plain pass
+        out = attribute(lm, pb, "activation")
+    if "activations" in needs:
+        rows["activations"] = to_host(out.activations)
+    rows["correct"] = np.asarray(proxy_correct(to_host(out.option_scores), np.asarray(batch["gold"])))
+    return rows
+
+
+def item_blocks(
+    lm,
+    encoded,
+    needs: set[str],
+    attribution: AttributionConfig = AttributionConfig(),
+    block_items: int = 16,
+    stats: Optional[IdentifyStats] = None,
+    progress: Optional[Callable[[int], None]] = None,
+) -> Iterator[ItemBlock]:
+    """Blocks of complete items of `encoded` (an `EncodedTask`) with the arrays in `needs`."""
+    _check_task(encoded, block_items)
+    stats = stats if stats is not None else IdentifyStats()
+    c = lm.config
+    collector = ItemCollector(needs, encoded.config.aqua.num_proxies, block_items, (c.num_layers, c.intermediate_size), stats)
+    start = time.perf_counter()
+    for batch in global_batches(encoded):
+        collect(collector, batch, attribute_batch(lm, batch, needs, attribution))
+        stats.seconds = time.perf_counter() - start
+        if progress is not None:
+            progress(int(np.sum(batch["valid"])))
+        yield from collector.blocks(lm)
+    collector.check_done()
+    yield from collector.blocks(lm, force=True)
+    stats.seconds = time.perf_counter() - start
+
+
+def identify(
+    lm,
+    encoded,
+    methods: Sequence[Method],
+    attribution: AttributionConfig = AttributionConfig(),
+    block_items: int = 16,
+    progress: Optional[Callable[[int], None]] = None,
+    stats: Optional[IdentifyStats] = None,
+    checkpoint: Optional[Checkpointing] = None,
+) -> dict[str, NeuronSet]:
+    """Run every method over one pass of the task; returns {method name: NeuronSet}, in the order
+    the methods were listed.
+
+    Streamed methods fold every block, then fit (when they optimise on the prompts) and finalize;
+    derived methods (the random control) are then built from the streamed methods' sets.
+
+    checkpoint: save the run's state (every streamed method's state, the rows waiting for their
+    item, the statistics, the number of batches done) with Orbax every `checkpoint.every` batches;
+    a call with a directory that holds a checkpoint of the same run continues from the newest one
+    and ends with the same sets as an uninterrupted call.
+    """
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise ValueError(f"identify.methods: a method is listed twice in {names}")
+    _check_task(encoded, block_items)
+    streamed = [m for m in methods if not m.derived]
+    if not streamed:
+        raise ValueError(f"identify.methods: {names} are all derived from other methods' sets; list a method that "
+                         "identifies neurons (e.g. neuronllm) with them")  # fmt: skip
+    stats = stats if stats is not None else IdentifyStats()
+    c = lm.config
+    grid = (c.num_layers, c.intermediate_size)
+    states = {m.name: m.init(*grid) for m in streamed}
+    stats.devices = lm.mesh.size if lm.mesh is not None else 1
+    stats.processes = jax.process_count()
+    states, done = _stream(lm, encoded, streamed, states, attribution, block_items, progress, stats, checkpoint)
+    if stats.items == 0:
+        raise ValueError(f"task {encoded.config.name!r}: no items to identify on (the identify split is empty)")
+    for m in streamed:  # methods that optimise on the prompts do it now (after the last checkpoint)
+        states[m.name] = m.fit(lm, encoded, states[m.name])
+    if stats.nonfinite_inputs:
+        log.warning("identify %s: %d attribution / activation values were NaN or inf; each method's sidecar "
+                    "counts the scores that came out non-finite (meta['nonfinite_scores'])",
+                    encoded.config.name, stats.nonfinite_inputs)  # fmt: skip
+    meta = run_meta(lm, encoded, attribution, stats)
+    results = {m.name: _neuron_set(m, m.finalize(jax.tree.map(to_host, states[m.name])), meta) for m in streamed}
+    for m in methods:
+        if m.derived:
+            m = m.derive({n: results[n] for n in names if n in results})
+            results[m.name] = _neuron_set(m, m.finalize(m.init(*grid)), meta)
+    return {n: results[n] for n in names}
+
+
+def _stream(lm, encoded, methods, states, attribution, block_items, progress, stats, checkpoint):
+    """Every batch through the attribution engine and every complete item's block through the
+    methods, checkpointing as configured; returns (states, batches done before this call)."""
+    needs = _needs(methods)
+    grid = (lm.config.num_layers, lm.config.intermediate_size)
+    collector = ItemCollector(needs, encoded.config.aqua.num_proxies, block_items, grid, stats)
+    saver, done = None, 0
+    if checkpoint is not None:
+        saver = RunState(checkpoint, run_key(lm, encoded, methods, attribution, block_items))
+        restored = saver.restore(states)
+        if restored is not None:
+            states, done, saved_stats, waiting = restored
+            for f in dataclasses.fields(IdentifyStats):
+                if f.name not in ("devices", "processes"):
+                    setattr(stats, f.name, saved_stats.get(f.name, getattr(stats, f.name)))
+            collector.from_arrays(waiting)
+            if jax.process_index() == 0:
+                print(f"identify: resuming from {checkpoint.directory} at batch {done} "
+                      f"({stats.proxies} prompts, {stats.items} items done)", file=sys.stderr)  # fmt: skip
+            if progress is not None:
+                progress(stats.proxies)
+
+    def fold(blocks):
+        for block in blocks:
+            for m in methods:
+                states[m.name] = m.update(states[m.name], block)
+
+    start = time.perf_counter() - stats.seconds
+    for index, batch in enumerate(global_batches(encoded, start=done), start=done):
+        collect(collector, batch, attribute_batch(lm, batch, needs, attribution))
+        fold(collector.blocks(lm))
+        stats.seconds = time.perf_counter() - start
+        if progress is not None:
+            progress(int(np.sum(batch["valid"])))
+        if saver is not None and (index + 1) % checkpoint.every == 0:
+            saver.save(index + 1, states, stats, collector)
+    collector.check_done()
+    fold(collector.blocks(lm, force=True))
+    stats.seconds = time.perf_counter() - start
+    return states, done
+
+
+def _neuron_set(method: Method, finalized, meta: dict) -> NeuronSet:
+    scores, good, bad = finalized
+    return NeuronSet(np.asarray(scores, np.float32), np.asarray(good), np.asarray(bad),
+                     dict(meta, method=method_record(method), nonfinite_scores=nonfinite_scores(method.name, scores)))  # fmt: skip
+
+
+def run_meta(lm, encoded, attribution: AttributionConfig, stats: IdentifyStats) -> dict:
+    """The sidecar fields shared by every method of one run."""
+    return {
+        "model": model_fingerprint(lm),
+        "dtype": lm.dtype.name,
+        "task": {
+            "name": encoded.config.name,
+            "config": dataclasses.asdict(encoded.config),
+            "split": encoded.split.to_dict(),
+            "part": encoded.part,
+            # what reading and encoding the task left out or could not separate (also logged)
+            "skipped_rows": getattr(encoded.task, "skipped", 0),
+            "header_rows": getattr(encoded.task, "header_rows", 0),
+            "first_token_ties": encoded.first_token_ties,
+        },
+        "attribution": dataclasses.asdict(attribution),
+        "stats": dataclasses.asdict(stats) | {"prompts_per_second": stats.prompts_per_second,
+                                               "prompts_per_second_per_device": stats.prompts_per_second_per_device},
+    }
