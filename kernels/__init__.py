@@ -6,11 +6,11 @@ computes when given ``past``.
 
 Every kernel takes ``impl`` ("auto", "reference", "pallas", "interpret"); ``choose`` resolves it:
 "auto" means the environment variable ``NEURONJAX_KERNELS`` when set, else the Pallas kernel on
-GPU/TPU and the reference on CPU. ``python -m kernels.bench`` times both on the current backend.
+GPU/TPU and the reference on CPU. ``python -m neuronjax.kernels.bench`` times both on the current backend.
 """
 
-from kernels.choice import ENV_VAR, IMPLS, choose
-from kernels.shared_prefix_attention import reference as shared_prefix_attention_reference
-from kernels.shared_prefix_attention import shared_prefix_attention  # noqa: I001 (after the alias)
+from neuronjax.kernels.choice import ENV_VAR, IMPLS, choose
+from neuronjax.kernels.shared_prefix_attention import reference as shared_prefix_attention_reference
+from neuronjax.kernels.shared_prefix_attention import shared_prefix_attention  # noqa: I001 (after the alias)
 
 __all__ = ["ENV_VAR", "IMPLS", "choose", "shared_prefix_attention", "shared_prefix_attention_reference"]

@@ -1,5 +1,5 @@
 """Time the jnp reference against the Pallas kernel of ``shared_prefix_attention``, side by side
-in one process on the current backend: ``python -m kernels.bench [--dtype bfloat16] ...``.
+in one process on the current backend: ``python -m neuronjax.kernels.bench [--dtype bfloat16] ...``.
 
 The default shapes are SmolLM2-135M's attention (9 query heads, 3 kv heads, head_dim 64) for one
 attribution step: 16 variants of the last token x 8 prompts against a cache of 96 positions.
@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels import choice
-from kernels.shared_prefix_attention import pallas_attention, reference
+from neuronjax.kernels import choice
+from neuronjax.kernels.shared_prefix_attention import pallas_attention, reference
 
 
 def _inputs(variants, batch, heads, kv_heads, dim, cached, dtype, seed=0):

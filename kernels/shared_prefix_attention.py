@@ -26,7 +26,7 @@ additive bias [batch, 1, 1, seq, cached + seq] whose masked entries are the most
 float32 (so a row whose cached keys are all masked still attends to its new key, and a row with
 nothing visible averages everything, as in the reference).
 
-Implementations (``impl``, see ``kernels.choice``): "reference" (pure jnp, the math ``attend``
+Implementations (``impl``, see ``neuronjax.kernels.choice``): "reference" (pure jnp, the math ``attend``
 always used), "pallas", "interpret" (the Pallas kernel under the Pallas interpreter), "auto".
 With "auto" on an accelerator, steps of more than one query token (seq > 1) use the reference:
 the kernel handles them (one grid axis per query position, so the cache is re-read once per
@@ -53,6 +53,9 @@ whole slice is staged in VMEM (keys and values, double-buffered: 4 x cached x he
 itemsize bytes), which bounds the cache length there by the scoped VMEM size; a TPU-specific
 version would move the loop to a grid axis with scratch accumulators. Matmuls run at the
 backend's default precision (float32 dots may run as TF32 on GPU).
+
+Size: over 400 lines because the Pallas kernel, its jnp reference (the definition it is tested
+against) and the dispatch between them are one thing to read and change together.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 
-from kernels import choice
+from neuronjax.kernels import choice
 
 F32 = jnp.float32
 MAX_BLOCK_K = 128  # cached positions per inner step

@@ -143,7 +143,7 @@ def _attribute(
 attribute_compiled = jax.jit(_attribute, static_argnames=("graphdef", "method", "steps", "groups", "target"))
 
 
-def _pad_rows(batch: PromptBatch, rows: int, seq: int) -> PromptBatch:
+def pad_rows(batch: PromptBatch, rows: int, seq: int) -> PromptBatch:
     """Pad to [rows, seq]: extra rows repeat row 0 (dropped later), extra columns pad on the left."""
     ids, mask, opts, gold = (np.asarray(x) for x in (batch.input_ids, batch.attention_mask, batch.option_ids, batch.gold))
     b, s = ids.shape
@@ -190,7 +190,7 @@ def attribute(
     outs = []
     for lo in range(0, n, chunk):
         part = jax.tree.map(lambda x: np.asarray(x)[lo : lo + chunk], batch)
-        part = _pad_rows(part, chunk, seq)
+        part = pad_rows(part, chunk, seq)
         part = jax.tree.map(lm.place, part)
         out = attribute_compiled(
             lm.state, part, graphdef=lm.graphdef, method=method, steps=steps, groups=groups, target=target

@@ -141,7 +141,7 @@ def run_ours(lm, arrays: dict, steps: int, chunk: int) -> dict:
     import jax
 
     from neuronjax.attribution import PromptBatch, attribute
-    from neuronjax.attribution.engine import _pad_rows, attribute_compiled
+    from neuronjax.attribution.engine import pad_rows, attribute_compiled
     from neuronjax.attribution.flops import attribution_flops
 
     batch = PromptBatch(**arrays)
@@ -167,7 +167,7 @@ def run_ours(lm, arrays: dict, steps: int, chunk: int) -> dict:
     out["seq_padded"] = seq_padded
     out["flops_analytic"] = calls * attribution_flops(lm.config, chunk, seq_padded, "ig", steps, groups)["total"]
     try:
-        part = jax.tree.map(lm.place, _pad_rows(first, chunk, seq_padded))
+        part = jax.tree.map(lm.place, pad_rows(first, chunk, seq_padded))
         compiled = attribute_compiled.lower(lm.state, part, graphdef=lm.graphdef, method="ig", steps=steps,
                                             groups=groups).compile()  # fmt: skip
         cost = compiled.cost_analysis()

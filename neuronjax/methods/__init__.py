@@ -5,7 +5,7 @@ ablations, and the baselines.
     neuronllm_prob       ablation: probability target instead of the contrastive F
     neuronllm_one_proxy  ablation: one proxy per item (no AQUA)
     neuronllm_no_mask    ablation: no ambiguity mask
-    random               same per-layer counts as the first listed method, random neurons
+    random               random control: the per-layer counts of the first listed method (see `control`)
     mean_activation      largest / smallest mean activation
     kn_ig                knowledge neurons (Dai et al. 2022): probability-target IG, threshold on the max
     qrnca                query-relevant neuron clusters (Chen et al. 2024)
@@ -21,7 +21,8 @@ from neuronjax import configlib
 
 from neuronjax.masks import random_like, top_k_masks
 from neuronjax.methods.base import NEEDS, ItemBlock, Method, method_record, run_method
-from neuronjax.methods.baselines import LAPE, QRNCA, KnowledgeNeurons, MeanActivation, Random
+from neuronjax.methods.baselines import LAPE, QRNCA, KnowledgeNeurons, MeanActivation
+from neuronjax.methods.control import Random
 from neuronjax.methods.learned import Learned
 from neuronjax.methods.neuronllm import NeuronLLM, NeuronLLMNoMask, NeuronLLMOneProxy, NeuronLLMProb
 

@@ -68,6 +68,9 @@ disjoint, so there are exactly K of each (candidates >= 2K is checked). Scores s
 good gate minus the final bad gate (0 outside the candidates). They are the relaxation's
 values, not a ranking re-optimised for another K: re-selecting another K from them (the
 evaluation's K curve) picks the most closed gates of a fit made for this K.
+
+Size: a little over 400 lines because the gates, the cached prompt states and the fit are one
+method whose parts only make sense together; most of the length is this description.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from kernels.shared_prefix_attention import shared_prefix_attention
+from neuronjax.kernels.shared_prefix_attention import shared_prefix_attention
 from neuronjax.models.config import RopeConfig
 
 NEG_INF = float(np.finfo(np.float32).min)

@@ -12,12 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import kernels
-from kernels import choice
+from neuronjax import kernels
+from neuronjax.kernels import choice
 from neuronjax.models.layers import NEG_INF, attend
 
 # The module (the package's attribute of that name is the function).
-spa = importlib.import_module("kernels.shared_prefix_attention")
+spa = importlib.import_module("neuronjax.kernels.shared_prefix_attention")
 
 NEG = NEG_INF  # the model's mask value: the most negative float32, not -inf
 

@@ -8,7 +8,8 @@ import pytest
 
 from neuronjax.methods.base import ItemBlock, run_method
 from neuronjax.masks import random_like
-from neuronjax.methods.baselines import LAPE, QRNCA, KnowledgeNeurons, MeanActivation, Random
+from neuronjax.methods.baselines import LAPE, QRNCA, KnowledgeNeurons, MeanActivation
+from neuronjax.methods.control import Random
 
 
 def _block(x=None, correct=None, valid=None, field="attr_prob"):
