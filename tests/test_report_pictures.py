@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from neuronjax import plots
+from neuronjax.report import plots
 from neuronjax.cli import main
 from neuronjax.io.neurons import NeuronSet, save_neurons
 

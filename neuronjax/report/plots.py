@@ -1,9 +1,9 @@
 """Pictures of identified neurons and their evaluation (PNG files, matplotlib's Agg canvas).
 
 Every function takes plain numbers (arrays, dicts of arrays) and a path, draws one figure and
-writes it; gathering those numbers from a run directory is `neuronjax.report`'s job. matplotlib
-is imported inside the functions, so importing this module costs nothing, and no pyplot state
-or interactive backend is involved (each figure gets its own Agg canvas).
+writes it; gathering those numbers from a run directory is `neuronjax.report.pictures`'s job.
+matplotlib is imported inside the functions, so importing this module costs nothing, and no
+pyplot state or interactive backend is involved (each figure gets its own Agg canvas).
 """
 
 from __future__ import annotations
