@@ -6,6 +6,7 @@
     neuronjax config show CONFIG [k=v ...]     the resolved config: every key, its default and help
     neuronjax report RUN_DIR [RUN_DIR ...]      markdown tables of evaluated runs + RUN_DIR/report/ (HTML, PNG)
     neuronjax sweep SWEEP [--dry-run] [k=v ...] every point of a sweep file not finished yet, one table
+    neuronjax sweep SWEEP --point I | --gather  one point (a job array's task) | the table so far
     neuronjax generate [RUN_DIR] --prompt ...   free generation under an intervention
     neuronjax info [MODEL]                      what a checkpoint is and how it loads
     neuronjax bench load-memory|attribution|scaling   benchmarks
@@ -163,18 +164,31 @@ def _report(args) -> int:
 
 def _sweep(args) -> int:
     from neuronjax.configlib import parse_overrides
-    from neuronjax.sweep import describe_plan, plan, run_sweep
+    from neuronjax.errors import ConfigError
+    from neuronjax.sweep import expand, gather_sweep, load_sweep, plan, run_sweep
 
-    pairs = {o.key: o.value for o in parse_overrides(args.overrides)}
+    overrides = parse_overrides(args.overrides)
+    if args.dry_run and (args.count or args.gather):
+        raise ConfigError("--dry-run goes with a whole sweep or with --point, not with --count or --gather")
+    if args.count:
+        print(len(expand(load_sweep(args.sweep), overrides)))
+        return 0
+    if args.gather:
+        table = gather_sweep(args.sweep, overrides)
+        with open(table.md_path) as f:
+            print(f.read())
+        print(f"CSV: {table.csv_path}")
+        print(table.summary())
+        return 0
     if args.dry_run:
-        sweep, points, states = plan(args.sweep, pairs, args.force)
-        print(describe_plan(sweep, points, states))
+        print(plan(args.sweep, overrides, args.force, args.point).describe())
         print("dry run: nothing was run")
         return 0
-    result = run_sweep(args.sweep, pairs, force=args.force, progress=not args.quiet)
-    with open(result.md_path) as f:
-        print(f.read())
-    print(f"CSV: {result.csv_path}")
+    result = run_sweep(args.sweep, overrides, force=args.force, progress=not args.quiet, point=args.point)
+    if result.md_path:
+        with open(result.md_path) as f:
+            print(f.read())
+        print(f"CSV: {result.csv_path}")
     print(result.summary())
     return 1 if result.failed else 0
 
@@ -255,6 +269,11 @@ def main(argv=None) -> int:
     sweep.add_argument("sweep", help="sweep YAML (e.g. configs/sweeps/example.yaml)")
     sweep.add_argument("overrides", nargs="*", help="dotted key=value overrides for every point, e.g. evaluate.bootstrap=200")
     sweep.add_argument("--dry-run", action="store_true", help="list the points, their run directories and states; run nothing")
+    one = sweep.add_mutually_exclusive_group()
+    one.add_argument("--point", type=int, default=None, metavar="I",
+                     help="run only point I (1-based, as --dry-run lists them; e.g. $SLURM_ARRAY_TASK_ID); no table")
+    one.add_argument("--gather", action="store_true", help="only write the table from the points finished so far")
+    one.add_argument("--count", action="store_true", help="print the number of points (a job array's size)")
     sweep.add_argument("--force", action="store_true", help="delete and run again the run directories made with another config")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     sweep.set_defaults(handler=_sweep)

@@ -358,6 +358,18 @@ def check_key(cls, key: str, where: str) -> Path:
     return parts
 
 
+def field_at(cls, key: str) -> Optional[dataclasses.Field]:
+    """The dataclass field a dotted key names (e.g. its metadata: is it a path?); None where no
+    field is named, e.g. below a free-form mapping."""
+    field = None
+    for part in key.split("."):
+        by_name = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+        if part not in by_name:
+            return None
+        field, cls = by_name[part], _unwrap(_hints(cls)[part])
+    return field
+
+
 def _unwrap(hint: Any) -> Any:
     """Optional[X] -> X (for walking into sections)."""
     if typing.get_origin(hint) in (Union, types.UnionType):

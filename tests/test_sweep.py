@@ -13,61 +13,16 @@ import yaml
 
 from neuronjax import run as runs
 from neuronjax.cli import main
+from neuronjax.evaluation.results import Interval
 from neuronjax.sweep import expand, load_sweep, plan, run_sweep
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TASKS = os.path.join(REPO, "configs", "tasks")
-
-
-def _write(path, data) -> str:
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return str(path)
-
-
-def _base(directory, model_path=None) -> str:
-    cfg = {
-        "name": "base",
-        "task": os.path.join(TASKS, "world_facts.yaml"),
-        "model": {"path": model_path},
-        "identify": {"methods": ["neuronllm"], "k": 5, "z": 10, "attribution": {"method": "ig", "steps": 2, "groups": 1}},
-        "evaluate": {"modes": ["suppress_good", "enhancer"], "random_seeds": 1, "bootstrap": 20, "k_values": []},
-    }  # fmt: skip
-    return _write(directory / "base.yaml", cfg)
-
-
-def _sweep(directory, **changes) -> str:
-    """A sweep file in `directory` (task paths relative to it) over a base config beside it."""
-    rel = os.path.relpath(TASKS, directory)
-    raw = {
-        "name": "tiny_sweep",
-        "base": "base.yaml",
-        "output": str(directory / "out"),
-        "overrides": {"task.split.max_identify": 3, "task.split.max_eval": 3},
-        "grid": {
-            "task": [f"{rel}/world_facts.yaml", f"{rel}/arithmetic.yaml"],
-            "identify.methods": [["neuronllm"], ["mean_activation", "random"]],
-            "identify.k": [3, 5],
-        },
-    }
-    raw.update(changes)
-    raw = {k: v for k, v in raw.items() if v is not None}
-    return _write(directory / "sweep.yaml", raw)
-
-
-NAMES = [
-    "world_facts-neuronllm-k3", "world_facts-neuronllm-k5",
-    "world_facts-mean_activation+random-k3", "world_facts-mean_activation+random-k5",
-    "arithmetic-neuronllm-k3", "arithmetic-neuronllm-k5",
-    "arithmetic-mean_activation+random-k3", "arithmetic-mean_activation+random-k5",
-]  # fmt: skip
-
+from tests.sweep.files import NAMES, TASKS, base_config, evaluation_of, sweep_file, write_yaml
 
 # ----------------------------------------------------------------------------- without a model
 
 
 def test_expansion_order_names_and_configs(tmp_path):
-    _base(tmp_path)
-    path = _sweep(tmp_path)
+    base_config(tmp_path)
+    path = sweep_file(tmp_path)
     sweep = load_sweep(path)
     points = expand(sweep)
     assert [p.name for p in points] == NAMES  # the last grid key varies fastest
@@ -86,13 +41,16 @@ def test_expansion_order_names_and_configs(tmp_path):
 
 
 def test_labels_and_automatic_labels(tmp_path):
-    _base(tmp_path)
-    path = _sweep(tmp_path, grid={
+    base_config(tmp_path)
+    path = sweep_file(tmp_path, grid={
         "model.path": [None, "ckpt/model.gguf"],
         "identify.methods": [["neuronllm", "random"], ["kn_ig"]],
         "task.split.seed": [0, 1],
         "evaluate.all_positions": [False],
     }, labels={"identify.methods": ["nllm", None]})  # fmt: skip
+    # model.path is resolved when the file exists (otherwise it may be a Hugging Face repo id)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "model.gguf").write_bytes(b"")
     sweep = load_sweep(path)
     names = [p.name for p in expand(sweep)]
     assert names[:3] == ["embedded-nllm-seed0-all_positions_false", "embedded-nllm-seed1-all_positions_false",
@@ -105,19 +63,19 @@ def test_labels_and_automatic_labels(tmp_path):
 @pytest.mark.parametrize(
     "changes,message",
     [
-        ({"gird": {}}, "unknown key(s) ['gird']"),
-        ({"name": None}, "missing key 'name'"),
+        ({"gird": {}}, "gird: unknown key; did you mean 'grid'?"),
+        ({"name": None}, "missing key(s) name"),
         ({"name": "a/b"}, "name: expected a folder name"),
         ({"base": "nowhere.yaml"}, "base: "),
-        ({"grid": {"identify.kk": [1, 2]}}, "grid.identify.kk: identify has no key 'kk'"),
-        ({"grid": {"identify.k.x": [1]}}, "grid.identify.k.x: identify.k is a value, not a section"),
-        ({"grid": {"name": ["a", "b"]}}, "grid.name: not allowed in a sweep"),
+        ({"grid": {"identify.kk": [1, 2]}}, "grid: identify.kk: unknown key; did you mean 'k'?"),
+        ({"grid": {"identify.k.x": [1]}}, "grid: identify.k.x: identify.k is a value, not a section"),
+        ({"grid": {"name": ["a", "b"]}}, "grid: name: not allowed in a sweep"),
         ({"grid": {"task_overrides.split.seed": [0, 1]}}, "use task.<key>"),
         ({"grid": {"identify.k": []}}, "grid.identify.k: expected a non-empty list"),
         ({"grid": {"identify.k": 5}}, "grid.identify.k: expected a non-empty list"),
         ({"grid": {}}, "grid: expected a mapping"),
         ({"grid": {"identify.k": [5, 5]}}, "grid.identify.k: value 5 appears twice"),
-        ({"overrides": {"identify.zz": 3}}, "overrides.identify.zz: identify has no key 'zz'"),
+        ({"overrides": {"identify.zz": 3}}, "overrides: identify.zz: unknown key"),
         ({"overrides": {"identify.k": 3}}, "grid.identify.k: also set in overrides"),
         ({"labels": {"identify.z": ["a"]}}, "labels.identify.z: not a grid key"),
         ({"labels": {"identify.k": ["a"]}}, "labels.identify.k: expected a list of 2 labels"),
@@ -128,8 +86,8 @@ def test_labels_and_automatic_labels(tmp_path):
     ],
 )  # fmt: skip
 def test_sweep_file_errors_name_the_file_and_key(tmp_path, changes, message):
-    _base(tmp_path)
-    path = _sweep(tmp_path, **changes)
+    base_config(tmp_path)
+    path = sweep_file(tmp_path, **changes)
     with pytest.raises((ValueError, FileNotFoundError)) as err:
         load_sweep(path)
     assert message in str(err.value) and path in str(err.value)
@@ -140,15 +98,15 @@ def test_sweep_file_errors_name_the_file_and_key(tmp_path, changes, message):
     [
         ({"identify.k": [3, "ten"]}, None, ("point ten (identify.k='ten')", "identify.k: expected int")),
         ({"identify.methods": [["neuronllm"], ["bogus"]]}, None, "'bogus' unknown"),
-        ({"task.split.sed": [1]}, None, "'sed'"),
+        ({"task.split.sed": [1]}, None, "grid: task.split.sed: unknown key; did you mean 'seed'?"),
         ({"evaluate.modes": [["suppress_everything"]]}, None, "suppress_everything"),
         ({"identify.k": [3, 4], "identify.z": [10, 11]}, {"identify.k": ["a-b", "a"], "identify.z": ["c", "b-c"]},
          "share the run name 'a-b-c'"),
     ],
 )  # fmt: skip
 def test_point_errors_name_the_file_point_and_key(tmp_path, grid, labels, message):
-    _base(tmp_path)
-    path = _sweep(tmp_path, grid=grid, labels=labels)
+    base_config(tmp_path)
+    path = sweep_file(tmp_path, grid=grid, labels=labels)
     with pytest.raises(ValueError) as err:
         expand(load_sweep(path))
     text = str(err.value)
@@ -158,17 +116,17 @@ def test_point_errors_name_the_file_point_and_key(tmp_path, grid, labels, messag
 
 
 def test_grid_keys_cannot_be_overridden_for_every_point(tmp_path):
-    _base(tmp_path)
-    path = _sweep(tmp_path)
+    base_config(tmp_path)
+    path = sweep_file(tmp_path)
     with pytest.raises(ValueError, match="grid.identify.k: a grid key cannot be overridden"):
         expand(load_sweep(path), {"identify.k": 9})
-    with pytest.raises(ValueError, match="identify has no key 'kk'"):
+    with pytest.raises(ValueError, match=r"identify\.kk: unknown key; did you mean 'k'\?"):
         expand(load_sweep(path), {"identify.kk": 9})
 
 
 def test_failed_points_are_listed(tmp_path, monkeypatch, capsys):
-    _base(tmp_path)
-    path = _sweep(tmp_path, grid={"identify.k": [3, 5]})
+    base_config(tmp_path)
+    path = sweep_file(tmp_path, grid={"identify.k": [3, 5]})
 
     def broken(config, *a, **k):
         raise RuntimeError(f"no neurons for {config.name}")
@@ -187,10 +145,10 @@ def test_failed_points_are_listed(tmp_path, monkeypatch, capsys):
 
 
 def test_points_run_grouped_by_model_each_model_loaded_once_and_force(tmp_path, monkeypatch):
-    _base(tmp_path)
-    path = _sweep(tmp_path, grid={"identify.k": [3, 5], "model.dtype": ["float32", "bfloat16"]})
+    base_config(tmp_path)
+    path = sweep_file(tmp_path, grid={"identify.k": [3, 5], "model.dtype": ["float32", "bfloat16"]})
     loads, ran = [], []
-    iv = {"value": 0.5, "low": 0.25, "high": 0.75}
+    iv = Interval(0.5, 0.25, 0.75)
 
     def identify(config, lm, **kwargs):
         ran.append((config.name, lm))
@@ -198,9 +156,7 @@ def test_points_run_grouped_by_model_each_model_loaded_once_and_force(tmp_path, 
         return {}
 
     def evaluate(config, lm, sets, **kwargs):
-        row = {"method": "none", "mode": "none", "k": 0, "control": False, "good": 0, "bad": 0,
-               "accuracy": iv, "vs_none": {"accuracy": iv}}  # fmt: skip
-        runs._write_json(os.path.join(config.run_dir, "evaluation.json"), {"task": "t", "items": 1, "rows": [row]})
+        evaluation_of(iv).save(os.path.join(config.run_dir, "evaluation.json"))
 
     monkeypatch.setattr(runs, "load_model_for", lambda config: loads.append(config.model.dtype) or config.model.dtype)
     monkeypatch.setattr(runs, "identify_run", identify)
@@ -232,8 +188,8 @@ def test_points_run_grouped_by_model_each_model_loaded_once_and_force(tmp_path, 
 def swept(tiny_dir, tmp_path_factory):
     """The 8-point sweep run once on the tiny model; counts the model loads."""
     d = tmp_path_factory.mktemp("sweep")
-    _base(d, str(tiny_dir))
-    path = _sweep(d)
+    base_config(d, str(tiny_dir))
+    path = sweep_file(d)
     loads = []
     original = runs.load_model_for
 
@@ -350,7 +306,7 @@ def test_resume_conflict_and_dry_run(swept, monkeypatch, capsys):
     # --dry-run through the CLI: a larger grid lists finished and new points and runs nothing.
     raw = yaml.safe_load(pathlib.Path(path).read_text())
     raw["grid"]["identify.k"] = [3, 5, 4]
-    bigger = _write(d / "bigger.yaml", raw)
+    bigger = write_yaml(d / "bigger.yaml", raw)
     assert main(["sweep", bigger, "--dry-run"]) == 0
     out = capsys.readouterr().out
     lines = {line.split()[1]: line for line in out.splitlines() if line.startswith("  ")}

@@ -80,10 +80,11 @@ def path_with(bindir, env=None):
     return env
 
 
-def recorder(bindir, name):
-    """A fake `name` that appends its argv (as JSON) to bindir/name.log; returns the reader."""
+def recorder(bindir, name, then=""):
+    """A fake `name` that appends its argv (as JSON) to bindir/name.log (LOG), then runs the
+    Python lines `then`; returns the reader of the log."""
     log = os.path.join(bindir, f"{name}.log")
-    fake_tool(bindir, name, f"open({log!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')")
+    fake_tool(bindir, name, f"LOG = {log!r}\nopen(LOG, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n{then}")
 
     def calls():
         if not os.path.exists(log):
