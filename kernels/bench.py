@@ -22,7 +22,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from neuronjax.kernels import choice
 from neuronjax.kernels.shared_prefix_attention import pallas_attention, reference
 

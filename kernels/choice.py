@@ -25,6 +25,8 @@ from typing import Optional
 
 import jax
 
+from neuronjax.errors import ConfigError
+
 ENV_VAR = "NEURONJAX_KERNELS"
 IMPLS = ("auto", "reference", "pallas", "interpret")
 ACCELERATORS = ("gpu", "cuda", "rocm", "tpu")
@@ -37,7 +39,7 @@ def env_choice() -> Optional[str]:
     if not value:
         return None
     if value not in IMPLS:
-        raise ValueError(f"{ENV_VAR}={value!r} is not understood; accepted values: {', '.join(IMPLS)}")
+        raise ConfigError(f"{ENV_VAR}={value!r} is not understood; accepted values: {', '.join(IMPLS)}")
     return value
 
 
@@ -51,7 +53,7 @@ def choose(impl: str = "auto", backend: Optional[str] = None, devices: Optional[
     backend: the JAX backend name to decide for; the default backend when None. devices: the
     device count to decide for; ``jax.device_count()`` when None."""
     if impl not in IMPLS:
-        raise ValueError(f"impl={impl!r} is not understood; accepted values: {', '.join(IMPLS)}")
+        raise ConfigError(f"impl={impl!r} is not understood; accepted values: {', '.join(IMPLS)}")
     env = env_choice()  # validated even when an explicit impl makes it irrelevant
     if impl == "auto" and env is not None:
         impl = env

@@ -70,8 +70,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
-
 from neuronjax.kernels import choice
+
+from neuronjax.errors import InputError
 
 F32 = jnp.float32
 MAX_BLOCK_K = 128  # cached positions per inner step
@@ -387,10 +388,10 @@ def pallas_attention(
     backend = jax.default_backend().lower()
     block_k = block_k or min(MAX_BLOCK_K, max(16, _next_pow2(t)))
     if block_k < 16 or block_k & (block_k - 1):
-        raise ValueError(f"block_k must be a power of two >= 16, got {block_k}")
+        raise InputError(f"block_k must be a power of two >= 16, got {block_k}")
     layout = layout or ("ktd" if backend == "tpu" and not interpret else "tkd")
     if layout not in ("ktd", "tkd"):
-        raise ValueError(f"layout must be 'ktd' or 'tkd', got {layout!r}")
+        raise InputError(f"layout must be 'ktd' or 'tkd', got {layout!r}")
     cfg = _Static(
         scale=float(scale), softcap=None if softcap is None else float(softcap), cached=t,
         block_k=block_k, layout=layout, interpret=bool(interpret), backend=backend,

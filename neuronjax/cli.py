@@ -58,10 +58,10 @@ def _print_report(config) -> None:
     HTML page are drawn into <run>/report/."""
     import os
 
+    import jax
+
     from neuronjax.distributed import is_primary
     from neuronjax.run import REPORT
-
-    import jax
 
     if is_primary():
         from neuronjax.report import write_html_report
@@ -200,8 +200,8 @@ def _generate(args) -> int:
 
     iv = None
     if args.run:
-        from neuronjax.io.neurons import load_neurons
         from neuronjax.config import config_of_run
+        from neuronjax.io.neurons import load_neurons
         from neuronjax.run import NEURONS, load_model_for
 
         config = config_of_run(args.run)
@@ -223,11 +223,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="neuronjax", description="Good and bad FFN neurons of causal LLMs (NeuronLLM) in JAX.")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    from neuronjax import configlib
+    from neuronjax import confighelp
     from neuronjax.config import RunConfig
 
     sections = ("config sections (dotted keys: section.key=value; `neuronjax config show CONFIG` prints every key):\n"
-                + configlib.sections_help(RunConfig)
+                + confighelp.sections_help(RunConfig)
                 + "\n  task.<key>      a key of the task YAML (e.g. task.split.seed=1)")  # fmt: skip
 
     def with_config(p, what):

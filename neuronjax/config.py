@@ -27,6 +27,8 @@ import os
 from typing import Literal, Optional, Sequence, Union
 
 from neuronjax import configlib as cl
+from neuronjax.confighelp import show as show_config
+from neuronjax.confighelp import to_plain
 from neuronjax.configlib import Override
 from neuronjax.errors import ConfigError
 from neuronjax.intervention import MODES as ALL_MODES
@@ -229,7 +231,7 @@ def check_run_config(config: RunConfig, source: cl.Source, task_overrides: Seque
 
 def to_dict(config: RunConfig) -> dict:
     """Plain data of a run config (what config.yaml holds)."""
-    return cl.to_plain(config)
+    return to_plain(config)
 
 
 def show(config: RunConfig) -> str:
@@ -239,7 +241,7 @@ def show(config: RunConfig) -> str:
 
     task = load_task_config(config.task, config.task_overrides)
     return (
-        f"# run config (from {config.source})\n" + cl.show(config)
+        f"# run config (from {config.source})\n" + show_config(config)
         + f"\n# task config (from {config.task}" + (", with task_overrides" if config.task_overrides else "") + ")\n"
-        + cl.show(task)
+        + show_config(task)
     )  # fmt: skip

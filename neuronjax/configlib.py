@@ -10,29 +10,27 @@ of them anyway, and the schemas are plain frozen dataclasses that the rest of th
     apply_overrides(raw, source, parse_overrides(["identify.k=50"]))
     config = parse(RunConfig, raw, source)
 
+Help and display (`field_help`, `show`, `sections_help`) live in `neuronjax.confighelp`.
+
 Types understood: dataclasses (nested), `Optional` and `Union` (every member tried), `Literal`,
 `tuple[X, ...]`, `tuple[X, Y]`, `list[X]`, `dict[str, X]`, bare `dict` (free-form), bool, int,
 float (an int is accepted), str and `Any`. A field whose metadata says ``path`` is resolved:
 relative paths in a file against the file's folder, relative paths given on the command line
-against the working directory. Every field's comment in its class source is its help text
-(`field_help`), shown by `neuronjax config show` and by `--help`.
+against the working directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
-import inspect
-import io
 import os
-import re
 import types
 import typing
 from typing import Any, Iterable, Literal, Optional, Sequence, Union
 
 import yaml
 
+from neuronjax.confighelp import help_line, type_hints, unwrap, yaml_value
 from neuronjax.errors import ConfigError, ConfigFileNotFound
 
 Path = tuple[str, ...]  # a dotted key as its parts
@@ -62,15 +60,7 @@ class Override:
     text: str = ""  # the override as written (key=value), when it was written by hand
 
     def describe(self) -> str:
-        return f"{self.origin} override {self.text or f'{self.key}={_short(self.value)}'}"
-
-
-def _short(value: Any) -> str:
-    """A value as it would be written in YAML (flow style, one line)."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False).strip()
-    if text.endswith("..."):
-        text = text[:-3].strip()
-    return text
+        return f"{self.origin} override {self.text or f'{self.key}={yaml_value(self.value)}'}"
 
 
 @dataclasses.dataclass
@@ -186,7 +176,7 @@ def set_dotted(raw: dict, override: Override, source: Source, key: Optional[str]
         if not isinstance(child, dict):
             raise ConfigError(
                 f"{override.describe()} (on {source.file or source.name}): {dotted(parts[: i + 1])} is a value "
-                f"({_short(child)}), not a section with keys"
+                f"({yaml_value(child)}), not a section with keys"
             )
         node = child
     node[parts[-1]] = override.value
@@ -238,9 +228,9 @@ def parse(cls, raw: Any, source: Source, path: Path = (), fixed: Optional[dict] 
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise source.error(path, f"expected a mapping of keys, got {_short(raw)}")
+        raise source.error(path, f"expected a mapping of keys, got {yaml_value(raw)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")}
-    hints = _hints(cls)
+    hints = type_hints(cls)
     values = dict(fixed or {})
     for key, value in raw.items():
         sub = path + (str(key),)
@@ -254,7 +244,7 @@ def parse(cls, raw: Any, source: Source, path: Path = (), fixed: Optional[dict] 
     missing = [n for n, f in fields.items() if n not in values and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]  # fmt: skip
     if missing:
-        raise source.error(path, f"missing key(s) {', '.join(missing)} ({_help_line(cls, missing[0])})")
+        raise source.error(path, f"missing key(s) {', '.join(missing)} ({help_line(cls, missing[0])})")
     try:
         return cls(**values)
     except ConfigError as err:
@@ -273,7 +263,7 @@ def check(hint: Any, value: Any, source: Source, path: Path) -> Any:
     if origin is Literal:
         if value not in args:
             hint_text = suggest(value, [a for a in args if isinstance(a, str)]) if isinstance(value, str) else ""
-            raise source.error(path, f"expected one of {', '.join(_short(a) for a in args)}, got {_short(value)}{hint_text}")
+            raise source.error(path, f"expected one of {', '.join(yaml_value(a) for a in args)}, got {yaml_value(value)}{hint_text}")
         return value
     if origin in (Union, types.UnionType):
         if value is None:
@@ -290,31 +280,31 @@ def check(hint: Any, value: Any, source: Source, path: Path) -> Any:
                 errors.append(err)
         if len(errors) == 1:
             raise errors[0]
-        raise source.error(path, f"expected {_type_name(hint)}, got {_short(value)}")
+        raise source.error(path, f"expected {_type_name(hint)}, got {yaml_value(value)}")
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise source.error(path, f"expected {_type_name(hint)}, got {_short(value)}")
+            raise source.error(path, f"expected {_type_name(hint)}, got {yaml_value(value)}")
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
-                raise source.error(path, f"expected {_type_name(hint)}, got {len(value)} values: {_short(value)}")
+                raise source.error(path, f"expected {_type_name(hint)}, got {len(value)} values: {yaml_value(value)}")
             return tuple(check(a, v, source, path + (str(i),)) for i, (a, v) in enumerate(zip(args, value)))
         inner = args[0] if args else Any
         items = [check(inner, v, source, path + (str(i),)) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
-            raise source.error(path, f"expected a mapping, got {_short(value)}")
+            raise source.error(path, f"expected a mapping, got {yaml_value(value)}")
         if not args:
             return value
         return {str(k): check(args[1], v, source, path + (str(k),)) for k, v in value.items()}
     if hint is bool:
         if not isinstance(value, bool):
-            raise source.error(path, f"expected true or false, got {_short(value)}")
+            raise source.error(path, f"expected true or false, got {yaml_value(value)}")
         return value
     if hint in (int, float, str):
         ok = (int, float) if hint is float else (hint,)
         if not isinstance(value, ok) or isinstance(value, bool):
-            raise source.error(path, f"expected {hint.__name__}, got {_short(value)}")
+            raise source.error(path, f"expected {hint.__name__}, got {yaml_value(value)}")
         return float(value) if hint is float else value
     return value
 
@@ -333,11 +323,6 @@ def _resolve(value: Any, kind: str, source: Source, path: Path) -> Any:
     return one(value, path)
 
 
-@functools.lru_cache(maxsize=None)
-def _hints(cls) -> dict:
-    return typing.get_type_hints(cls)
-
-
 def check_key(cls, key: str, where: str) -> Path:
     """Check that a dotted key names a field of `cls` (through nested dataclasses; a free-form
     mapping accepts any key below it). Errors start with `where` and suggest the nearest key."""
@@ -354,7 +339,7 @@ def check_key(cls, key: str, where: str) -> Path:
         if part not in names:
             section = dotted(parts[:i]) or "the run config"
             raise ConfigError(f"{where}: {dotted(parts[: i + 1])}: unknown key{suggest(part, names)} ({section} has: {', '.join(names)})")
-        hint = _unwrap(_hints(hint)[part])
+        hint = unwrap(type_hints(hint)[part])
     return parts
 
 
@@ -366,114 +351,5 @@ def field_at(cls, key: str) -> Optional[dataclasses.Field]:
         by_name = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
         if part not in by_name:
             return None
-        field, cls = by_name[part], _unwrap(_hints(cls)[part])
+        field, cls = by_name[part], unwrap(type_hints(cls)[part])
     return field
-
-
-def _unwrap(hint: Any) -> Any:
-    """Optional[X] -> X (for walking into sections)."""
-    if typing.get_origin(hint) in (Union, types.UnionType):
-        members = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(members) == 1:
-            return members[0]
-    return hint
-
-
-# ----------------------------------------------------------------------------- help and display
-
-
-@functools.lru_cache(maxsize=None)
-def field_help(cls) -> dict[str, str]:
-    """{field: help}: the comment on a field's line in the class source, with the comment lines
-    directly above it."""
-    try:
-        lines = inspect.getsource(cls).splitlines()
-    except (OSError, TypeError):
-        return {}
-    names = {f.name for f in dataclasses.fields(cls)}
-    out, above = {}, []
-    for line in lines:
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            above.append(stripped.lstrip("#").strip())
-            continue
-        m = re.match(r"\s*(\w+)\s*:", line)
-        if m and m.group(1) in names:
-            trailing = line.split("  #", 1)[1].strip() if "  #" in line else ""
-            out[m.group(1)] = " ".join([*above, trailing]).strip()
-        above = []
-    return out
-
-
-def _help_line(cls, name: str) -> str:
-    text = field_help(cls).get(name, "")
-    return f"{name}: {text}" if text else name
-
-
-def to_plain(x: Any) -> Any:
-    """Plain data (dicts, lists, scalars) of a config dataclass."""
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return {f.name: to_plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
-    if isinstance(x, dict):
-        return {k: to_plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_plain(v) for v in x]
-    return x
-
-
-def _default(field: dataclasses.Field) -> Any:
-    if field.default is not dataclasses.MISSING:
-        return to_plain(field.default)
-    if field.default_factory is not dataclasses.MISSING:
-        return to_plain(field.default_factory())
-    return dataclasses.MISSING
-
-
-def show(config: Any, indent: int = 0) -> str:
-    """Every key of a config dataclass with its value, its help and, where the value differs, its
-    default, as YAML that reads back."""
-    out = io.StringIO()
-    _show(config, indent, out)
-    return out.getvalue()
-
-
-def _show(config: Any, indent: int, out) -> None:
-    helps = field_help(type(config))
-    pad = " " * indent
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        text = helps.get(f.name, "")
-        if dataclasses.is_dataclass(value):
-            out.write(f"{pad}{f.name}:{'  # ' + text if text else ''}\n")
-            _show(value, indent + 2, out)
-            continue
-        plain = to_plain(value)
-        rendered = _short(plain)
-        default = _default(f)
-        notes = [text] if text else []
-        if default is dataclasses.MISSING:
-            notes.append("required")
-        elif default != plain:
-            notes.append(f"default: {_short(default)}")
-        line = f"{pad}{f.name}: {rendered}"
-        if notes:
-            line = f"{line:<40s}  # " + "; ".join(notes)
-        out.write(line + "\n")
-
-
-def sections_help(cls) -> str:
-    """The top-level keys of a config class and, for sections, their keys: for `--help`."""
-    helps = field_help(cls)
-    hints = _hints(cls)
-    lines = []
-    for f in dataclasses.fields(cls):
-        if not f.init or f.metadata.get("internal"):
-            continue
-        hint = _unwrap(hints[f.name])
-        text = helps.get(f.name, "")
-        if dataclasses.is_dataclass(hint):
-            keys = ", ".join(g.name for g in dataclasses.fields(hint) if g.init)
-            lines.append(f"  {f.name + ':':<14s} {text}" + (" " if text else "") + f"[{keys}]")
-        else:
-            lines.append(f"  {f.name + ':':<14s} {text}")
-    return "\n".join(lines)

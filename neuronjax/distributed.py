@@ -29,6 +29,8 @@ from typing import Iterator, Optional
 import jax
 import numpy as np
 
+from neuronjax.errors import ConfigError
+
 ENV_COORDINATOR = "NEURONJAX_COORDINATOR"
 ENV_NUM_PROCESSES = "NEURONJAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "NEURONJAX_PROCESS_ID"
@@ -41,7 +43,7 @@ def _int_env(name: str, value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name}={value!r}: expected an integer") from None
+        raise ConfigError(f"environment variable {name}={value!r}: expected an integer") from None
 
 
 def explicit_settings(environ: Optional[dict] = None) -> Optional[tuple[str, int, int]]:
@@ -52,15 +54,15 @@ def explicit_settings(environ: Optional[dict] = None) -> Optional[tuple[str, int
         return None
     if len(present) != len(_ENV):
         missing = [k for k in _ENV if k not in present]
-        raise ValueError(f"environment: {present} set but {missing} missing; set all of {list(_ENV)} or none")
+        raise ConfigError(f"environment: {present} set but {missing} missing; set all of {list(_ENV)} or none")
     coordinator = environ[ENV_COORDINATOR]
     host, sep, port = coordinator.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ValueError(f"environment variable {ENV_COORDINATOR}={coordinator!r}: expected host:port")
+        raise ConfigError(f"environment variable {ENV_COORDINATOR}={coordinator!r}: expected host:port")
     count = _int_env(ENV_NUM_PROCESSES, environ[ENV_NUM_PROCESSES])
     index = _int_env(ENV_PROCESS_ID, environ[ENV_PROCESS_ID])
     if count < 1 or not 0 <= index < count:
-        raise ValueError(
+        raise ConfigError(
             f"environment: {ENV_PROCESS_ID}={index} with {ENV_NUM_PROCESSES}={count}: expected 0 <= id < count"
         )
     return coordinator, count, index
@@ -100,7 +102,7 @@ def initialize(
         return "already"
     given = [x is not None for x in (coordinator, num_processes, process_id)]
     if any(given) and not all(given):
-        raise ValueError("initialize: give coordinator, num_processes and process_id together, or none")
+        raise ConfigError("initialize: give coordinator, num_processes and process_id together, or none")
     settings = (coordinator, num_processes, process_id) if all(given) else explicit_settings(environ)
     if settings is not None:
         coordinator, num_processes, process_id = settings

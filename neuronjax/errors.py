@@ -9,6 +9,15 @@ class ConfigError(NeuronJaxError, ValueError):
     """A configuration file or field is missing, unknown or out of range."""
 
 
+class InputError(NeuronJaxError, ValueError):
+    """An argument passed to the Python API (an array, a batch, an intervention) has the wrong
+    shape, dtype or value."""
+
+
+class DataError(NeuronJaxError, ValueError):
+    """A data file (task rows, a dataset) cannot be read as what it should hold."""
+
+
 class ConfigFileNotFound(ConfigError, FileNotFoundError):
     """A configuration file named by the user (run, task, sweep) does not exist."""
 

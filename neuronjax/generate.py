@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from neuronjax.cached import greedy_tokens
+from neuronjax.errors import InputError
 from neuronjax.intervention import Intervention
 
 BUCKET = 32  # prompt widths are padded to a multiple of this (fewer compiled shapes)
@@ -30,9 +31,9 @@ def generate(
     """Greedy continuations of `prompts` (strings; `chat` wraps each in the chat template)."""
     tok = lm.tokenizer
     if tok is None:
-        raise ValueError(f"{lm.source}: this checkpoint has no tokenizer; generation needs one")
+        raise InputError(f"{lm.source}: this checkpoint has no tokenizer; generation needs one")
     if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens = {max_new_tokens}: expected >= 1")
+        raise InputError(f"max_new_tokens = {max_new_tokens}: expected >= 1")
     if intervention is not None:
         intervention.check_shape(lm.config.num_layers, lm.config.intermediate_size)
     rows = []
@@ -41,7 +42,7 @@ def generate(
             p = tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
         rows.append(list(tok.encode(p, add_special_tokens=not chat)))
     if any(not r for r in rows):
-        raise ValueError(f"prompt {prompts[next(i for i, r in enumerate(rows) if not r)]!r} has no tokens")
+        raise InputError(f"prompt {prompts[next(i for i, r in enumerate(rows) if not r)]!r} has no tokens")
     width = -(-max(len(r) for r in rows) // BUCKET) * BUCKET
     ids = np.full((len(rows), width), lm.pad_id, np.int32)
     mask = np.zeros((len(rows), width), np.int32)

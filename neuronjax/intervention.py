@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from neuronjax.errors import InputError
+
 Positions = Literal["last", "all"]
 POSITIONS = ("last", "all")
 
@@ -46,11 +48,11 @@ class Intervention:
         """Raise unless scale and shift are both [num_layers, mlp] (the model's neuron grid) and the
         position policy is known."""
         if self.positions not in POSITIONS:
-            raise ValueError(f"{what}: positions = {self.positions!r}; expected one of {POSITIONS}")
+            raise InputError(f"{what}: positions = {self.positions!r}; expected one of {POSITIONS}")
         for field in ("scale", "shift"):
             shape = tuple(getattr(self, field).shape)
             if shape != (num_layers, mlp):
-                raise ValueError(
+                raise InputError(
                     f"{what}: field '{field}' has shape {shape}; this model needs "
                     f"(layers={num_layers}, mlp={mlp})"
                 )
@@ -128,9 +130,9 @@ def from_masks(
     """An Intervention for a named mode; good and bad are bool [layers, mlp] masks."""
     good, bad = np.asarray(good, bool), np.asarray(bad, bool)
     if good.shape != bad.shape or good.ndim != 2:
-        raise ValueError(f"good {good.shape} and bad {bad.shape} masks must both be [layers, mlp]")
+        raise InputError(f"good {good.shape} and bad {bad.shape} masks must both be [layers, mlp]")
     if mode not in MODE_EDITS:
-        raise ValueError(f"intervention mode {mode!r} unknown; expected one of {MODES}")
+        raise InputError(f"intervention mode {mode!r} unknown; expected one of {MODES}")
     scale = np.ones(good.shape, np.float32)
     shift = np.zeros(good.shape, np.float32)
     masks = {"good": good, "bad": bad}

@@ -13,6 +13,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from neuronjax import sharding as sh
+from neuronjax.errors import InputError
 from neuronjax.intervention import Intervention
 from neuronjax.models.config import ModelConfig
 from neuronjax.models.decoder import ForwardOutput, KVCache
@@ -75,7 +76,7 @@ class LanguageModel:
         def move(var):
             x = np.asarray(jax.device_get(var.get_value())) if var.get_value().is_fully_addressable else None
             if x is None:
-                raise ValueError("on_mesh: the parameters already span other processes; load the model on the mesh")
+                raise InputError("on_mesh: the parameters already span other processes; load the model on the mesh")
             sharding = target_sharding(mesh, var.get_metadata()["logical_axes"], x.shape)
             return var.replace(jax.make_array_from_callback(x.shape, sharding, lambda index: x[index]))
 
@@ -124,7 +125,7 @@ class LanguageModel:
     def encode(self, texts: Sequence[str], add_special_tokens: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Tokenize and left-pad: (input_ids int32 [batch, seq], attention_mask int32 [batch, seq])."""
         if self.tokenizer is None:
-            raise ValueError(f"{self.source}: this checkpoint has no tokenizer files")
+            raise InputError(f"{self.source}: this checkpoint has no tokenizer files")
         rows = [self.tokenizer.encode(t, add_special_tokens=add_special_tokens) for t in texts]
         width = max(len(r) for r in rows)
         pad = self.pad_id

@@ -58,6 +58,6 @@ def random_like(good: np.ndarray, bad: np.ndarray, seed: int) -> tuple[np.ndarra
     reference masks (the draw of the `random` method, `Random.like(good, bad, seed)`)."""
     good, bad = np.asarray(good, bool), np.asarray(bad, bool)
     if good.ndim != 2 or good.shape != bad.shape:
-        raise ValueError(f"random_like: reference good {good.shape} and bad {bad.shape} masks must both be [layers, mlp]")
+        raise ConfigError(f"random_like: reference good {good.shape} and bad {bad.shape} masks must both be [layers, mlp]")
     layers, mlp = good.shape
     return draw_per_layer(layers, mlp, good.sum(axis=1), bad.sum(axis=1), seed)

@@ -21,6 +21,7 @@ from typing import Optional
 import yaml
 
 from neuronjax.config import RunConfig, to_dict
+from neuronjax.errors import ConfigError
 from neuronjax.evaluation.results import CrossEvaluation, Evaluation
 from neuronjax.io.neurons import NeuronSet, load_neurons, save_neurons
 
@@ -60,7 +61,7 @@ def mesh_for(config: RunConfig):
     shape = dict(config.model.mesh)
     bad = {k: v for k, v in shape.items() if k not in MESH_AXES or not isinstance(v, int) or v < 1}
     if bad:
-        raise ValueError(
+        raise ConfigError(
             f"{config.source or 'config'}: model.mesh = {shape}: expected sizes >= 1 for axes among {list(MESH_AXES)}"
         )
     if not shape and jax.device_count() == 1:
@@ -68,7 +69,7 @@ def mesh_for(config: RunConfig):
     try:
         return make_mesh(shape)
     except ValueError as e:
-        raise ValueError(f"{config.source or 'config'}: model.mesh = {shape}: {e}") from None
+        raise ConfigError(f"{config.source or 'config'}: model.mesh = {shape}: {e}") from None
 
 
 def load_model_for(config: RunConfig):
@@ -90,10 +91,9 @@ def encode(config: RunConfig, lm, part: str, task_path: Optional[str] = None):
 
 def identify_run(config: RunConfig, lm=None, progress: bool = True, force: bool = False) -> dict[str, NeuronSet]:
     """Identify with every configured method and save the sets under <run_dir>/neurons/."""
+    from neuronjax.distributed import barrier, is_primary
     from neuronjax.identify import Checkpointing, IdentifyStats, identify
     from neuronjax.methods import make_methods
-
-    from neuronjax.distributed import barrier, is_primary
 
     out = os.path.join(config.run_dir, NEURONS)
     state_dir = os.path.join(config.run_dir, STATE)

@@ -11,7 +11,7 @@ The mesh has three axes:
 Model code and attribution code name logical axes only (``batch, seq, embed, heads, kv_heads,
 head_dim, mlp, vocab, layers``); this module alone turns them into `PartitionSpec`s. A dimension
 whose size the mesh axis does not divide is replicated instead (e.g. 3 key/value heads on a
-tensor axis of 4), so any mesh loads any model; `describe` reports where that happened.
+tensor axis of 4), so any mesh loads any model.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from typing import Optional, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from neuronjax.errors import ConfigError
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -47,15 +50,15 @@ def make_mesh(shape: Optional[dict[str, int]] = None, devices: Optional[Sequence
     shape = dict(shape or {})
     unknown = set(shape) - set(MESH_AXES)
     if unknown:
-        raise ValueError(f"mesh axes {sorted(unknown)} unknown; expected a subset of {MESH_AXES}")
+        raise ConfigError(f"mesh axes {sorted(unknown)} unknown; expected a subset of {MESH_AXES}")
     fixed = math.prod(v for k, v in shape.items() if k != "data")
     if "data" not in shape:
         if len(devices) % fixed:
-            raise ValueError(f"mesh {shape} does not divide the {len(devices)} devices")
+            raise ConfigError(f"mesh {shape} does not divide the {len(devices)} devices")
         shape["data"] = len(devices) // fixed
     sizes = tuple(shape.get(a, 1) for a in MESH_AXES)
     if math.prod(sizes) != len(devices):
-        raise ValueError(
+        raise ConfigError(
             f"mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices, have {len(devices)}"
         )
     grid = np.asarray(devices, dtype=object).reshape(sizes)

@@ -35,6 +35,7 @@ from flax import nnx
 
 from neuronjax.attribution import last_token as lt
 from neuronjax.cached import prefix_cache
+from neuronjax.errors import InputError
 
 Method = Literal["ig", "grad_x_act", "activation"]
 METHODS = ("ig", "grad_x_act", "activation")
@@ -57,19 +58,19 @@ class PromptBatch:
         ids, mask, opts, gold = (np.asarray(x) for x in (self.input_ids, self.attention_mask, self.option_ids, self.gold))
         b = ids.shape[0]
         if ids.ndim != 2 or mask.shape != ids.shape:
-            raise ValueError(f"input_ids {ids.shape} and attention_mask {mask.shape} must both be [batch, seq]")
+            raise InputError(f"input_ids {ids.shape} and attention_mask {mask.shape} must both be [batch, seq]")
         if ids.shape[1] < 2:
-            raise ValueError("prompts need at least two tokens (a prefix and the last position)")
+            raise InputError("prompts need at least two tokens (a prefix and the last position)")
         if not mask[:, -1].all():
             bad = np.flatnonzero(mask[:, -1] == 0).tolist()
-            raise ValueError(f"attention_mask: rows {bad[:10]} are not left-padded (their last column is padding)")
+            raise InputError(f"attention_mask: rows {bad[:10]} are not left-padded (their last column is padding)")
         if opts.ndim != 3 or opts.shape[:2] != (b, 4):
-            raise ValueError(f"option_ids has shape {opts.shape}; expected [batch={b}, 4, candidates]")
+            raise InputError(f"option_ids has shape {opts.shape}; expected [batch={b}, 4, candidates]")
         empty = np.argwhere((opts < 0).all(axis=-1))
         if len(empty):
-            raise ValueError(f"option_ids: (row, option) {empty[0].tolist()} has no candidate token")
+            raise InputError(f"option_ids: (row, option) {empty[0].tolist()} has no candidate token")
         if gold.shape != (b,) or gold.min() < 0 or gold.max() > 3:
-            raise ValueError(f"gold must be [batch={b}] with values in 0..3; got shape {gold.shape}")
+            raise InputError(f"gold must be [batch={b}] with values in 0..3; got shape {gold.shape}")
 
 
 @jax.tree_util.register_dataclass
@@ -178,11 +179,11 @@ def attribute(
     vocabulary (see the module docstring).
     """
     if method not in METHODS:
-        raise ValueError(f"method {method!r} unknown; expected one of {METHODS}")
+        raise InputError(f"method {method!r} unknown; expected one of {METHODS}")
     if target not in TARGETS:
-        raise ValueError(f"target {target!r} unknown; expected one of {TARGETS}")
+        raise InputError(f"target {target!r} unknown; expected one of {TARGETS}")
     if method == "ig" and steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise InputError(f"steps must be >= 1, got {steps}")
     batch.validate()
     n, s = np.shape(batch.input_ids)
     chunk = chunk or n

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from neuronjax.errors import InputError
 from neuronjax.models.decoder import Decoder, KVCache
 from neuronjax.tasks.metrics import target_f
 
@@ -154,7 +155,7 @@ def target_of(model: Decoder, x: jax.Array, option_ids: jax.Array, gold: jax.Arr
         return f_of_scores(option_scores(model, x, option_ids), gold)
     if target == "prob":
         return gold_probability(model, x, option_ids, gold)
-    raise ValueError(f"target {target!r} unknown; expected one of {TARGETS}")
+    raise InputError(f"target {target!r} unknown; expected one of {TARGETS}")
 
 
 def base_pass(model, graphdef, replay: Replay, option_ids, gold, shifts=None, target: Target = "ce"):

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from neuronjax.attribution.engine import Attribution, PromptBatch, alphas
+from neuronjax.errors import InputError
 from neuronjax.intervention import Intervention
 from neuronjax.lm import forward
 from neuronjax.tasks.metrics import target_f
@@ -30,7 +31,7 @@ def naive_attribute(lm, batch: PromptBatch, method: str = "ig", steps: int = 16,
     """One prompt at a time; for ``ig`` a full forward and backward per (layer, alpha). target as
     in `engine.attribute`."""
     if target not in ("ce", "prob"):
-        raise ValueError(f"target {target!r} unknown; expected 'ce' or 'prob'")
+        raise InputError(f"target {target!r} unknown; expected 'ce' or 'prob'")
     c = lm.config
     shape = (c.num_layers, c.intermediate_size)
     grad_f = jax.jit(jax.grad(lambda *a: _f(*a, target=target)[0], argnums=6), static_argnums=0)

@@ -35,6 +35,8 @@ import time
 
 import numpy as np
 
+from neuronjax.errors import ConfigError
+
 ROLE = "You are a careful assistant. Answer each multiple-choice question with the letter of the correct option only."
 
 # (question, options, index of the gold option): the demonstration, then the proxied questions.
@@ -82,7 +84,7 @@ def letter_ids(tokenizer) -> np.ndarray:
         for j, text in enumerate((letter, " " + letter)):
             ids = tokenizer.encode(text, add_special_tokens=False)
             if len(ids) != 1:
-                raise ValueError(f"tokenizer: {text!r} is {len(ids)} tokens {ids}; expected one")
+                raise ConfigError(f"tokenizer: {text!r} is {len(ids)} tokens {ids}; expected one")
             out[i, j] = ids[0]
     return out
 
@@ -141,7 +143,7 @@ def run_ours(lm, arrays: dict, steps: int, chunk: int) -> dict:
     import jax
 
     from neuronjax.attribution import PromptBatch, attribute
-    from neuronjax.attribution.engine import pad_rows, attribute_compiled
+    from neuronjax.attribution.engine import attribute_compiled, pad_rows
     from neuronjax.attribution.flops import attribution_flops
 
     batch = PromptBatch(**arrays)

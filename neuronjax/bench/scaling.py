@@ -28,6 +28,8 @@ import subprocess
 import sys
 import time
 
+from neuronjax.errors import ConfigError
+
 
 def _child(args) -> None:
     import jax
@@ -74,7 +76,7 @@ def _measure(args, devices: int) -> dict:
     """Run one device count in fresh processes; returns the primary's RESULT."""
     procs = args.processes
     if devices % procs:
-        raise ValueError(f"--devices {devices} is not divisible by --processes {procs}")
+        raise ConfigError(f"--devices {devices} is not divisible by --processes {procs}")
     cmd = [sys.executable, "-m", "neuronjax.bench.scaling", "--child", "--devices", str(devices),
            "--per-device", str(args.per_device), "--steps", str(args.steps), "--repeats", str(args.repeats)]  # fmt: skip
     if args.model:
@@ -87,7 +89,7 @@ def _measure(args, devices: int) -> dict:
         env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices // procs}"])
         env["JAX_PLATFORMS"] = "cpu"
     elif procs > 1:
-        raise ValueError("--processes > 1 is for CPU; on accelerators start one process per host with launch/")
+        raise ConfigError("--processes > 1 is for CPU; on accelerators start one process per host with launch/")
     from neuronjax.distributed import free_local_port
 
     port = free_local_port()

@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from neuronjax.errors import ConfigError
+
 
 def down_projections(model) -> list:
     """Per layer, the module whose input is the neuron vector h."""
@@ -105,7 +107,7 @@ def attribute_prompt(model, ids, mask, option_ids, gold: int, method: str = "ig"
         attr = torch.stack([hooks[layer].h[0] * g[0] for layer, g in enumerate(grads)])
         return attr.numpy(), float(f[0].detach()), scores[0].detach().numpy()
     if method != "ig":
-        raise ValueError(f"method {method!r} unknown; expected 'ig' or 'grad_x_act'")
+        raise ConfigError(f"method {method!r} unknown; expected 'ig' or 'grad_x_act'")
 
     alpha = torch.arange(1, steps + 1, dtype=torch.float64) / steps
     with torch.no_grad():

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from neuronjax.config import EvaluateConfig
+from neuronjax.errors import ConfigError
 from neuronjax.evaluation.results import Comparison, ConditionResult, Evaluation
 from neuronjax.evaluation.scoring import score_interventions
 from neuronjax.evaluation.stats import accuracy_stats, bootstrap_indices, difference_stats, per_item
@@ -43,17 +44,17 @@ def _check_sets(lm, sets: dict, config: EvaluateConfig) -> list[str]:
     names = list(config.methods) or list(sets)
     missing = [n for n in names if n not in sets]
     if missing:
-        raise ValueError(f"evaluate.methods: {missing} not among the identified sets {sorted(sets)}")
+        raise ConfigError(f"evaluate.methods: {missing} not among the identified sets {sorted(sets)}")
     for j, pair in enumerate(config.compare):
         absent = [n for n in pair if n not in names]
         if absent:
-            raise ValueError(f"evaluate.compare[{j}]: {absent} not among the evaluated sets {names}")
+            raise ConfigError(f"evaluate.compare[{j}]: {absent} not among the evaluated sets {names}")
     c = lm.config
     for name in names:
         for field in ("good", "bad"):
             shape = np.shape(getattr(sets[name], field))
             if shape != (c.num_layers, c.intermediate_size):
-                raise ValueError(
+                raise ConfigError(
                     f"neuron set {name!r}: field '{field}' has shape {shape}; the model {lm.source} has "
                     f"{c.num_layers} layers x {c.intermediate_size} neurons (a set identified on another model?)"
                 )

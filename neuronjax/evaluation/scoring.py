@@ -17,6 +17,7 @@ import numpy as np
 
 from neuronjax import cached
 from neuronjax.distributed import global_batches, to_host
+from neuronjax.errors import InputError
 from neuronjax.intervention import Intervention
 from neuronjax.tasks.metrics import proxy_correct
 
@@ -70,7 +71,7 @@ def score_interventions(
 ) -> Scored:
     """Score every proxy of `encoded` (an `EncodedTask`) under each intervention."""
     if not interventions:
-        raise ValueError("score_interventions: no interventions given (pass Intervention.identity for none)")
+        raise InputError("score_interventions: no interventions given (pass Intervention.identity for none)")
     c = lm.config
     for k, iv in enumerate(interventions):
         iv.check_shape(c.num_layers, c.intermediate_size, f"intervention {k}")

@@ -6,14 +6,8 @@
 """
 
 from neuronjax.config import AttributionConfig
-from neuronjax.identify.driver import (
-    IdentifyStats,
-    attribute_batch,
-    identify,
-    item_blocks,
-    run_meta,
-)
 from neuronjax.identify.collect import ItemCollector
+from neuronjax.identify.driver import IdentifyStats, attribute_batch, identify, item_blocks, run_meta
 from neuronjax.identify.state import Checkpointing, RunState
 
 __all__ = [

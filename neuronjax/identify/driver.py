@@ -26,16 +26,11 @@ import numpy as np
 from neuronjax.attribution.engine import PromptBatch, attribute
 from neuronjax.config import AttributionConfig
 from neuronjax.distributed import global_batches, to_host
+from neuronjax.errors import ConfigError
 from neuronjax.identify.collect import IdentifyStats, ItemCollector, collect
 from neuronjax.identify.state import Checkpointing, RunState, run_key
 from neuronjax.io.neurons import NeuronSet, model_fingerprint
-from neuronjax.methods.base import (
-    NEEDS,
-    ItemBlock,
-    Method,
-    method_record,
-    nonfinite_scores,
-)
+from neuronjax.methods.base import NEEDS, ItemBlock, Method, method_record, nonfinite_scores
 from neuronjax.tasks.metrics import proxy_correct
 
 log = logging.getLogger("neuronjax.identify")
@@ -46,20 +41,20 @@ def _needs(methods: Sequence[Method]) -> set[str]:
     for m in methods:
         unknown = set(m.needs) - set(NEEDS)
         if unknown:
-            raise ValueError(f"method {m.name!r} needs {sorted(unknown)}; known: {NEEDS}")
+            raise ConfigError(f"method {m.name!r} needs {sorted(unknown)}; known: {NEEDS}")
         needs |= set(m.needs)
     return needs
 
 
 def _check_task(encoded, block_items: int) -> None:
     if encoded.config.prompt.answer_format == "option_text" and encoded.config.prompt.option_score != "first_token":
-        raise ValueError(
+        raise ConfigError(
             f"task {encoded.config.name!r}: prompt.option_score = {encoded.config.prompt.option_score!r}; "
             "attribution reads the answer from one next token, so identification needs "
             "answer_format letter or option_score first_token"
         )
     if block_items < 1:
-        raise ValueError(f"identify.block_items = {block_items}: expected >= 1")
+        raise ConfigError(f"identify.block_items = {block_items}: expected >= 1")
 
 
 def attribute_batch(lm, batch, needs: set[str], attribution: AttributionConfig) -> dict[str, np.ndarray]:
@@ -92,16 +87,27 @@ def item_blocks(
     stats = stats if stats is not None else IdentifyStats()
     c = lm.config
     collector = ItemCollector(needs, encoded.config.aqua.num_proxies, block_items, (c.num_layers, c.intermediate_size), stats)
-    start = time.perf_counter()
-    for batch in global_batches(encoded):
+    yield from _blocks(lm, encoded, needs, attribution, collector, progress)
+
+
+def _blocks(lm, encoded, needs, attribution, collector: ItemCollector, progress, start: int = 0,
+            after_batch: Optional[Callable[[int], None]] = None) -> Iterator[ItemBlock]:  # fmt: skip
+    """Every global batch from `start` on through the attribution engine and the collector,
+    yielding blocks of complete items as they fill; after_batch(batches done) runs after each
+    batch's blocks are consumed. Timing accumulates in the collector's statistics."""
+    stats = collector.stats
+    t0 = time.perf_counter() - stats.seconds
+    for index, batch in enumerate(global_batches(encoded, start=start), start=start):
         collect(collector, batch, attribute_batch(lm, batch, needs, attribution))
-        stats.seconds = time.perf_counter() - start
+        yield from collector.blocks(lm)
+        stats.seconds = time.perf_counter() - t0
         if progress is not None:
             progress(int(np.sum(batch["valid"])))
-        yield from collector.blocks(lm)
+        if after_batch is not None:
+            after_batch(index + 1)
     collector.check_done()
     yield from collector.blocks(lm, force=True)
-    stats.seconds = time.perf_counter() - start
+    stats.seconds = time.perf_counter() - t0
 
 
 def identify(
@@ -127,11 +133,11 @@ def identify(
     """
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
-        raise ValueError(f"identify.methods: a method is listed twice in {names}")
+        raise ConfigError(f"identify.methods: a method is listed twice in {names}")
     _check_task(encoded, block_items)
     streamed = [m for m in methods if not m.derived]
     if not streamed:
-        raise ValueError(f"identify.methods: {names} are all derived from other methods' sets; list a method that "
+        raise ConfigError(f"identify.methods: {names} are all derived from other methods' sets; list a method that "
                          "identifies neurons (e.g. neuronllm) with them")  # fmt: skip
     stats = stats if stats is not None else IdentifyStats()
     c = lm.config
@@ -141,7 +147,7 @@ def identify(
     stats.processes = jax.process_count()
     states, done = _stream(lm, encoded, streamed, states, attribution, block_items, progress, stats, checkpoint)
     if stats.items == 0:
-        raise ValueError(f"task {encoded.config.name!r}: no items to identify on (the identify split is empty)")
+        raise ConfigError(f"task {encoded.config.name!r}: no items to identify on (the identify split is empty)")
     for m in streamed:  # methods that optimise on the prompts do it now (after the last checkpoint)
         states[m.name] = m.fit(lm, encoded, states[m.name])
     if stats.nonfinite_inputs:
@@ -179,23 +185,14 @@ def _stream(lm, encoded, methods, states, attribution, block_items, progress, st
             if progress is not None:
                 progress(stats.proxies)
 
-    def fold(blocks):
-        for block in blocks:
-            for m in methods:
-                states[m.name] = m.update(states[m.name], block)
+    def checkpoint_after(batches: int) -> None:
+        if batches % checkpoint.every == 0:
+            saver.save(batches, states, stats, collector)
 
-    start = time.perf_counter() - stats.seconds
-    for index, batch in enumerate(global_batches(encoded, start=done), start=done):
-        collect(collector, batch, attribute_batch(lm, batch, needs, attribution))
-        fold(collector.blocks(lm))
-        stats.seconds = time.perf_counter() - start
-        if progress is not None:
-            progress(int(np.sum(batch["valid"])))
-        if saver is not None and (index + 1) % checkpoint.every == 0:
-            saver.save(index + 1, states, stats, collector)
-    collector.check_done()
-    fold(collector.blocks(lm, force=True))
-    stats.seconds = time.perf_counter() - start
+    for block in _blocks(lm, encoded, needs, attribution, collector, progress, done,
+                         checkpoint_after if saver is not None else None):  # fmt: skip
+        for m in methods:
+            states[m.name] = m.update(states[m.name], block)
     return states, done
 
 

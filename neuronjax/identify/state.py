@@ -15,7 +15,7 @@ import numpy as np
 
 from neuronjax.config import AttributionConfig
 from neuronjax.distributed import to_host
-from neuronjax.errors import SaveError
+from neuronjax.errors import ConfigError, SaveError
 from neuronjax.identify.collect import IdentifyStats, ItemCollector
 from neuronjax.io.neurons import model_fingerprint
 from neuronjax.methods.base import Method, method_record
@@ -57,7 +57,7 @@ class RunState:
         import orbax.checkpoint as ocp
 
         if config.every < 1:
-            raise ValueError(f"identify.checkpoint_every = {config.every}: expected >= 1")
+            raise ConfigError(f"identify.checkpoint_every = {config.every}: expected >= 1")
         self.config, self.key = config, _plain(key)
         self.manager = ocp.CheckpointManager(
             os.path.abspath(config.directory),
@@ -99,7 +99,7 @@ class RunState:
         meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         if meta["key"] != self.key:
             diff = sorted(k for k in set(meta["key"]) | set(self.key) if meta["key"].get(k) != self.key.get(k))
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: this checkpoint belongs to another identification (different {', '.join(diff)}); "
                 "delete the folder (or run with --force) to start again"
             )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 
 from neuronjax import configlib
-
 from neuronjax.masks import random_like, top_k_masks
 from neuronjax.methods.base import NEEDS, ItemBlock, Method, method_record, run_method
 from neuronjax.methods.baselines import LAPE, QRNCA, KnowledgeNeurons, MeanActivation

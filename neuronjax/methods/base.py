@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from neuronjax.errors import ConfigError
 from neuronjax.io.neurons import NeuronSet
 
 # What a method can ask the identification run for (`Method.needs`):
@@ -58,7 +59,7 @@ class ItemBlock:
         for x in (self.attr, self.attr_prob, self.activations):
             if x is not None:
                 return tuple(x.shape)
-        raise ValueError("ItemBlock holds no per-neuron array")
+        raise ConfigError("ItemBlock holds no per-neuron array")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from neuronjax.errors import ConfigError
 from neuronjax.masks import check_k, top_k_masks
 from neuronjax.methods.base import ItemBlock, Method
 
@@ -39,16 +40,16 @@ def _check_unit(method: str, field: str, value, low_open: bool, high_open: bool 
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)
     if not ok:
-        raise ValueError(f"{method}.{field} = {value!r}: expected a number in {lo}0, 1{hi}")
+        raise ConfigError(f"{method}.{field} = {value!r}: expected a number in {lo}0, 1{hi}")
 
 
 def _array(block: ItemBlock, what: str, method: str, shape: tuple[int, int]) -> jax.Array:
     """The per-neuron array `what` of a block, checked against the state's [layers, mlp]."""
     x = getattr(block, what)
     if x is None:
-        raise ValueError(f"{method} needs block.{what} (float32 [item, proxy, layers, mlp]); the block has none")
+        raise ConfigError(f"{method} needs block.{what} (float32 [item, proxy, layers, mlp]); the block has none")
     if x.ndim != 4 or tuple(x.shape[2:]) != tuple(shape):
-        raise ValueError(f"{method}: block.{what} has shape {tuple(x.shape)}; "
+        raise ConfigError(f"{method}: block.{what} has shape {tuple(x.shape)}; "
                          f"expected [item, proxy, {shape[0]}, {shape[1]}]")  # fmt: skip
     return x
 
@@ -342,7 +343,7 @@ class LAPE(Method):
         h = _array(block, "activations", self.name, state.active_right.shape)
         correct = jnp.asarray(block.correct, bool)
         if tuple(correct.shape) != tuple(h.shape[:2]):
-            raise ValueError(f"{self.name}: block.correct has shape {tuple(correct.shape)}; "
+            raise ConfigError(f"{self.name}: block.correct has shape {tuple(correct.shape)}; "
                              f"expected [item, proxy] = {tuple(h.shape[:2])}")  # fmt: skip
         return _lape_update(state, h, correct, block.valid)
 

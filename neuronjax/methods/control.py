@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from neuronjax.errors import ConfigError
 from neuronjax.masks import check_k, draw_per_layer
 from neuronjax.methods.base import ItemBlock, Method
 
@@ -41,10 +42,10 @@ class Random(Method):
         """A Random with the per-layer counts of reference masks (bool [layers, mlp])."""
         good, bad = np.asarray(reference_good), np.asarray(reference_bad)
         if good.ndim != 2 or good.shape != bad.shape:
-            raise ValueError(f"random.like: reference good {good.shape} and bad {bad.shape} masks must both be "
+            raise ConfigError(f"random.like: reference good {good.shape} and bad {bad.shape} masks must both be "
                              "[layers, mlp]")  # fmt: skip
         if good.dtype != bool or bad.dtype != bool:
-            raise ValueError(f"random.like: reference masks must be bool, got {good.dtype} and {bad.dtype}")
+            raise ConfigError(f"random.like: reference masks must be bool, got {good.dtype} and {bad.dtype}")
         counts_good = tuple(int(c) for c in good.sum(axis=1))
         counts_bad = tuple(int(c) for c in bad.sum(axis=1))
         if k is None:
@@ -61,18 +62,18 @@ class Random(Method):
     def _check(self, layers: int, mlp: int) -> None:
         check_k(self.k, layers, mlp, f"{self.name}.k")
         if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"{self.name}.seed = {self.seed!r}: expected a non-negative integer")
+            raise ConfigError(f"{self.name}.seed = {self.seed!r}: expected a non-negative integer")
         for field in ("good_per_layer", "bad_per_layer"):
             counts = getattr(self, field)
             if len(counts) != layers:
                 hint = " (missing: build it with Random.like(good, bad, seed))" if not counts else ""
-                raise ValueError(f"{self.name}.{field} = {counts!r}: expected {layers} counts, one per layer{hint}")
+                raise ConfigError(f"{self.name}.{field} = {counts!r}: expected {layers} counts, one per layer{hint}")
             for layer, c in enumerate(counts):
                 if not isinstance(c, (int, np.integer)) or isinstance(c, bool) or not 0 <= c <= mlp:
-                    raise ValueError(f"{self.name}.{field}[{layer}] = {c!r}: expected an integer in 0..{mlp}")
+                    raise ConfigError(f"{self.name}.{field}[{layer}] = {c!r}: expected an integer in 0..{mlp}")
         for layer, (g, b) in enumerate(zip(self.good_per_layer, self.bad_per_layer)):
             if g + b > mlp:
-                raise ValueError(f"{self.name}.good_per_layer[{layer}] + bad_per_layer[{layer}] = {g} + {b}: "
+                raise ConfigError(f"{self.name}.good_per_layer[{layer}] + bad_per_layer[{layer}] = {g} + {b}: "
                                  f"expected at most {mlp} (the layer's neurons; good and bad are disjoint)")
 
     def init(self, layers: int, mlp: int) -> jax.Array:

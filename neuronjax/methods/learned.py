@@ -86,6 +86,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from neuronjax import cached
+from neuronjax.errors import ConfigError
 from neuronjax.masks import check_k
 from neuronjax.methods.base import ItemBlock, Method
 from neuronjax.scoring import ace
@@ -186,7 +187,7 @@ def prompt_states(lm, encoded) -> PromptStates:
 
     batches = list(global_batches(encoded))
     if not batches:
-        raise ValueError(f"task {encoded.config.name!r}: no identification batches to fit on")
+        raise ConfigError(f"task {encoded.config.name!r}: no identification batches to fit on")
     width = max(b["input_ids"].shape[1] for b in batches)
     variants = max(b["option_tokens"].shape[-1] for b in batches)
     out = PromptStates([], [], [], [], [])
@@ -246,7 +247,7 @@ def binarise(good: np.ndarray, bad: np.ndarray, k: int) -> tuple[np.ndarray, np.
     g, b = np.asarray(good, np.float64).reshape(-1), np.asarray(bad, np.float64).reshape(-1)
     allowed_g, allowed_b = np.isfinite(g), np.isfinite(b)
     if min(allowed_g.sum(), allowed_b.sum()) < k or (allowed_g | allowed_b).sum() < 2 * k:
-        raise ValueError(f"learned: fewer than 2 x {k} candidate neurons to binarise")
+        raise ConfigError(f"learned: fewer than 2 x {k} candidate neurons to binarise")
     while True:
         top_g, top_b = _top(g, allowed_g, k), _top(b, allowed_b, k)
         both = np.flatnonzero(top_g & top_b)
@@ -292,21 +293,21 @@ class Learned(Method):
         check_k(self.z, layers, mlp, f"{self.name}.z")
         n = layers * mlp
         if not isinstance(self.candidates, int) or self.candidates < 0:
-            raise ValueError(f"{self.name}.candidates = {self.candidates!r}: expected 0 (every neuron) or a count")
+            raise ConfigError(f"{self.name}.candidates = {self.candidates!r}: expected 0 (every neuron) or a count")
         pool = n if self.candidates == 0 else min(self.candidates, n)
         if pool < 2 * self.k + 1:
-            raise ValueError(f"{self.name}.candidates = {self.candidates}: expected more than 2 x k = {2 * self.k} "
+            raise ConfigError(f"{self.name}.candidates = {self.candidates}: expected more than 2 x k = {2 * self.k} "
                              f"(the sets are disjoint and the budget must leave gates open), or 0")  # fmt: skip
         if self.steps < 1:
-            raise ValueError(f"{self.name}.steps = {self.steps!r}: expected a positive integer")
+            raise ConfigError(f"{self.name}.steps = {self.steps!r}: expected a positive integer")
         if self.seed < 0:
-            raise ValueError(f"{self.name}.seed = {self.seed!r}: expected a non-negative integer")
+            raise ConfigError(f"{self.name}.seed = {self.seed!r}: expected a non-negative integer")
         if self.batches_per_step < 0:
-            raise ValueError(f"{self.name}.batches_per_step = {self.batches_per_step}: expected >= 0 (0 = all)")
+            raise ConfigError(f"{self.name}.batches_per_step = {self.batches_per_step}: expected >= 0 (0 = all)")
         if not self.learning_rate > 0:
-            raise ValueError(f"{self.name}.learning_rate = {self.learning_rate}: expected > 0")
+            raise ConfigError(f"{self.name}.learning_rate = {self.learning_rate}: expected > 0")
         if not self.l1 >= 0:
-            raise ValueError(f"{self.name}.l1 = {self.l1}: expected >= 0")
+            raise ConfigError(f"{self.name}.l1 = {self.l1}: expected >= 0")
 
     def init(self, layers: int, mlp: int) -> LearnedState:
         self._check(layers, mlp)
@@ -368,7 +369,7 @@ class Learned(Method):
 
     def finalize(self, state: LearnedState):
         if not bool(np.asarray(state.fitted)):
-            raise ValueError(
+            raise ConfigError(
                 "learned: the gates were never fitted; the method needs the prompts after the stream "
                 "(neuronjax.identify.identify calls Learned.fit)"
             )

@@ -20,6 +20,7 @@ from typing import ClassVar, Literal
 import jax
 import numpy as np
 
+from neuronjax.errors import ConfigError
 from neuronjax.masks import check_k, top_k_masks
 from neuronjax.methods.base import ItemBlock, Method
 from neuronjax.scoring import ace
@@ -51,9 +52,9 @@ class NeuronLLM(Method):
         check_k(self.k, layers, mlp, f"{self.name}.k")
         check_k(self.z, layers, mlp, f"{self.name}.z")
         if self.target not in ("ce", "prob"):
-            raise ValueError(f"{self.name}.target = {self.target!r}: expected 'ce' or 'prob'")
+            raise ConfigError(f"{self.name}.target = {self.target!r}: expected 'ce' or 'prob'")
         if self.proxies < 0:
-            raise ValueError(f"{self.name}.proxies = {self.proxies}: expected 0 (all) or a positive count")
+            raise ConfigError(f"{self.name}.proxies = {self.proxies}: expected 0 (all) or a positive count")
         return ace.init_state(layers, mlp)
 
     def update(self, state: ace.AceState, block: ItemBlock) -> ace.AceState:

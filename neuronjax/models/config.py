@@ -13,6 +13,8 @@ from typing import Literal, Optional
 
 import numpy as np
 
+from neuronjax.errors import CheckpointError
+
 LayerKind = Literal["full", "sliding"]
 
 
@@ -87,11 +89,11 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.num_heads % self.num_kv_heads:
-            raise ValueError(
+            raise CheckpointError(
                 f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}"
             )
         if self.layer_kinds and len(self.layer_kinds) != self.num_layers:
-            raise ValueError(
+            raise CheckpointError(
                 f"layer_kinds has {len(self.layer_kinds)} entries, expected num_layers={self.num_layers}"
             )
 

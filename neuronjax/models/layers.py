@@ -11,14 +11,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from neuronjax.errors import InputError
 from neuronjax.kernels.shared_prefix_attention import shared_prefix_attention
 from neuronjax.models.config import RopeConfig
 
 NEG_INF = float(np.finfo(np.float32).min)
 
 
-def param(rngs: nnx.Rngs, shape: Sequence[int], axes: Sequence[Optional[str]], dtype, init: str = "normal"):
-    """A parameter tagged with its logical axes (read by `neuronjax.sharding`)."""
+def param(rngs: nnx.Rngs, shape: Sequence[int], axes: Sequence[Optional[str]], dtype, init: str = "normal",
+          stack: Optional[int] = None):  # fmt: skip
+    """A parameter tagged with its logical axes (read by `neuronjax.sharding`). With `stack`, one
+    per layer, stacked: shape [stack, *shape], axes ("layers", *axes)."""
+    if stack is not None:
+        shape, axes = (stack, *shape), ("layers", *axes)
     if init == "zeros":
         value = jnp.zeros(shape, dtype)
     elif init == "ones":
@@ -31,11 +36,12 @@ def param(rngs: nnx.Rngs, shape: Sequence[int], axes: Sequence[Optional[str]], d
 class Norm(nnx.Module):
     """RMSNorm (optionally Gemma's (1 + w) form) or LayerNorm, computed in float32."""
 
-    def __init__(self, size: int, kind: str, eps: float, plus_one: bool, axis: str, dtype, rngs: nnx.Rngs):
+    def __init__(self, size: int, kind: str, eps: float, plus_one: bool, axis: str, dtype, rngs: nnx.Rngs,
+                 stack: Optional[int] = None):  # fmt: skip
         self.kind, self.eps, self.plus_one = kind, eps, plus_one
-        self.weight = param(rngs, (size,), (axis,), dtype, "zeros" if plus_one else "ones")
+        self.weight = param(rngs, (size,), (axis,), dtype, "zeros" if plus_one else "ones", stack)
         if kind == "layer":
-            self.bias = param(rngs, (size,), (axis,), dtype, "zeros")
+            self.bias = param(rngs, (size,), (axis,), dtype, "zeros", stack)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
@@ -122,4 +128,4 @@ def activation(name: str, x: jax.Array) -> jax.Array:
         return jax.nn.gelu(x, approximate=True)
     if name == "gelu":
         return jax.nn.gelu(x, approximate=False)
-    raise ValueError(f"unknown activation {name!r}")
+    raise InputError(f"unknown activation {name!r}")

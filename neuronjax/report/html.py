@@ -12,14 +12,7 @@ from typing import Optional, Sequence
 from neuronjax.evaluation.results import Evaluation
 from neuronjax.report.document import Paragraph, to_html
 from neuronjax.report.pictures import Picture, overlap_picture, run_pictures
-from neuronjax.report.runs import (
-    identify_stats,
-    load_evaluation,
-    load_run_sets,
-    run_methods,
-    run_name,
-    set_label,
-)
+from neuronjax.report.runs import identify_stats, load_evaluation, load_run_sets, run_methods, run_name, set_label
 from neuronjax.report.sections import run_blocks
 from neuronjax.report.tables import identification, summary
 

@@ -18,17 +18,7 @@ from typing import Callable, Optional
 
 from neuronjax.config import RunConfig
 from neuronjax.sweep.gather import gather
-from neuronjax.sweep.plan import (
-    ERROR_FILE,
-    EVALUATE,
-    FINISHED,
-    Overrides,
-    Plan,
-    Point,
-    plan,
-    points_phrase,
-    prepare,
-)
+from neuronjax.sweep.plan import ERROR_FILE, EVALUATE, FINISHED, Overrides, Plan, Point, plan, points_phrase, prepare
 
 
 @dataclasses.dataclass

@@ -16,15 +16,7 @@ import os
 from typing import Optional
 
 from neuronjax.evaluation.results import ConditionResult, Evaluation, Interval
-from neuronjax.sweep.plan import (
-    ERROR_FILE,
-    FINISHED,
-    REPLACE,
-    Overrides,
-    Point,
-    expand,
-    point_state,
-)
+from neuronjax.sweep.plan import ERROR_FILE, FINISHED, REPLACE, Overrides, Point, expand, point_state
 from neuronjax.sweep.schema import SweepConfig, load_sweep
 
 RESULTS_CSV = "results.csv"

@@ -28,12 +28,7 @@ from neuronjax import configlib as cl
 from neuronjax.config import RunConfig, load_run_config, to_dict
 from neuronjax.configlib import Override
 from neuronjax.errors import ConfigError, NeuronJaxError
-from neuronjax.sweep.schema import (
-    SweepConfig,
-    check_override_key,
-    load_sweep,
-    overlapping,
-)
+from neuronjax.sweep.schema import SweepConfig, check_override_key, load_sweep, overlapping
 
 FINISHED, RUN, EVALUATE, REPLACE = "finished", "to run", "to evaluate", "to replace"
 ERROR_FILE = "sweep_error.txt"  # a failed point's error: one line, then the traceback

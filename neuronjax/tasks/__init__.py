@@ -9,23 +9,17 @@ from neuronjax.tasks.build import EncodedTask, encode_task, pad_token_id
 from neuronjax.tasks.builtin import BUILTIN_NAMES, SUBJECT_GROUPS, load_builtin
 from neuronjax.tasks.config import TaskConfig, load_task, load_task_and_split, load_task_config, task_config_from_dict
 from neuronjax.tasks.encoding import ProxyRecord, TokenizerError, encode_proxies, letter_token_ids
-from neuronjax.tasks.metrics import (
-    accuracy,
-    letter_histogram,
-    permutation_consistent_accuracy,
-    proxy_correct,
-    target_f,
-)
+from neuronjax.tasks.metrics import accuracy, letter_histogram, permutation_consistent_accuracy, proxy_correct, target_f
 from neuronjax.tasks.pipeline import PipelineConfig, iterate_batches, make_loader, plan_batches
 from neuronjax.tasks.prompts import PromptConfig, build_prompt, choose_demo
 from neuronjax.tasks.readers import load_task_file, read_rows
 from neuronjax.tasks.schema import LETTERS, FieldMap, Item, Task, TaskDataError
 from neuronjax.tasks.scoring import (
+    cached_continuation_scores,
     candidate_log_probs,
     continuation_log_probs,
     continuation_rows,
     continuation_scores,
-    cached_continuation_scores,
     make_cached_scorer,
     make_scorer,
     option_scores,

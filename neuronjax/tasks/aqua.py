@@ -19,6 +19,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from neuronjax.errors import ConfigError
 from neuronjax.tasks.schema import NUM_OPTIONS, Item
 
 
@@ -51,7 +52,7 @@ def _item_rng(seed: int, item_id: str) -> np.random.Generator:
 def proxy_orders(answer: int, item_id: str, config: AquaConfig) -> list[tuple[int, ...]]:
     """Permutations `order` (letter k shows option order[k]) whose gold letters are all distinct."""
     if not 1 <= config.num_proxies <= NUM_OPTIONS:
-        raise ValueError(
+        raise ConfigError(
             f"aqua.num_proxies: expected 1..{NUM_OPTIONS} (one distinct gold letter per proxy), "
             f"got {config.num_proxies}"
         )
@@ -68,7 +69,7 @@ def proxy_orders(answer: int, item_id: str, config: AquaConfig) -> list[tuple[in
             order = [rest.pop() if k != letter else answer for k in range(NUM_OPTIONS)]
             orders.append(tuple(int(o) for o in order))
         return orders
-    raise ValueError(f"aqua.kind: expected 'cyclic' or 'random', got {config.kind!r}")
+    raise ConfigError(f"aqua.kind: expected 'cyclic' or 'random', got {config.kind!r}")
 
 
 def make_proxies(item: Item, config: AquaConfig = AquaConfig()) -> list[Proxy]:

@@ -8,6 +8,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
+from neuronjax.errors import InputError
 from neuronjax.tasks.aqua import make_all_proxies
 from neuronjax.tasks.config import TaskConfig, load_task_and_split
 from neuronjax.tasks.encoding import ProxyRecord, encode_proxies
@@ -56,7 +57,7 @@ def encode_task(
 ) -> EncodedTask:
     """Load, split, make proxies for and tokenize one part ('identify' or 'evaluate')."""
     if part not in ("identify", "evaluate"):
-        raise ValueError(f"part {part!r}: expected 'identify' or 'evaluate' (demo items are never scored)")
+        raise InputError(f"part {part!r}: expected 'identify' or 'evaluate' (demo items are never scored)")
     task, split = load_task_and_split(config)
     items = split.items(task, part)[:max_items]
     demos = split.items(task, "demo")

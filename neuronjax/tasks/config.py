@@ -18,6 +18,7 @@ from typing import Literal, Optional, Sequence, Union
 
 from neuronjax import configlib as cl
 from neuronjax.configlib import Override
+from neuronjax.errors import ConfigError
 from neuronjax.tasks.aqua import AquaConfig
 from neuronjax.tasks.pipeline import PipelineConfig
 from neuronjax.tasks.prompts import PromptConfig
@@ -66,7 +67,7 @@ def load_task(config: TaskConfig) -> Task:
     if config.source.startswith("builtin:"):
         return load_builtin(config.source[len("builtin:") :], config.subjects, config.subject_group, config.name)
     if config.subjects or config.subject_group:
-        raise ValueError(f"task {config.name!r}: subjects and subject_group apply to builtin:mmlu only")
+        raise ConfigError(f"task {config.name!r}: subjects and subject_group apply to builtin:mmlu only")
     return load_task_file(
         config.source,
         name=config.name,

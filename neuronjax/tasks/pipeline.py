@@ -27,6 +27,7 @@ from typing import Iterator, Optional, Sequence
 import grain.python as grain
 import numpy as np
 
+from neuronjax.errors import ConfigError
 from neuronjax.tasks.encoding import ProxyRecord
 
 
@@ -54,7 +55,7 @@ def bucket_key(record: ProxyRecord, multiple: int) -> tuple[int, int]:
 def plan_batches(records: Sequence[ProxyRecord], config: PipelineConfig, process_count: int = 1) -> list[np.ndarray]:
     """Global batches as int arrays [batch_size * process_count] of record indices (-1 = filler)."""
     if config.batch_size < 1 or process_count < 1:
-        raise ValueError(
+        raise ConfigError(
             f"pipeline: batch_size and process_count must be >= 1, got {config.batch_size}, {process_count}"
         )
     rng = np.random.default_rng(config.seed)
@@ -157,7 +158,7 @@ def make_loader(
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
     if not 0 <= process_index < process_count:
-        raise ValueError(f"pipeline: process_index {process_index} outside 0..{process_count - 1}")
+        raise ConfigError(f"pipeline: process_index {process_index} outside 0..{process_count - 1}")
     if config.worker_count > 0:
         _mark_flags_parsed()
     plan = plan_batches(records, config, process_count)

@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 from typing import Any, Literal, Optional, Sequence
 
+from neuronjax.errors import ConfigError
 from neuronjax.tasks.aqua import Proxy
 from neuronjax.tasks.schema import LETTERS, Item
 
@@ -67,15 +68,15 @@ class PromptConfig:
 
     def __post_init__(self):
         if self.answer_format not in RULES:
-            raise ValueError(f"prompt.answer_format: expected 'letter' or 'option_text', got {self.answer_format!r}")
+            raise ConfigError(f"prompt.answer_format: expected 'letter' or 'option_text', got {self.answer_format!r}")
         if self.option_score not in ("first_token", "whole", "whole_mean"):
-            raise ValueError(
+            raise ConfigError(
                 f"prompt.option_score: expected first_token, whole or whole_mean, got {self.option_score!r}"
             )
         if self.layout not in ("question_first", "options_first"):
-            raise ValueError(f"prompt.layout: expected 'question_first' or 'options_first', got {self.layout!r}")
+            raise ConfigError(f"prompt.layout: expected 'question_first' or 'options_first', got {self.layout!r}")
         if self.demo_policy not in ("fixed", "per_item"):
-            raise ValueError(f"prompt.demo_policy: expected 'fixed' or 'per_item', got {self.demo_policy!r}")
+            raise ConfigError(f"prompt.demo_policy: expected 'fixed' or 'per_item', got {self.demo_policy!r}")
 
 
 def question_block(
@@ -98,7 +99,7 @@ def choose_demo(item_id: str, demos: Sequence[Item], config: PromptConfig) -> It
     """The demonstration for one item: from the demonstration split and never the item itself."""
     candidates = [d for d in demos if d.id != item_id]
     if not candidates:
-        raise ValueError(f"item {item_id!r}: the demonstration split holds no other item")
+        raise ConfigError(f"item {item_id!r}: the demonstration split holds no other item")
     if config.demo_policy == "fixed":
         return candidates[0]
     digest = hashlib.sha256(f"demo\x00{config.demo_seed}\x00{item_id}".encode()).digest()
@@ -108,7 +109,7 @@ def choose_demo(item_id: str, demos: Sequence[Item], config: PromptConfig) -> It
 def build_prompt(proxy: Proxy, demo: Item, config: PromptConfig, tokenizer: Any = None) -> str:
     """The full prompt text of one proxy, ending at the answer cue (or the chat generation prompt)."""
     if demo.id == proxy.item_id:
-        raise ValueError(f"item {proxy.item_id!r}: an item cannot be its own demonstration")
+        raise ConfigError(f"item {proxy.item_id!r}: an item cannot be its own demonstration")
     rule = config.rule if config.rule is not None else RULES[config.answer_format]
     demo_question = question_block(demo.question, demo.options, config.question_label, config.layout)
     demo_answer = answer_text(demo.options, demo.answer, config.answer_format)
@@ -117,7 +118,7 @@ def build_prompt(proxy: Proxy, demo: Item, config: PromptConfig, tokenizer: Any 
         return f"{rule}\n\n{demo_question}\n{config.cue} {demo_answer}\n\n{question}\n{config.cue}"
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         name = getattr(tokenizer, "name_or_path", None)
-        raise ValueError(f"prompt.chat_template is set but the tokenizer {name!r} has no chat template")
+        raise ConfigError(f"prompt.chat_template is set but the tokenizer {name!r} has no chat template")
     messages = [
         {"role": "system", "content": rule},
         {"role": "user", "content": f"{demo_question}\n{config.cue}"},

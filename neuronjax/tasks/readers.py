@@ -13,6 +13,7 @@ import json
 import os
 from typing import Any, Iterator, Literal, Optional
 
+from neuronjax.errors import DataError
 from neuronjax.tasks.schema import FieldMap, Task, UnreadableRow, make_task, validate_rows
 
 FileFormat = Literal["auto", "jsonl", "csv", "parquet", "hf_disk"]
@@ -26,7 +27,7 @@ def infer_format(path: str) -> str:
     ext = os.path.splitext(path)[1].lower()
     by_ext = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
     if ext not in by_ext:
-        raise ValueError(
+        raise DataError(
             f"{path}: cannot tell the format from the extension {ext!r}; expected .jsonl, .csv, "
             ".parquet or a directory written by datasets' save_to_disk (or set format)"
         )
@@ -72,7 +73,7 @@ def read_csv(path: str) -> Rows:
                     continue
                 yield location, {k: v for k, v in row.items() if k is not None and v != ""}
         except UnicodeDecodeError:
-            raise ValueError(f"{path}:line {_first_non_utf8_line(path)}: not UTF-8 text; expected a UTF-8 CSV file") from None
+            raise DataError(f"{path}:line {_first_non_utf8_line(path)}: not UTF-8 text; expected a UTF-8 CSV file") from None
 
 
 def _first_non_utf8_line(path: str) -> int:
@@ -106,14 +107,14 @@ def read_saved_dataset(path: str, split: Optional[str] = None) -> Rows:
             splits = json.load(f)["splits"]
         if split is None:
             if len(splits) != 1:
-                raise ValueError(f"{path}: a DatasetDict with splits {splits}; set split to one of them")
+                raise DataError(f"{path}: a DatasetDict with splits {splits}; set split to one of them")
             split = splits[0]
         if split not in splits:
-            raise ValueError(f"{path}: split {split!r} not found; expected one of {splits}")
+            raise DataError(f"{path}: split {split!r} not found; expected one of {splits}")
         path = os.path.join(path, split)
     state_file = os.path.join(path, "state.json")
     if not os.path.exists(state_file):
-        raise ValueError(f"{path}: no state.json; expected a directory written by datasets' save_to_disk")
+        raise DataError(f"{path}: no state.json; expected a directory written by datasets' save_to_disk")
     with open(state_file) as f:
         files = [entry["filename"] for entry in json.load(f)["_data_files"]]
     tables = []
@@ -136,7 +137,7 @@ def read_rows(path: str, fmt: FileFormat = "auto", split: Optional[str] = None) 
         return read_parquet(path)
     if fmt == "hf_disk":
         return read_saved_dataset(path, split)
-    raise ValueError(f"{path}: format {fmt!r}; expected auto, jsonl, csv, parquet or hf_disk")
+    raise DataError(f"{path}: format {fmt!r}; expected auto, jsonl, csv, parquet or hf_disk")
 
 
 def load_task_file(

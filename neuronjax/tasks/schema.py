@@ -14,7 +14,7 @@ import json
 import logging
 from typing import Any, Iterable, Literal, Optional, Sequence
 
-from neuronjax.errors import ConfigError
+from neuronjax.errors import ConfigError, DataError
 
 LETTERS = ("A", "B", "C", "D")
 NUM_OPTIONS = 4
@@ -80,7 +80,7 @@ class FieldMap:
         return configlib.parse(cls, raw, configlib.Source(name=where))
 
 
-class TaskDataError(ValueError):
+class TaskDataError(DataError):
     """A task source holds rows that cannot be read as four-option items."""
 
     def __init__(self, source: str, problems: Sequence["RowProblem"], limit: int = 50):
@@ -257,7 +257,7 @@ def make_task(
 ) -> Task:
     """Apply the bad-row policy: raise naming every bad row, or drop them and count them."""
     if on_error not in ("fail", "skip"):
-        raise ValueError(f"on_error: expected 'fail' or 'skip', got {on_error!r}")
+        raise DataError(f"on_error: expected 'fail' or 'skip', got {on_error!r}")
     if problems and on_error == "fail":
         raise TaskDataError(source, problems)
     bad_rows = {(p.location) for p in problems}
@@ -266,7 +266,7 @@ def make_task(
             left_out = f"all {len(bad_rows)} rows were bad and skipped, e.g. {problems[0]}"
         else:
             left_out = f"it holds only {header_rows} header row(s)" if header_rows else "it holds no rows"
-        raise ValueError(f"{source}: task {name!r} has no items ({left_out}); expected four-option rows "
+        raise DataError(f"{source}: task {name!r} has no items ({left_out}); expected four-option rows "
                          "with question, options and answer")  # fmt: skip
     if bad_rows:
         log.warning("%s: %d bad row(s) skipped (on_error: skip), e.g. %s", source, len(bad_rows), problems[0])

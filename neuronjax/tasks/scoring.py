@@ -21,6 +21,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from neuronjax.errors import InputError
+
 LogitsFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
@@ -92,7 +94,7 @@ def option_scores(logits_fn: LogitsFn, batch: dict, option_score: str = "first_t
     """float32 [batch, option] scores of one pipeline batch (see module docstring)."""
     if option_score in ("whole", "whole_mean"):
         if batch["continuation"].shape[-1] == 0:
-            raise ValueError("option_score whole needs batches encoded with option_score whole (continuation is empty)")
+            raise InputError("option_score whole needs batches encoded with option_score whole (continuation is empty)")
         return continuation_log_probs(
             logits_fn,
             batch["input_ids"],
@@ -102,7 +104,7 @@ def option_scores(logits_fn: LogitsFn, batch: dict, option_score: str = "first_t
             mean=option_score == "whole_mean",
         )
     if option_score != "first_token":
-        raise ValueError(f"option_score: expected first_token, whole or whole_mean, got {option_score!r}")
+        raise InputError(f"option_score: expected first_token, whole or whole_mean, got {option_score!r}")
     logits = logits_fn(batch["input_ids"], batch["attention_mask"])
     return candidate_log_probs(logits[:, -1, :], batch["option_tokens"])
 
@@ -118,7 +120,7 @@ def make_scorer(logits_fn: LogitsFn, option_score: str = "first_token", pad_id: 
     constants of another jit); the small reductions around it are jit-compiled. For first_token
     the function may return only the last position ([batch, 1, vocab])."""
     if option_score not in ("first_token", "whole", "whole_mean"):
-        raise ValueError(f"option_score: expected first_token, whole or whole_mean, got {option_score!r}")
+        raise InputError(f"option_score: expected first_token, whole or whole_mean, got {option_score!r}")
 
     def run(batch: dict) -> jax.Array:
         if option_score == "first_token":
@@ -126,7 +128,7 @@ def make_scorer(logits_fn: LogitsFn, option_score: str = "first_token", pad_id: 
             return _candidates_jit(logits[:, -1, :], jnp.asarray(batch["option_tokens"]))
         continuation = jnp.asarray(batch["continuation"])
         if continuation.shape[-1] == 0:
-            raise ValueError("option_score whole needs batches encoded with option_score whole (continuation is empty)")
+            raise InputError("option_score whole needs batches encoded with option_score whole (continuation is empty)")
         rows_ids, rows_mask = _rows_jit(
             jnp.asarray(batch["input_ids"]), jnp.asarray(batch["attention_mask"]), continuation, pad_id=pad_id
         )
@@ -179,7 +181,7 @@ def make_cached_scorer(prefill_fn, extend_fn, mean: bool = False, pad_id: int = 
     def run(batch: dict) -> jax.Array:
         continuation = jnp.asarray(batch["continuation"])
         if continuation.shape[-1] == 0:
-            raise ValueError("option_score whole needs batches encoded with option_score whole (continuation is empty)")
+            raise InputError("option_score whole needs batches encoded with option_score whole (continuation is empty)")
         last, cache = prefill_fn(jnp.asarray(batch["input_ids"]), jnp.asarray(batch["attention_mask"]))
         return score_continuations(extend_fn, cache, last[:, -1, :], continuation, mean, pad_id, jitted=True)
 

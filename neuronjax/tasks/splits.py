@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Optional
 
+from neuronjax.errors import ConfigError
 from neuronjax.tasks.schema import Item, Task
 
 
@@ -52,7 +53,7 @@ class Split:
     def items(self, task: Task, part: str) -> list[Item]:
         """The items of one part ('identify', 'demo' or 'evaluate'), in split order."""
         if part not in ("identify", "demo", "evaluate"):
-            raise ValueError(f"split part {part!r}; expected identify, demo or evaluate")
+            raise ConfigError(f"split part {part!r}; expected identify, demo or evaluate")
         by_id = task.by_id()
         return [by_id[i] for i in getattr(self, part)]
 
@@ -64,16 +65,16 @@ def _rank(seed: int, item_id: str) -> str:
 def make_split(task: Task, config: SplitConfig = SplitConfig()) -> Split:
     """Split `task` by `config`; raises when the task is too small to fill every part."""
     if config.num_demo < 1:
-        raise ValueError(f"split.num_demo: expected >= 1 (the one-shot demonstration), got {config.num_demo}")
+        raise ConfigError(f"split.num_demo: expected >= 1 (the one-shot demonstration), got {config.num_demo}")
     if not 0.0 < config.eval_fraction < 1.0:
-        raise ValueError(f"split.eval_fraction: expected a value in (0, 1), got {config.eval_fraction}")
+        raise ConfigError(f"split.eval_fraction: expected a value in (0, 1), got {config.eval_fraction}")
     for field in ("max_eval", "max_identify"):
         cap = getattr(config, field)
         if cap is not None and cap < 1:
-            raise ValueError(f"split.{field}: expected a cap >= 1 or null (no cap), got {cap}")
+            raise ConfigError(f"split.{field}: expected a cap >= 1 or null (no cap), got {cap}")
     ids = sorted((item.id for item in task.items), key=lambda i: _rank(config.seed, i))
     if len(ids) < config.num_demo + 2:
-        raise ValueError(
+        raise ConfigError(
             f"task {task.name!r} ({task.source}): {len(ids)} items; need at least "
             f"num_demo + 2 = {config.num_demo + 2} to fill demo, identify and evaluate"
         )

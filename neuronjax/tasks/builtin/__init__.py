@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Callable, Optional, Sequence
 
+from neuronjax.errors import ConfigError
 from neuronjax.tasks.builtin import arithmetic, emotion, word_relations, world_facts
 from neuronjax.tasks.builtin.mmlu import SUBJECT_GROUPS, load_mmlu, mmlu_path
 from neuronjax.tasks.schema import Item, Task
@@ -40,9 +41,9 @@ def load_builtin(
     if name == "mmlu":
         return load_mmlu(subjects, subject_group, name=task_name or "mmlu")
     if name not in GENERATED:
-        raise ValueError(f"unknown built-in task {name!r}; expected one of {list(BUILTIN_NAMES)}")
+        raise ConfigError(f"unknown built-in task {name!r}; expected one of {list(BUILTIN_NAMES)}")
     if subjects or subject_group:
-        raise ValueError(f"built-in task {name!r}: subjects and subject_group apply to mmlu only")
+        raise ConfigError(f"built-in task {name!r}: subjects and subject_group apply to mmlu only")
     return Task(name=task_name or name, items=_generated(name), source=f"builtin:{name}")
 
 

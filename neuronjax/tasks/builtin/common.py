@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from neuronjax.errors import ConfigError
 from neuronjax.tasks.schema import NUM_OPTIONS, Item
 
 
@@ -56,7 +57,7 @@ def assemble(
     items = []
     for k, ((question, gold, distractors, subject), position) in enumerate(zip(questions, positions)):
         if len(distractors) != NUM_OPTIONS - 1:
-            raise ValueError(f"{name} item {k}: expected 3 distractors, got {len(distractors)}")
+            raise ConfigError(f"{name} item {k}: expected 3 distractors, got {len(distractors)}")
         others = [distractors[int(j)] for j in rng.permutation(NUM_OPTIONS - 1)]
         options = others[: int(position)] + [gold] + others[int(position) :]
         items.append(

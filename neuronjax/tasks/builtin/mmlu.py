@@ -14,6 +14,7 @@ import importlib.util
 import os
 from typing import Iterable, Optional, Sequence
 
+from neuronjax.errors import ConfigError
 from neuronjax.tasks.readers import read_jsonl
 from neuronjax.tasks.schema import FieldMap, Task, UnreadableRow, make_task, validate_rows
 
@@ -124,11 +125,11 @@ def select_subjects(subjects: Optional[Sequence[str]], group: Optional[str]) -> 
     for subject in subjects or ():
         name = normalise_subject(subject)
         if name not in known:
-            raise ValueError(f"mmlu subjects: unknown subject {subject!r}; expected one of {sorted(known)}")
+            raise ConfigError(f"mmlu subjects: unknown subject {subject!r}; expected one of {sorted(known)}")
         chosen.add(name)
     if group is not None:
         if group not in SUBJECT_GROUPS:
-            raise ValueError(f"mmlu subject_group: unknown group {group!r}; expected one of {sorted(SUBJECT_GROUPS)}")
+            raise ConfigError(f"mmlu subject_group: unknown group {group!r}; expected one of {sorted(SUBJECT_GROUPS)}")
         chosen |= set(SUBJECT_GROUPS[group])
     return chosen or None
 
