@@ -277,9 +277,11 @@ def check(hint: Any, value: Any, source: Source, path: Path) -> Any:
             try:
                 return check(member, value, source, path)
             except ConfigError as err:
-                errors.append(err)
-        if len(errors) == 1:
-            raise errors[0]
+                errors.append((member, err))
+        # the member of the value's own shape (a list for a list) says what is wrong inside it
+        shaped = [err for member, err in errors if _same_shape(member, value)]
+        if len(errors) == 1 or len(shaped) == 1:
+            raise (shaped or [errors[0][1]])[0]
         raise source.error(path, f"expected {_type_name(hint)}, got {yaml_value(value)}")
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
@@ -307,6 +309,16 @@ def check(hint: Any, value: Any, source: Source, path: Path) -> Any:
             raise source.error(path, f"expected {hint.__name__}, got {yaml_value(value)}")
         return float(value) if hint is float else value
     return value
+
+
+def _same_shape(hint: Any, value: Any) -> bool:
+    """A list for a list/tuple type, a mapping for a mapping or dataclass type."""
+    origin = typing.get_origin(hint) or hint
+    if isinstance(value, (list, tuple)):
+        return origin in (list, tuple)
+    if isinstance(value, dict):
+        return origin is dict or dataclasses.is_dataclass(hint)
+    return False
 
 
 def _resolve(value: Any, kind: str, source: Source, path: Path) -> Any:
