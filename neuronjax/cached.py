@@ -122,13 +122,7 @@ def greedy_tokens(state, input_ids: jax.Array, attention_mask: jax.Array, interv
     out = forward(state, input_ids, attention_mask, intervention, None, graphdef=graphdef, logits_at="last",
                   return_cache=True)  # fmt: skip
     first = jnp.argmax(out.logits[:, -1], axis=-1).astype(jnp.int32)
-    pad = max_new - 1
-
-    def widen(x):  # [batch, keys, ...] -> [batch, pad + keys, ...], the new slots empty
-        return jnp.pad(x, [(0, 0), (pad, 0)] + [(0, 0)] * (x.ndim - 2))
-
-    cache = out.cache
-    buffer = KVCache(tuple(map(widen, cache.keys)), tuple(map(widen, cache.values)), widen(cache.mask))
+    buffer = out.cache.pad_left(max_new - 1)
     ones = jnp.ones((b, 1), jnp.int32)
 
     def step(i, carry):
@@ -136,9 +130,7 @@ def greedy_tokens(state, input_ids: jax.Array, attention_mask: jax.Array, interv
         out = forward(state, token[:, None], ones, intervention, buffer, graphdef=graphdef, logits_at="last",
                       return_cache=True)  # fmt: skip
         token = jnp.argmax(out.logits[:, -1], axis=-1).astype(jnp.int32)
-        c = out.cache
-        buffer = KVCache(tuple(k[:, 1:] for k in c.keys), tuple(v[:, 1:] for v in c.values), c.mask[:, 1:])
-        return buffer, tokens.at[:, i].set(token), token
+        return out.cache.drop_first(), tokens.at[:, i].set(token), token
 
     tokens = jnp.zeros((b, max_new), jnp.int32).at[:, 0].set(first)
     _, tokens, _ = jax.lax.fori_loop(1, max_new, step, (buffer, tokens, first))

@@ -46,6 +46,9 @@ class ModelSection:
     # device mesh {data, fsdp, tensor: size}; data takes the devices the others leave. Empty: one
     # device when there is one, else every device (of every process) on the data axis.
     mesh: dict[str, int] = dataclasses.field(default_factory=dict)
+    # sharding rules on top of the defaults: logical axis -> mesh axis, a list of them, or null
+    # (e.g. {mlp: null} keeps the neurons whole on every device; see neuronjax.sharding)
+    sharding: dict[str, Union[None, str, list[str]]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,10 +207,14 @@ def check_run_config(config: RunConfig, source: cl.Source, task_overrides: Seque
     """What can be checked before a model loads: method names and hyper-parameters, the mesh axes,
     the evaluated methods, the task YAML with its overrides, the cross-task YAMLs."""
     from neuronjax.methods import make_methods
-    from neuronjax.sharding import MESH_AXES
+    from neuronjax.sharding import MESH_AXES, ShardingRules
     from neuronjax.tasks.config import load_task_config
 
     make_methods(config.identify, source)
+    try:
+        ShardingRules.from_config(config.model.sharding)
+    except ConfigError as err:
+        raise source.error(("model", "sharding"), str(err).removeprefix("model.sharding: ").removeprefix("model.sharding."))
     bad = {k: v for k, v in config.model.mesh.items() if k not in MESH_AXES or v < 1}
     if bad:
         name = next(iter(bad))

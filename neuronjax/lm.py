@@ -44,9 +44,11 @@ def forward(
 class LanguageModel:
     """A causal LM ready to score: ``lm.logits(input_ids, attention_mask, intervention=None)``."""
 
-    def __init__(self, graphdef, state, config: ModelConfig, tokenizer, mesh: Optional[Mesh], dtype, source: str, report=None):
+    def __init__(self, graphdef, state, config: ModelConfig, tokenizer, mesh: Optional[Mesh], dtype, source: str,
+                 report=None, rules: sh.ShardingRules = sh.DEFAULT_RULES):  # fmt: skip
         self.graphdef, self.state, self.config = graphdef, state, config
         self.tokenizer, self.mesh, self.dtype, self.source, self.report = tokenizer, mesh, jnp.dtype(dtype), source, report
+        self.rules = rules  # logical axes -> mesh axes (neuronjax.sharding)
 
     def __repr__(self):
         c = self.config
@@ -68,27 +70,35 @@ class LanguageModel:
         """The Flax NNX module (parameters merged in), for users who want to inspect or edit it."""
         return nnx.merge(self.graphdef, self.state)
 
-    def on_mesh(self, mesh: Optional[Mesh]) -> "LanguageModel":
+    def on_mesh(self, mesh: Optional[Mesh], rules: Optional[sh.ShardingRules] = None) -> "LanguageModel":
         """The same model with every parameter placed on `mesh` by its logical axes (None: one
-        device). Each process materialises only the shards its devices hold."""
+        device), under `rules` (default: the model's own). Each process materialises only the
+        shards its devices hold."""
         from neuronjax.loader.place import target_sharding
+        from neuronjax.models.decoder import Placement
+
+        rules = rules or self.rules
 
         def move(var):
             x = np.asarray(jax.device_get(var.get_value())) if var.get_value().is_fully_addressable else None
             if x is None:
                 raise InputError("on_mesh: the parameters already span other processes; load the model on the mesh")
-            sharding = target_sharding(mesh, var.get_metadata()["logical_axes"], x.shape)
+            sharding = target_sharding(mesh, var.get_metadata()["logical_axes"], x.shape, rules)
             return var.replace(jax.make_array_from_callback(x.shape, sharding, lambda index: x[index]))
 
         state = nnx.from_flat_state([(path, move(var)) for path, var in nnx.to_flat_state(self.state)])
-        return LanguageModel(self.graphdef, state, self.config, self.tokenizer, mesh, self.dtype, self.source, self.report)
+        module = nnx.merge(self.graphdef, state)
+        module.placement = Placement(mesh, rules) if mesh is not None else None
+        graphdef, state = nnx.split(module)
+        return LanguageModel(graphdef, state, self.config, self.tokenizer, mesh, self.dtype, self.source, self.report,
+                             rules)  # fmt: skip
 
     def place(self, x: np.ndarray | jax.Array) -> jax.Array:
         """Put an input whose first axis is the batch on the model's mesh (rows split over the
         data axes, the rest replicated); on one device, just a device array."""
         if self.mesh is None:
             return jnp.asarray(x)
-        sharding = sh.batch_sharding(self.mesh, np.ndim(x), np.shape(x))
+        sharding = self.rules.batch_sharding(self.mesh, np.ndim(x), np.shape(x))
         if sharding.is_fully_addressable:
             return jax.device_put(x, sharding)
         # The mesh spans other processes: every process holds the same x (see

@@ -74,8 +74,10 @@ def mesh_for(config: RunConfig):
 
 def load_model_for(config: RunConfig):
     import neuronjax
+    from neuronjax.sharding import ShardingRules
 
-    return neuronjax.load_model(config.model.path, dtype=config.model.dtype, mesh=mesh_for(config))
+    return neuronjax.load_model(config.model.path, dtype=config.model.dtype, mesh=mesh_for(config),
+                                rules=ShardingRules.from_config(config.model.sharding))  # fmt: skip
 
 
 def encode(config: RunConfig, lm, part: str, task_path: Optional[str] = None):

@@ -6,7 +6,8 @@ its keys and values are kept (`neuronjax.cached.prefix_cache`); the last token i
 against that cache (`base_pass`), and each (layer l, alpha) variant restarts from the residual
 stream entering its group's first layer (`staircase_f`).
 
-The layers of the replay run under one `lax.scan` over their stacked parameters. Variants are
+The layers of the replay run under one `lax.scan` over the model's stacked parameters, each step
+reading its layer in place (a dynamic index, never a copy of the weights). Variants are
 grouped by the layer they edit: the group of layers lo..hi-1 is one scan over layers lo..L-1
 in which each row applies its edit at its own layer. More groups waste less work on layers below
 a row's edit (the waste is about 1/(2 * groups) of the total); fewer groups compile faster and
@@ -34,7 +35,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from neuronjax.errors import InputError
-from neuronjax.models.decoder import Decoder, KVCache
+from neuronjax.models.decoder import Decoder, KVCache, LayerTables, layer_slice
 from neuronjax.tasks.metrics import target_f
 
 Target = Literal["ce", "prob"]
@@ -48,12 +49,11 @@ PROB_LOGIT_BUDGET = 1 << 26
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Replay:
-    """Everything the one-token steps need, stacked over layers (leading axis = layers)."""
+    """Everything the one-token steps need. The block parameters are the model's own stacked
+    arrays (leading axis = layers), not a copy."""
 
     params: object  # block parameters, each leaf [layers, ...]
-    cos: jax.Array  # float32 [layers, batch, 1, head_dim] (zeros when positions are learned)
-    sin: jax.Array
-    bias: jax.Array  # float32 [layers, batch, 1, 1, 1, keys + 1]
+    tables: LayerTables  # per attention kind: rope [kinds, batch, 1, head_dim], masks [kinds, batch, 1, 1, 1, keys + 1]
     keys: jax.Array  # [layers, batch, keys, kv_heads, head_dim]
     values: jax.Array
     x0: jax.Array  # [batch, 1, embed] input of the first layer at the last position
@@ -61,27 +61,25 @@ class Replay:
 
 def replay_inputs(model: Decoder, last_ids: jax.Array, cache: KVCache) -> tuple:
     """(block graphdef, Replay) for one-token steps of the tokens last_ids [batch] after cache."""
-    cfg = model.cfg
     b, t = cache.mask.shape
     positions = cache.mask.sum(axis=1, keepdims=True).astype(jnp.int32)  # [batch, 1]
     key_mask = jnp.concatenate([cache.mask, jnp.ones((b, 1), bool)], axis=1)
-    ropes, biases = model.layer_inputs(positions, jnp.array([t]), jnp.arange(t + 1), key_mask)
-    if cfg.position_kind == "rope":
-        cos = jnp.stack([r[0] for r in ropes])
-        sin = jnp.stack([r[1] for r in ropes])
-    else:
-        cos = sin = jnp.zeros((cfg.num_layers, b, 1, cfg.head_dim), jnp.float32)
-    graphdef, _ = nnx.split(model.layers[0])
-    params = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(layer) for layer in model.layers])
-    replay = Replay(
-        params=params, cos=cos, sin=sin, bias=jnp.stack(biases),
-        keys=jnp.stack(cache.keys), values=jnp.stack(cache.values),
-        x0=model.embed_tokens(last_ids[:, None], positions),
-    )  # fmt: skip
+    tables = model.layer_tables(positions, jnp.array([t]), jnp.arange(t + 1), key_mask)
+    graphdef, params = model.blocks_split()
+    replay = Replay(params=params, tables=tables, keys=cache.keys, values=cache.values,
+                    x0=model.embed_tokens(last_ids[:, None], positions))  # fmt: skip
     return graphdef, replay
 
 
-def run_layers(graphdef, replay: Replay, x: jax.Array, rope: bool, shifts=None):
+def _layer(graphdef, replay: Replay, j):
+    """(block of layer j, its rope, its mask, its cached (keys, values)); j may be traced."""
+    block = nnx.merge(graphdef, layer_slice(replay.params, j))
+    kind = replay.tables.kind[j]
+    past = (layer_slice(replay.keys, j), layer_slice(replay.values, j))
+    return block, replay.tables.rope(kind), replay.tables.bias[kind], past
+
+
+def run_layers(graphdef, replay: Replay, x: jax.Array, shifts=None):
     """Every layer on one-token rows x [variant, batch, 1, embed].
 
     shifts: optional [layers, variant, batch, mlp] added to each layer's neurons (their gradient
@@ -89,16 +87,15 @@ def run_layers(graphdef, replay: Replay, x: jax.Array, rope: bool, shifts=None):
     """
 
     def body(x, layer):
-        params, cos, sin, bias, k, v, shift = layer
-        block = nnx.merge(graphdef, params)
-        x_mid, _ = block.attend(x, (cos, sin) if rope else None, bias, (k, v))
+        j, shift = layer
+        block, rope, bias, past = _layer(graphdef, replay, j)
+        x_mid, _ = block.attend(x, rope, bias, past)
         h = block.neurons(x_mid)
         if shift is not None:
             h = h + shift[..., None, :].astype(h.dtype)
         return x_mid + block.ffn_out(h), (x[..., 0, :], h[..., 0, :])
 
-    r = replay
-    return jax.lax.scan(body, x, (r.params, r.cos, r.sin, r.bias, r.keys, r.values, shifts))
+    return jax.lax.scan(body, x, (jnp.arange(replay.keys.shape[0]), shifts))
 
 
 def option_scores(model: Decoder, x: jax.Array, option_ids: jax.Array) -> jax.Array:
@@ -162,9 +159,8 @@ def base_pass(model, graphdef, replay: Replay, option_ids, gold, shifts=None, ta
     """The unedited last position: (F or P [batch], (option scores [batch, option], x_in [layers,
     batch, embed], h [layers, batch, mlp])). shifts [layers, batch, mlp] as in `run_layers`.
     The option scores are the candidate logsumexps of `option_scores` for either target."""
-    rope = model.cfg.position_kind == "rope"
     shifts = None if shifts is None else shifts[:, None]
-    x, (x_in, h) = run_layers(graphdef, replay, replay.x0[None], rope, shifts)
+    x, (x_in, h) = run_layers(graphdef, replay, replay.x0[None], shifts)
     scores = option_scores(model, x[..., 0, :], option_ids)
     if target == "ce":
         f = f_of_scores(scores, gold)
@@ -187,21 +183,16 @@ def staircase_f(
     serves every start layer of the group.
     """
     v = start.shape[0]
-    rope = model.cfg.position_kind == "rope"
-    r = replay
 
-    def body(x, layer):
-        j, params, cos, sin, bias, k, kv = layer
-        block = nnx.merge(graphdef, params)
-        x_mid, _ = block.attend(x, (cos, sin) if rope else None, bias, (k, kv))
+    def body(x, j):
+        block, rope, bias, past = _layer(graphdef, replay, j)
+        x_mid, _ = block.attend(x, rope, bias, past)
         h = block.neurons(x_mid)[..., 0, :]
         here = (start == j)[:, None, None]
         h = jnp.where(here, alpha[:, None, None].astype(h.dtype) * h + shift.astype(h.dtype), h)
         return x_mid + block.ffn_out(h)[..., None, :], None
 
     body = jax.checkpoint(body, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
-    n = model.cfg.num_layers
-    xs = (jnp.arange(lo, n),) + jax.tree.map(lambda a: a[lo:n], (r.params, r.cos, r.sin, r.bias, r.keys, r.values))
     x0 = jnp.broadcast_to(x_in[None, :, None, :], (v,) + x_in.shape[:1] + (1,) + x_in.shape[1:])
-    x, _ = jax.lax.scan(body, x0, xs)
+    x, _ = jax.lax.scan(body, x0, jnp.arange(lo, model.cfg.num_layers))
     return target_of(model, x[..., 0, :], option_ids, gold, target)

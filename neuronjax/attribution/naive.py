@@ -17,7 +17,7 @@ from neuronjax.tasks.metrics import target_f
 
 
 def _f(lm, ids, mask, option_ids, gold, scale, shift, target="ce"):
-    iv = Intervention(scale=scale, shift=shift, all_positions=jnp.asarray(False))
+    iv = Intervention(scale=scale, shift=shift, positions="last")
     logits = forward(lm.state, ids, mask, iv, graphdef=lm.graphdef, logits_at="last").logits[:, 0]
     picked = jnp.take_along_axis(logits, jnp.clip(option_ids, 0).reshape(1, -1), axis=-1).reshape(option_ids.shape)
     scores = jax.nn.logsumexp(jnp.where(option_ids >= 0, picked, -jnp.inf), axis=-1)

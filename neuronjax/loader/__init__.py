@@ -15,6 +15,7 @@ from neuronjax.errors import CheckpointError, ConfigError
 from neuronjax.lm import LanguageModel
 from neuronjax.loader import gguf_io, hf, safetensors_io
 from neuronjax.loader.place import place
+from neuronjax.sharding import DEFAULT_RULES, ShardingRules
 
 log = logging.getLogger("neuronjax.loader")
 
@@ -61,12 +62,13 @@ def _tokenizer(path: str, gguf_file: Optional[str] = None):
     return None
 
 
-def load_model(path: Optional[str] = None, dtype: str = "float32", mesh: Optional[Mesh] = None) -> LanguageModel:
+def load_model(path: Optional[str] = None, dtype: str = "float32", mesh: Optional[Mesh] = None,
+               rules: ShardingRules = DEFAULT_RULES) -> LanguageModel:  # fmt: skip
     """Load a checkpoint directory (config.json + *.safetensors) or a .gguf file.
 
     path: None loads the embedded SmolLM2-135M-Instruct. dtype: parameter dtype ("float32",
     "bfloat16"). mesh: a (data, fsdp, tensor) mesh from `neuronjax.sharding.make_mesh`, or None for
-    one device.
+    one device. rules: which mesh axes each logical axis is split over (`ShardingRules`).
     """
     path = os.fspath(path) if path is not None else default_model_path()
     if not os.path.exists(path):
@@ -75,7 +77,7 @@ def load_model(path: Optional[str] = None, dtype: str = "float32", mesh: Optiona
         reader = gguf_io.open_reader(path)
         cfg = gguf_io.config_from_gguf(reader, path)
         graphdef, state, report = place(
-            cfg, dtype, mesh, gguf_io.tensors(reader, path), gguf_io.LLAMA_TABLE, ("",), path
+            cfg, dtype, mesh, gguf_io.tensors(reader, path), gguf_io.LLAMA_TABLE, ("",), path, rules=rules
         )
         del reader
         tokenizer = _tokenizer(os.path.dirname(path) or ".", os.path.basename(path))
@@ -85,8 +87,8 @@ def load_model(path: Optional[str] = None, dtype: str = "float32", mesh: Optiona
         stream = (item for f in files for item in safetensors_io.tensors(f))
         source = files[0] if len(files) == 1 else f"{path} ({len(files)} safetensors shards)"
         graphdef, state, report = place(
-            cfg, dtype, mesh, stream, hf.table_for(cfg), hf.prefixes_for(cfg), source, hf.NON_PARAMETERS
+            cfg, dtype, mesh, stream, hf.table_for(cfg), hf.prefixes_for(cfg), source, hf.NON_PARAMETERS, rules
         )
         tokenizer = _tokenizer(path)
     log.info("%s", report.summary())
-    return LanguageModel(graphdef, state, cfg, tokenizer, mesh, dtype, path, report)
+    return LanguageModel(graphdef, state, cfg, tokenizer, mesh, dtype, path, report, rules)

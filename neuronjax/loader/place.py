@@ -3,13 +3,18 @@
 The target is an abstract model (`nnx.eval_shape`: shapes and logical axes, no memory). Each
 checkpoint tensor is read, matched against the family's name table, transformed to our layout,
 checked against the target shape, cast, and placed with `jax.make_array_from_callback`, so each
-process only materialises the shards its own devices hold. Peak host memory is the finished
-model plus about one tensor.
+process only materialises the shards its own devices hold. Peak host memory is about one tensor.
+
+Block parameters are stacked over layers (``blocks.mlp.up`` is [layers, embed, mlp]); the tables
+name one layer's tensor (``layers.{i}.mlp.up``), which is written into slice i of the stacked
+array where it lives (an in-place update of the device array, its buffer donated), so no copy of
+a whole stacked parameter is ever made on the host.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 from typing import Callable, Iterable, Optional
@@ -20,10 +25,10 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, SingleDeviceSharding
 
-from neuronjax import sharding as sh
 from neuronjax.errors import CheckpointError
 from neuronjax.models.config import ModelConfig
-from neuronjax.models.decoder import Decoder
+from neuronjax.models.decoder import Decoder, Placement
+from neuronjax.sharding import DEFAULT_RULES, ShardingRules
 
 log = logging.getLogger("neuronjax.loader")
 
@@ -65,16 +70,69 @@ def _expected_source(target: str, rows: list, prefix: str) -> str:
     return "?"
 
 
-def abstract_model(cfg: ModelConfig, dtype) -> tuple:
-    model = nnx.eval_shape(lambda: Decoder(cfg, dtype, rngs=nnx.Rngs(0)))
+def abstract_model(cfg: ModelConfig, dtype, placement: Optional[Placement] = None) -> tuple:
+    model = nnx.eval_shape(lambda: Decoder(cfg, dtype, rngs=nnx.Rngs(0), placement=placement))
     graphdef, state = nnx.split(model)
     return graphdef, state
 
 
-def target_sharding(mesh: Optional[Mesh], axes, shape):
+def target_sharding(mesh: Optional[Mesh], axes, shape, rules: ShardingRules = DEFAULT_RULES):
     if mesh is None:
         return SingleDeviceSharding(jax.local_devices()[0])
-    return sh.named_sharding(mesh, axes, shape)
+    return rules.sharding(mesh, axes, shape)
+
+
+_LAYER = re.compile(r"^layers\.(\d+)\.(.+)$")
+STACKED = "blocks."  # where the per-layer targets "layers.{i}.<name>" live, stacked: "blocks.<name>"
+
+
+@functools.lru_cache(maxsize=None)
+def _writer(sharding):
+    """Write one layer into a stacked array in place (the stacked buffer is donated)."""
+    return jax.jit(lambda stack, x, i: jax.lax.dynamic_update_index_in_dim(stack, x.astype(stack.dtype), i, 0),
+                   donate_argnums=0, out_shardings=sharding)  # fmt: skip
+
+
+class _Stacks:
+    """The stacked block parameters being filled, layer by layer."""
+
+    def __init__(self, flat: dict, dtype, mesh, rules):
+        self.flat, self.dtype, self.mesh, self.rules = flat, dtype, mesh, rules
+        self.arrays: dict[str, jax.Array] = {}
+        self.filled: dict[str, set] = {}
+
+    def target(self, name: str):
+        """(stacked key, layer, per-layer shape, per-layer logical axes) of a per-layer target, or None."""
+        m = _LAYER.match(name)
+        if m is None or STACKED + m.group(2) not in self.flat:
+            return None
+        key = STACKED + m.group(2)
+        var = self.flat[key]
+        layer = int(m.group(1))
+        if layer >= var.shape[0]:
+            return None
+        return key, layer, tuple(var.shape[1:]), var.get_metadata()["logical_axes"][1:]
+
+    def write(self, key: str, layer: int, out: np.ndarray) -> None:
+        var = self.flat[key]
+        axes = var.get_metadata()["logical_axes"]
+        sharding = target_sharding(self.mesh, axes, var.shape, self.rules)
+        if key not in self.arrays:
+            self.arrays[key] = jax.jit(lambda: jnp.zeros(var.shape, self.dtype), out_shardings=sharding)()
+            self.filled[key] = set()
+        one = target_sharding(self.mesh, axes[1:], out.shape, self.rules)
+        x = jax.make_array_from_callback(out.shape, one, lambda idx: out[idx])
+        self.arrays[key] = _writer(sharding)(self.arrays[key], x, layer)
+        self.filled[key].add(layer)
+
+    def missing(self) -> list[str]:
+        """Per-layer target names never written."""
+        out = []
+        for key, var in self.flat.items():
+            if key.startswith(STACKED):
+                done = self.filled.get(key, set())
+                out += [f"layers.{i}.{key[len(STACKED):]}" for i in range(var.shape[0]) if i not in done]
+        return out
 
 
 def place(
@@ -86,11 +144,14 @@ def place(
     prefixes: tuple[str, ...],
     source: str,
     ignore: tuple[str, ...] = (),
+    rules: ShardingRules = DEFAULT_RULES,
 ) -> tuple:
     """Build (graphdef, state, LoadReport) from an iterable of (checkpoint name, reader)."""
     dtype = jnp.dtype(dtype)
-    graphdef, abstract = abstract_model(cfg, dtype)
+    placement = Placement(mesh, rules) if mesh is not None else None
+    graphdef, abstract = abstract_model(cfg, dtype, placement)
     flat = {".".join(str(k) for k in path): var for path, var in nnx.to_flat_state(abstract)}
+    stacks = _Stacks(flat, dtype, mesh, rules)
     rows = _compile(table)
     ignore_re = [re.compile("^" + p + "$") for p in ignore]
     values: dict[str, jax.Array] = {}
@@ -111,8 +172,13 @@ def place(
                 report.unexpected.append(name)
             continue
         match, targets = row
-        live = [(t.format(**match.groupdict()), fn) for t, fn in targets]
-        live = [(t, fn) for t, fn in live if t in flat]
+        live = []
+        for t, fn in targets:
+            target = t.format(**match.groupdict())
+            if target in flat:
+                live.append((target, fn, tuple(flat[target].shape), None))
+            elif (stacked := stacks.target(target)) is not None:
+                live.append((target, fn, stacked[2], stacked))
         if not live:
             if cfg.tie_embeddings and short == "lm_head.weight":
                 report.ignored.append((name, "output head tied to the embedding"))
@@ -120,28 +186,30 @@ def place(
                 report.unexpected.append(name)
             continue
         array = read()
-        for target, fn in live:
-            var = flat[target]
+        for target, fn, shape, stacked in live:
             try:
                 out = np.asarray(fn(array, cfg))
             except ValueError as e:
                 raise CheckpointError(
                     f"{source}: tensor '{name}' has shape {tuple(array.shape)}, which does not fit "
-                    f"'{target}' of shape {tuple(var.shape)} (the shape the model's config sets) ({e})"
+                    f"'{target}' of shape {shape} (the shape the model's config sets) ({e})"
                 ) from None
-            if out.shape != tuple(var.shape):
+            if out.shape != shape:
                 raise CheckpointError(
                     f"{source}: tensor '{name}' has shape {tuple(array.shape)}; expected a tensor that "
-                    f"gives '{target}' of shape {tuple(var.shape)} (the shape the model's config sets)"
+                    f"gives '{target}' of shape {shape} (the shape the model's config sets)"
                 )
             out = out.astype(dtype, copy=False)
-            sharding = target_sharding(mesh, var.get_metadata()["logical_axes"], out.shape)
-            values[target] = jax.make_array_from_callback(out.shape, sharding, lambda idx, o=out: o[idx])
+            if stacked is not None:
+                stacks.write(stacked[0], stacked[1], out)
+            else:
+                sharding = target_sharding(mesh, flat[target].get_metadata()["logical_axes"], out.shape, rules)
+                values[target] = jax.make_array_from_callback(out.shape, sharding, lambda idx, o=out: o[idx])
             del out
         del array
         report.loaded += 1
 
-    missing = [t for t in flat if t not in values]
+    missing = [t for t in flat if t not in values and not t.startswith(STACKED)] + stacks.missing()
     if missing:
         names = [_expected_source(t, rows, used_prefix or prefixes[0]) for t in missing]
         raise CheckpointError(
@@ -150,6 +218,7 @@ def place(
         )
     if report.unexpected:
         log.warning("%s", report.summary())
+    values.update(stacks.arrays)
     state = nnx.from_flat_state(
         [(path, var.replace(values[".".join(str(k) for k in path)])) for path, var in nnx.to_flat_state(abstract)]
     )

@@ -105,13 +105,27 @@ class ModelConfig:
     def scale(self) -> float:
         return self.attn_scale if self.attn_scale is not None else self.head_dim**-0.5
 
+    @property
+    def attention_kinds(self) -> tuple[LayerKind, ...]:
+        """The distinct attention kinds of the layers, in first-seen order."""
+        return tuple(dict.fromkeys(self.kinds))
+
+    @property
+    def kind_ids(self) -> tuple[int, ...]:
+        """Per layer, the index of its kind in `attention_kinds` (per-layer data of the layer scan)."""
+        return tuple(self.attention_kinds.index(k) for k in self.kinds)
+
+    def rope_of(self, kind: LayerKind) -> RopeConfig:
+        return self.rope_local if kind == "sliding" and self.rope_local is not None else self.rope
+
+    def window_of(self, kind: LayerKind) -> Optional[int]:
+        return self.sliding_window if kind == "sliding" else None
+
     def rope_for(self, layer: int) -> RopeConfig:
-        if self.kinds[layer] == "sliding" and self.rope_local is not None:
-            return self.rope_local
-        return self.rope
+        return self.rope_of(self.kinds[layer])
 
     def window_for(self, layer: int) -> Optional[int]:
-        return self.sliding_window if self.kinds[layer] == "sliding" else None
+        return self.window_of(self.kinds[layer])
 
     @property
     def num_neurons(self) -> int:

@@ -1,9 +1,16 @@
 """One decoder-only transformer for every supported family (Llama 2/3, Mistral, Qwen2/2.5/3,
 Gemma 1/2/3, GPT-2); the family differences are switches of `ModelConfig`.
 
+Layers are stored stacked: every block parameter has a leading ``layers`` axis, and every forward
+pass runs the layers as one `jax.lax.scan` over them, so compile time does not grow with depth and
+no code path re-stacks weights. What differs between layers (Gemma 2/3 sliding vs global
+attention, Gemma 3's local vs global rope) is per-layer data in the scan: each layer carries the
+index of its attention kind, and the rotary tables and attention masks are built once per kind.
+
 The forward pass takes, besides token ids and mask, an optional neuron `Intervention` (data, not a
-hook), can return the FFN intermediate activations at the last position, and can continue from a
-key/value cache of an earlier call (the attribution fast path and generation use this).
+hook, scanned over with the layers), can return the FFN intermediate activations at the last
+position, and can continue from a key/value cache of an earlier call (attribution's replay,
+evaluation's shared prompts and cached generation use this).
 
 Batches may be left- or right-padded: positions count real tokens only, and "the last position"
 of a row is its last real token.
@@ -26,16 +33,30 @@ from neuronjax.models.layers import Norm, activation, apply_rope, attend, attent
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class KVCache:
-    """Keys and values of earlier tokens. keys/values: one [batch, keys, kv_heads, head_dim] array
-    per layer; mask: bool [batch, keys] (False for padding slots)."""
+    """Keys and values of earlier tokens, every layer stacked. keys/values: [layers, batch, keys,
+    kv_heads, head_dim]; mask: bool [batch, keys] (False for padding slots)."""
 
-    keys: tuple
-    values: tuple
+    keys: jax.Array
+    values: jax.Array
     mask: jax.Array
 
     @property
     def length(self) -> int:
         return self.mask.shape[1]
+
+    def repeat_rows(self, times: int) -> "KVCache":
+        """Each batch row repeated `times` times in place (row b becomes rows b*times .. )."""
+        return KVCache(jnp.repeat(self.keys, times, axis=1), jnp.repeat(self.values, times, axis=1),
+                       jnp.repeat(self.mask, times, axis=0))  # fmt: skip
+
+    def pad_left(self, slots: int) -> "KVCache":
+        """`slots` empty slots (mask False) before the cached keys."""
+        pad = [(0, 0), (0, 0), (slots, 0), (0, 0), (0, 0)]
+        return KVCache(jnp.pad(self.keys, pad), jnp.pad(self.values, pad), jnp.pad(self.mask, [(0, 0), (slots, 0)]))
+
+    def drop_first(self) -> "KVCache":
+        """Without the oldest slot."""
+        return KVCache(self.keys[:, :, 1:], self.values[:, :, 1:], self.mask[:, 1:])
 
 
 @jax.tree_util.register_dataclass
@@ -46,28 +67,45 @@ class ForwardOutput:
     cache: Optional[KVCache] = None  # the input cache extended by this call's tokens
 
 
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where activations live: the mesh and the sharding rules (static data of the model; None
+    on one device). Activations get sharding constraints at block boundaries from it."""
+
+    mesh: object  # jax.sharding.Mesh
+    rules: object  # neuronjax.sharding.ShardingRules
+
+    def constrain(self, x: jax.Array, axes) -> jax.Array:
+        return self.rules.constrain(x, self.mesh, axes)
+
+
+def constrain(placement: Optional[Placement], x: jax.Array, axes) -> jax.Array:
+    return x if placement is None else placement.constrain(x, axes)
+
+
 class Attention(nnx.Module):
-    def __init__(self, cfg: ModelConfig, layer: int, dtype, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs, stack: Optional[int] = None):
         e, h, kv, d = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        self.cfg, self.layer = cfg, layer
-        self.q = param(rngs, (e, h, d), ("embed", "heads", "head_dim"), dtype)
-        self.k = param(rngs, (e, kv, d), ("embed", "kv_heads", "head_dim"), dtype)
-        self.v = param(rngs, (e, kv, d), ("embed", "kv_heads", "head_dim"), dtype)
-        self.o = param(rngs, (h, d, e), ("heads", "head_dim", "embed"), dtype)
+        self.cfg = cfg
+        self.q = param(rngs, (e, h, d), ("embed", "heads", "head_dim"), dtype, stack=stack)
+        self.k = param(rngs, (e, kv, d), ("embed", "kv_heads", "head_dim"), dtype, stack=stack)
+        self.v = param(rngs, (e, kv, d), ("embed", "kv_heads", "head_dim"), dtype, stack=stack)
+        self.o = param(rngs, (h, d, e), ("heads", "head_dim", "embed"), dtype, stack=stack)
         if cfg.qkv_bias:
-            self.q_bias = param(rngs, (h, d), ("heads", "head_dim"), dtype, "zeros")
-            self.k_bias = param(rngs, (kv, d), ("kv_heads", "head_dim"), dtype, "zeros")
-            self.v_bias = param(rngs, (kv, d), ("kv_heads", "head_dim"), dtype, "zeros")
+            self.q_bias = param(rngs, (h, d), ("heads", "head_dim"), dtype, "zeros", stack)
+            self.k_bias = param(rngs, (kv, d), ("kv_heads", "head_dim"), dtype, "zeros", stack)
+            self.v_bias = param(rngs, (kv, d), ("kv_heads", "head_dim"), dtype, "zeros", stack)
         if cfg.out_bias:
-            self.o_bias = param(rngs, (e,), ("embed",), dtype, "zeros")
+            self.o_bias = param(rngs, (e,), ("embed",), dtype, "zeros", stack)
         if cfg.qk_norm:
-            self.q_norm = Norm(d, "rms", cfg.norm_eps, cfg.norm_plus_one, "head_dim", dtype, rngs)
-            self.k_norm = Norm(d, "rms", cfg.norm_eps, cfg.norm_plus_one, "head_dim", dtype, rngs)
+            self.q_norm = Norm(d, "rms", cfg.norm_eps, cfg.norm_plus_one, "head_dim", dtype, rngs, stack)
+            self.k_norm = Norm(d, "rms", cfg.norm_eps, cfg.norm_plus_one, "head_dim", dtype, rngs, stack)
 
     def __call__(self, x, rope, bias, past):
-        """x [..., batch, seq, embed]; rope: (cos, sin) or None; past: (keys, values) of earlier
-        tokens or None. Returns (output like x, (keys, values) of past and this call's tokens);
-        the returned keys are only built when the leading axes are just batch."""
+        """One layer (parameters of one layer): x [..., batch, seq, embed]; rope: (cos, sin) or
+        None; past: (keys, values) of earlier tokens or None. Returns (output like x, (keys,
+        values) of past and this call's tokens); the returned keys are only built when the
+        leading axes are just batch."""
         cfg = self.cfg
         q = jnp.einsum("...se,ehd->...shd", x, self.q[...])
         k = jnp.einsum("...se,ehd->...shd", x, self.k[...])
@@ -91,18 +129,18 @@ class Attention(nnx.Module):
 class MLP(nnx.Module):
     """The FFN. Its neurons are the mlp axis of h, the input of the down projection."""
 
-    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs, stack: Optional[int] = None):
         e, f = cfg.hidden_size, cfg.intermediate_size
         self.cfg = cfg
         if cfg.gated_mlp:
-            self.gate = param(rngs, (e, f), ("embed", "mlp"), dtype)
-        self.up = param(rngs, (e, f), ("embed", "mlp"), dtype)
-        self.down = param(rngs, (f, e), ("mlp", "embed"), dtype)
+            self.gate = param(rngs, (e, f), ("embed", "mlp"), dtype, stack=stack)
+        self.up = param(rngs, (e, f), ("embed", "mlp"), dtype, stack=stack)
+        self.down = param(rngs, (f, e), ("mlp", "embed"), dtype, stack=stack)
         if cfg.mlp_bias:
             if cfg.gated_mlp:
-                self.gate_bias = param(rngs, (f,), ("mlp",), dtype, "zeros")
-            self.up_bias = param(rngs, (f,), ("mlp",), dtype, "zeros")
-            self.down_bias = param(rngs, (e,), ("embed",), dtype, "zeros")
+                self.gate_bias = param(rngs, (f,), ("mlp",), dtype, "zeros", stack)
+            self.up_bias = param(rngs, (f,), ("mlp",), dtype, "zeros", stack)
+            self.down_bias = param(rngs, (e,), ("embed",), dtype, "zeros", stack)
 
     def neurons(self, x: jax.Array) -> jax.Array:
         """h [batch, seq, mlp] = act(x Wg) * (x Wu), or act(x Wfc + b) when not gated."""
@@ -123,15 +161,19 @@ class MLP(nnx.Module):
 
 
 class Block(nnx.Module):
-    def __init__(self, cfg: ModelConfig, layer: int, dtype, rngs: nnx.Rngs):
-        def norm():
-            return Norm(cfg.hidden_size, cfg.norm_kind, cfg.norm_eps, cfg.norm_plus_one, "embed", dtype, rngs)
+    """A decoder layer. Built with `stack` = the number of layers, it holds every layer's
+    parameters stacked; its methods run one layer, on the parameters of one layer (the scan
+    hands them out, see `Decoder.scan`)."""
 
-        self.cfg, self.layer = cfg, layer
+    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs, stack: Optional[int] = None):
+        def norm():
+            return Norm(cfg.hidden_size, cfg.norm_kind, cfg.norm_eps, cfg.norm_plus_one, "embed", dtype, rngs, stack)
+
+        self.cfg = cfg
         self.attn_norm = norm()
-        self.attn = Attention(cfg, layer, dtype, rngs)
+        self.attn = Attention(cfg, dtype, rngs, stack)
         self.ffn_norm = norm()
-        self.mlp = MLP(cfg, dtype, rngs)
+        self.mlp = MLP(cfg, dtype, rngs, stack)
         if cfg.sandwich_norm:
             self.attn_out_norm = norm()
             self.ffn_out_norm = norm()
@@ -152,24 +194,46 @@ class Block(nnx.Module):
         f = self.mlp.project(h)
         return self.ffn_out_norm(f) if self.cfg.sandwich_norm else f
 
-    def __call__(self, x, rope, bias, past, intervention, where):
-        """where: float [batch, seq], 1 at the positions the intervention edits."""
+    def __call__(self, x, rope, bias, past, edit=None, where=None):
+        """edit: (scale, shift) [mlp] of this layer's intervention or None; where: float [batch,
+        seq], 1 at the positions it edits (None: every position)."""
         x_mid, kv = self.attend(x, rope, bias, past)
         h = self.neurons(x_mid)
-        if intervention is not None:
-            h = iv.apply(h, intervention.scale[self.layer], intervention.shift[self.layer], where)
+        if edit is not None:
+            h = iv.apply(h, edit[0], edit[1], where)
         return x_mid + self.ffn_out(h), h, kv
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class LayerTables:
+    """Per attention kind (see `ModelConfig.kind_ids`): rotary tables and additive masks, stacked
+    over kinds, and the kind of every layer."""
+
+    kind: jax.Array  # int32 [layers]
+    cos: Optional[jax.Array]  # float32 [kinds, batch, seq, head_dim] (None: learned positions)
+    sin: Optional[jax.Array]
+    bias: jax.Array  # float32 [kinds, batch, 1, 1, seq, keys]
+
+    def rope(self, kind):
+        return None if self.cos is None else (self.cos[kind], self.sin[kind])
+
+
+def layer_slice(tree, j):
+    """Layer j of a stacked pytree, read in place (a dynamic index, not a copy of the stack)."""
+    return jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, j, keepdims=False), tree)
+
+
 class Decoder(nnx.Module):
-    def __init__(self, cfg: ModelConfig, dtype=jnp.float32, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, dtype=jnp.float32, *, rngs: nnx.Rngs, placement: Optional[Placement] = None):
         self.cfg = cfg
+        self.placement = placement
         self.embed = param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), dtype)
         if cfg.position_kind == "learned":
             self.pos_embed = param(
                 rngs, (cfg.max_position_embeddings, cfg.hidden_size), ("positions", "embed"), dtype
             )
-        self.layers = nnx.List([Block(cfg, i, dtype, rngs) for i in range(cfg.num_layers)])
+        self.blocks = Block(cfg, dtype, rngs, stack=cfg.num_layers)  # every layer, parameters stacked
         self.final_norm = Norm(cfg.hidden_size, cfg.norm_kind, cfg.norm_eps, cfg.norm_plus_one, "embed", dtype, rngs)
         if not cfg.tie_embeddings:
             self.lm_head = param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), dtype)
@@ -192,25 +256,21 @@ class Decoder(nnx.Module):
             x = x + self.pos_embed[...][positions]
         return x
 
-    def layer_inputs(self, positions, q_index, k_index, key_mask) -> tuple[list, list]:
-        """Per layer: rotary tables (cos, sin) or None, and the additive attention mask.
-        positions int [batch, seq]; q_index [seq], k_index [keys] slot indices; key_mask bool
-        [batch, keys]. Tables and masks are built once per distinct rope / window."""
+    def layer_tables(self, positions, q_index, k_index, key_mask) -> LayerTables:
+        """Rotary tables and attention masks of every attention kind, for integer positions
+        [batch, seq], slot indices q_index [seq] and k_index [keys], key_mask bool [batch, keys]."""
         cfg = self.cfg
-        ropes, biases, rope_cache, bias_cache = [], [], {}, {}
-        for i in range(cfg.num_layers):
-            w = cfg.window_for(i)
-            if w not in bias_cache:
-                bias_cache[w] = attention_bias(q_index, k_index, key_mask, w)
-            biases.append(bias_cache[w])
-            if cfg.position_kind == "rope":
-                r = cfg.rope_for(i)
-                if r not in rope_cache:
-                    rope_cache[r] = rope_tables(positions, r, cfg.head_dim)
-                ropes.append(rope_cache[r])
-            else:
-                ropes.append(None)
-        return ropes, biases
+        kinds = cfg.attention_kinds
+        bias = jnp.stack([attention_bias(q_index, k_index, key_mask, cfg.window_of(k)) for k in kinds])
+        cos = sin = None
+        if cfg.position_kind == "rope":
+            tables = [rope_tables(positions, cfg.rope_of(k), cfg.head_dim) for k in kinds]
+            cos, sin = jnp.stack([t[0] for t in tables]), jnp.stack([t[1] for t in tables])
+        return LayerTables(jnp.asarray(cfg.kind_ids, jnp.int32), cos, sin, bias)
+
+    def blocks_split(self):
+        """(graphdef of one block, the stacked block parameters)."""
+        return nnx.split(self.blocks)
 
     def __call__(
         self,
@@ -244,19 +304,29 @@ class Decoder(nnx.Module):
                 where = jax.nn.one_hot(last, s, dtype=jnp.float32)
 
         key_mask = mask if cache is None else jnp.concatenate([cache.mask, mask], axis=1)
-        ropes, biases = self.layer_inputs(positions, prefix + jnp.arange(s), jnp.arange(prefix + s), key_mask)
-        x = self.embed_tokens(input_ids, positions)
+        tables = self.layer_tables(positions, prefix + jnp.arange(s), jnp.arange(prefix + s), key_mask)
+        x = constrain(self.placement, self.embed_tokens(input_ids, positions), ("batch", "seq", "act_embed"))
+        graphdef, params = self.blocks_split()
+        xs = {"params": params, "kind": tables.kind}
+        if intervention is not None:
+            xs["edit"] = (intervention.scale, intervention.shift)
+        if cache is not None:
+            xs["past"] = (cache.keys, cache.values)
 
-        acts, new_k, new_v = [], [], []
-        for i, block in enumerate(self.layers):
-            past = None if cache is None else (cache.keys[i], cache.values[i])
-            x, h, (k, v) = block(x, ropes[i], biases[i], past, intervention, where)
+        def body(x, layer):
+            block = nnx.merge(graphdef, layer["params"])
+            kind = layer["kind"]
+            x, h, kv = block(x, tables.rope(kind), tables.bias[kind], layer.get("past"), layer.get("edit"), where)
+            x = constrain(self.placement, x, ("batch", "seq", "act_embed"))
+            out = {}
             if capture:
-                acts.append(jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0].astype(jnp.float32))
+                h_last = jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0].astype(jnp.float32)
+                out["h"] = constrain(self.placement, h_last, ("batch", "mlp"))
             if return_cache:
-                new_k.append(k)
-                new_v.append(v)
+                out["kv"] = kv
+            return x, out
 
+        x, outs = jax.lax.scan(body, x, xs)
         logits = None
         if logits_at != "none":
             x = self.final_norm(x)
@@ -265,6 +335,6 @@ class Decoder(nnx.Module):
             logits = self.soft_cap(jnp.einsum("bse,ev->bsv", x, self.head_weights, preferred_element_type=jnp.float32))
         return ForwardOutput(
             logits=logits,
-            activations=jnp.stack(acts, axis=1) if capture else None,
-            cache=KVCache(tuple(new_k), tuple(new_v), key_mask) if return_cache else None,
+            activations=jnp.swapaxes(outs["h"], 0, 1) if capture else None,
+            cache=KVCache(outs["kv"][0], outs["kv"][1], key_mask) if return_cache else None,
         )

@@ -39,8 +39,11 @@ class SweepResult:
         return f"{head}: {counts}; {table}"
 
 
-def _model_key(config: RunConfig) -> tuple:
-    return (config.model.path, config.model.dtype)
+def _model_key(config: RunConfig) -> str:
+    """Points with equal model sections share one loaded model (path, dtype, mesh, sharding)."""
+    import json
+
+    return json.dumps(dataclasses.asdict(config.model), sort_keys=True)
 
 
 def _record_failure(point: Point, err: BaseException) -> str:

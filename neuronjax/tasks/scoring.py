@@ -162,8 +162,12 @@ def cached_continuation_scores(
 _cached_jit = jax.jit(cached_continuation_scores, static_argnames=("mean",))
 
 
-def _repeat_rows(tree, times: int):
-    return jax.tree.map(lambda x: jnp.repeat(x, times, axis=0), tree)
+def _repeat_rows(cache, times: int):
+    """Each batch row of a cache `times` times: its own `repeat_rows` (e.g. a KVCache, whose
+    keys are layer-major), else every leaf repeated along its first (batch) axis."""
+    if hasattr(cache, "repeat_rows"):
+        return cache.repeat_rows(times)
+    return jax.tree.map(lambda x: jnp.repeat(x, times, axis=0), cache)
 
 
 _repeat_jit = jax.jit(_repeat_rows, static_argnames=("times",))

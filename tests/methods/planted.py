@@ -55,8 +55,8 @@ def model(seed: int = 0) -> LanguageModel:
     for token, d in DIRECTION.items():
         head[:, token] = 0.0
         head[d, token] = 6.0
-    mlp = p["layers"][LAYERS - 1]["mlp"]
-    gate, up, down = (np.array(mlp[k]) for k in ("gate", "up", "down"))
+    mlp = p["blocks"]["mlp"]  # every layer's FFN, stacked [layers, ...]; the planted neurons are in the last
+    gate, up, down = (np.array(mlp[k][LAYERS - 1]) for k in ("gate", "up", "down"))
     for neurons, direction, strength in ((GOOD, 1, STRENGTH["good"]), (BAD, 2, STRENGTH["bad"]), (FILL, 5, STRENGTH["fill"])):
         for _, i in neurons:
             gate[:, i] = 0.0
@@ -65,7 +65,7 @@ def model(seed: int = 0) -> LanguageModel:
             down[i, :] = 0.0
             down[i, direction] = strength
     for k, v in (("gate", gate), ("up", up), ("down", down)):
-        mlp[k] = jnp.asarray(v)
+        mlp[k] = jnp.asarray(mlp[k]).at[LAYERS - 1].set(v)
     p["embed"], p["lm_head"] = jnp.asarray(embed), jnp.asarray(head)
     nnx.replace_by_pure_dict(state, p)
     return LanguageModel(graphdef, state, cfg, None, None, jnp.float32, "planted-llama")

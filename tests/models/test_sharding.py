@@ -28,16 +28,17 @@ def test_sharded_logits_equal_single_device(tmp_path, name, mesh_shape):
     many = neuronjax.load_model(str(tmp_path), mesh=mesh)
     t = mesh_shape["tensor"]
     fsdp = "fsdp" if mesh_shape.get("fsdp", 1) > 1 else None
-    # the neuron axis and the heads are split over `tensor`, embed over `fsdp`
-    assert _spec(many, ("layers", 0, "mlp", "up")) == P(fsdp, "tensor")
-    assert _spec(many, ("layers", 0, "mlp", "down")) == P("tensor", fsdp)
-    assert _spec(many, ("layers", 1, "attn", "q")) == P(fsdp, "tensor", None)
+    # the neuron axis and the heads are split over `tensor`, embed over `fsdp`; the stacked layer
+    # axis is never split
+    assert _spec(many, ("blocks", "mlp", "up")) == P(None, fsdp, "tensor")
+    assert _spec(many, ("blocks", "mlp", "down")) == P(None, "tensor", fsdp)
+    assert _spec(many, ("blocks", "attn", "q")) == P(None, fsdp, "tensor", None)
     assert _spec(many, ("embed",)) == P("tensor", fsdp)
     # 2 key/value heads do not divide a tensor axis of 4: replicated there
-    kv = _spec(many, ("layers", 1, "attn", "k"))
-    assert kv == (P(fsdp, "tensor", None) if (name == "gpt2" or t == 2) else P(fsdp, None, None))
-    up = many.state["layers"][0]["mlp"]["up"][...]
-    assert len(up.addressable_shards) == 8 and up.addressable_shards[0].data.shape[1] == up.shape[1] // t
+    kv = _spec(many, ("blocks", "attn", "k"))
+    assert kv == (P(None, fsdp, "tensor", None) if (name == "gpt2" or t == 2) else P(None, fsdp, None, None))
+    up = many.state["blocks"]["mlp"]["up"][...]
+    assert len(up.addressable_shards) == 8 and up.addressable_shards[0].data.shape[2] == up.shape[2] // t
 
     ids, mask, _ = tiny_models.batch()
     a = np.asarray(one.logits(ids, mask))
