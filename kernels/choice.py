@@ -8,10 +8,10 @@ Every kernel in this package takes ``impl``:
 * ``"interpret"``: the same Pallas kernel run by the Pallas interpreter, on any backend. Slow;
   it exists so the kernel's logic can be tested on CPU.
 * ``"auto"`` (the default): the value of the environment variable ``NEURONJAX_KERNELS`` when it
-  is set, otherwise ``"pallas"`` on a single GPU or TPU device and ``"reference"`` elsewhere.
-  With several devices the reference runs: a Pallas call is opaque to XLA's sharding
-  propagation, so on a mesh it would be replicated (every device gathering the whole batch)
-  unless wrapped in a per-shard map, which these kernels do not do yet.
+  is set, otherwise ``"pallas"`` on a GPU or TPU and ``"reference"`` elsewhere. A Pallas call is
+  opaque to XLA's sharding propagation, so on a mesh the kernels run once per shard under
+  `jax.shard_map` (they are given the mesh); arrays spread over several devices without a mesh
+  given get the reference.
 
 An explicit ``impl`` other than ``"auto"`` is always honoured; the environment variable only
 replaces ``"auto"``. The choice is made when a function is traced, so changing the variable

@@ -103,21 +103,47 @@ def reference(q, k, v, past_k, past_v, bias, scale: float, softcap: Optional[flo
 
 def shared_prefix_attention(
     q, k, v, past_k, past_v, bias, scale: float, softcap: Optional[float], *,
-    impl: str = "auto", block_k: Optional[int] = None,
+    impl: str = "auto", block_k: Optional[int] = None, mesh=None, rules=None,
 ) -> jax.Array:  # fmt: skip
     """What ``attend(q, k, v, bias, scale, softcap, past=(past_k, past_v))`` computes (shapes in
     ``reference``), by the implementation ``impl`` picks (module docstring). block_k: cached
     positions per kernel step (a power of two >= 16; default min(128, next power of two of
-    cached)); ignored by the reference."""
-    name = choice.choose(impl)
+    cached)); ignored by the reference. mesh, rules: where the arrays live (a jax Mesh and
+    `neuronjax.sharding.ShardingRules`); on a mesh of several devices the kernel runs per shard
+    (`on_mesh`)."""
     seq, cached = q.shape[-3], past_k.shape[-3]
+    devices = 1 if mesh is None else mesh.size
+    name = choice.choose(impl, devices=1 if mesh is not None else None)
     if name == "pallas" and impl == "auto" and not choice.forced() and seq > 1:
         name = "reference"
     if name == "reference" or cached == 0:
         return reference(q, k, v, past_k, past_v, bias, scale, softcap)
-    return pallas_attention(
-        q, k, v, past_k, past_v, bias, scale, softcap, interpret=name == "interpret", block_k=block_k
-    )
+    kernel = functools.partial(pallas_attention, scale=scale, softcap=softcap, interpret=name == "interpret",
+                               block_k=block_k)  # fmt: skip
+    if devices > 1:
+        return on_mesh(kernel, mesh, rules, q, k, v, past_k, past_v, bias)
+    return kernel(q, k, v, past_k, past_v, bias)
+
+
+def on_mesh(kernel, mesh, rules, q, k, v, past_k, past_v, bias) -> jax.Array:
+    """Run `kernel(q, k, v, past_k, past_v, bias)` once per shard with `jax.shard_map`: prompts
+    split like the batch, query and key/value heads split together over the heads' mesh axis
+    (when that axis divides both, so every shard keeps whole groups), the rest replicated. A
+    Pallas call is opaque to XLA's sharding propagation; without the map it would be replicated,
+    every device gathering the whole batch."""
+    from jax.sharding import PartitionSpec as P
+
+    lead = q.ndim - 4
+    b, h, kv = q.shape[-4], q.shape[-2], k.shape[-2]
+    batch = rules.spec(("batch",), (b,), mesh)[0]
+    heads = rules.spec(("heads",), (h,), mesh)[0]
+    if heads is not None and rules.spec(("kv_heads",), (kv,), mesh)[0] != heads:
+        heads = None  # kv heads not split alike: keep the heads whole
+    q_spec = P(*([None] * lead), batch, None, heads, None)
+    cache_spec = P(batch, None, heads, None)
+    return jax.shard_map(kernel, mesh=mesh, in_specs=(q_spec, q_spec, q_spec, cache_spec, cache_spec,
+                                                     P(batch, None, None, None, None)),
+                         out_specs=q_spec, check_vma=False)(q, k, v, past_k, past_v, bias)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@
     neuronjax generate [RUN_DIR] --prompt ...   free generation under an intervention
     neuronjax info [MODEL]                      what a checkpoint is and how it loads
     neuronjax bench load-memory|attribution|scaling   benchmarks
+    neuronjax plan CONFIG --model-config F --topology v5e-64 [--find-batch]   will it fit on a slice
 
 Overrides are dotted `key=value` pairs (YAML values): `identify.k=50`, `task.split.seed=1`.
 """
@@ -298,11 +299,21 @@ def main(argv=None) -> int:
         "load-memory": ("neuronjax.bench.load_memory", "peak resident memory of loading a model"),
         "attribution": ("neuronjax.bench.attribution", "IG throughput against the PyTorch peer"),
         "scaling": ("neuronjax.bench.scaling", "identification throughput against the device count"),
+        "layout": ("neuronjax.bench.layout", "compile time against depth, attribution step memory"),
+        "agreement": ("neuronjax.bench.agreement", "how far two runs' sets and accuracies are apart"),
     }
     for name, (module, text) in benches.items():
         b = bench_sub.add_parser(name, help=text, add_help=False)
         b.set_defaults(handler=lambda a, rest, module=module: __import__(module, fromlist=["main"]).main(rest))
+    plan = sub.add_parser("plan", help="compile a run's steps for a TPU slice without it: fits? how fast?", add_help=False)
+    plan.set_defaults(handler=lambda a, rest: __import__("neuronjax.plan", fromlist=["main"]).main(rest))
     args, rest = ap.parse_known_args(argv)
+    if args.command == "plan":  # deviceless: no distributed set-up
+        try:
+            return args.handler(args, rest)
+        except NeuronJaxError as err:
+            print(f"neuronjax plan: error: {err}", file=sys.stderr)
+            return 2
     if args.command == "bench":
         from neuronjax.distributed import initialize
 

@@ -88,7 +88,7 @@ class LanguageModel:
 
         state = nnx.from_flat_state([(path, move(var)) for path, var in nnx.to_flat_state(self.state)])
         module = nnx.merge(self.graphdef, state)
-        module.placement = Placement(mesh, rules) if mesh is not None else None
+        module.set_placement(Placement(mesh, rules) if mesh is not None else None)
         graphdef, state = nnx.split(module)
         return LanguageModel(graphdef, state, self.config, self.tokenizer, mesh, self.dtype, self.source, self.report,
                              rules)  # fmt: skip

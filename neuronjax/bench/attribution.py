@@ -1,6 +1,13 @@
 """Identification throughput: our IG against the PyTorch + transformers peer, same prompts, same m.
 
     python -m neuronjax.bench.attribution [--prompts 32] [--peer-prompts 2] [--steps 16] [--json OUT]
+    neuronjax bench attribution --model-config configs/models/llama-3.1-8b.json --random-weights \
+        --dtype bfloat16 --seq 128 --prompts 64 --chunk 8
+
+With --model-config and --random-weights, the model is built from a Hugging Face config.json
+with random weights (no download; they measure speed and memory, never neurons) and the prompts
+are random token ids of --seq tokens with random candidate tokens: the real IG path at the real
+shapes, without a peer (there are no weights to share with one).
 
 The model is the embedded SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float32 on both
 sides). The prompts are one-shot AQUA-style proxies written here (NeuronLLM, arXiv 2601.04548,
@@ -103,13 +110,37 @@ def prompt_arrays(tokenizer, n: int, pad_id: int) -> dict:
     return dict(input_ids=ids, attention_mask=mask, option_ids=opts, gold=np.asarray(gold, np.int32))
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """Best float32 FLOP/s of a jitted n x n `jnp.dot` on the default device."""
+def synthetic_arrays(vocab: int, n: int, seq: int, seed: int = 0) -> dict:
+    """Random full-length prompts [n, seq] and two random candidate tokens per option (distinct
+    across the options of a row), gold cycling over the letters."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(10, vocab, (n, seq)).astype(np.int32)
+    opts = np.stack([rng.choice(np.arange(10, vocab), 8, replace=False).reshape(4, 2) for _ in range(n)]).astype(np.int32)
+    return dict(input_ids=ids, attention_mask=np.ones((n, seq), np.int32), option_ids=opts,
+                gold=(np.arange(n) % 4).astype(np.int32))  # fmt: skip
+
+
+def random_model(model_config: str, dtype: str, seed: int = 0):
+    """A LanguageModel with random weights of a Hugging Face config.json's architecture."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from neuronjax.lm import LanguageModel
+    from neuronjax.models.decoder import Decoder
+    from neuronjax.plan import load_model_config
+
+    cfg = load_model_config(model_config)
+    graphdef, state = nnx.split(Decoder(cfg, jnp.dtype(dtype), rngs=nnx.Rngs(seed)))
+    return LanguageModel(graphdef, state, cfg, None, None, dtype, f"random weights of {model_config}")
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10, dtype: str = "float32") -> float:
+    """Best FLOP/s of a jitted n x n `jnp.dot` in `dtype` on the default device."""
     import jax
     import jax.numpy as jnp
 
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32).astype(dtype)
     dot = jax.jit(jnp.dot)
     dot(a, b).block_until_ready()
     best = float("inf")
@@ -243,18 +274,27 @@ def run(args) -> dict:
 
     import neuronjax
 
-    path = args.model or neuronjax.default_model_path()
     load = os.getloadavg()
-    peak = matmul_peak()
-    lm = neuronjax.load_model(path)
+    if args.random_weights:
+        if not args.model_config:
+            raise ConfigError("--random-weights needs --model-config FILE (a Hugging Face config.json)")
+        path = args.model_config
+        peak = matmul_peak(4096 if jax.default_backend() != "cpu" else 2048, dtype=args.dtype)
+        lm = random_model(path, args.dtype)
+        arrays = synthetic_arrays(lm.config.vocab_size, args.prompts, args.seq)
+        args.peer_prompts = 0  # no weights to share with a peer
+    else:
+        path = args.model or neuronjax.default_model_path()
+        peak = matmul_peak(dtype=args.dtype)
+        lm = neuronjax.load_model(path, dtype=args.dtype)
+        arrays = prompt_arrays(lm.tokenizer, args.prompts, lm.pad_id)
     c = lm.config
-    arrays = prompt_arrays(lm.tokenizer, args.prompts, lm.pad_id)
     lengths = arrays["attention_mask"].sum(axis=1)
     r: dict = dict(model=os.path.basename(path), layers=c.num_layers, mlp=c.intermediate_size, steps=args.steps,
                    prompts=args.prompts, prompt_tokens_mean=float(lengths.mean()), prompt_tokens_max=int(lengths.max()),
                    machine=dict(cpu_count=os.cpu_count(), platform=platform.platform(), jax=jax.__version__,
                                 device=str(jax.devices()[0]), loadavg_at_start=load),
-                   matmul_peak_flops=peak)  # fmt: skip
+                   matmul_peak_flops=peak, dtype=args.dtype, random_weights=bool(args.random_weights))  # fmt: skip
     neurons = c.num_layers * c.intermediate_size
 
     # --- ours: neuronjax.attribution.attribute ---
@@ -293,8 +333,10 @@ def report(r: dict) -> str:
              r.get("speedup_grad_x_act"))]  # fmt: skip
     fmt = lambda x: "-" if x is None else (f"{x:,.0f}" if x >= 1000 else f"{x:.4g}")  # noqa: E731
     lines = [
-        f"{r['model']}: {r['layers']} layers x {r['mlp']} neurons, IG m={r['steps']}, {r['prompts']} one-shot proxy "
-        f"prompts of {r['prompt_tokens_mean']:.0f} tokens (max {r['prompt_tokens_max']}), "
+        f"{r['model']}{' (random weights)' if r.get('random_weights') else ''}: {r['layers']} layers x {r['mlp']} "
+        f"neurons, {r.get('dtype', 'float32')}, IG m={r['steps']}, {r['prompts']} "
+        f"{'random-token' if r.get('random_weights') else 'one-shot proxy'} prompts of "
+        f"{r['prompt_tokens_mean']:.0f} tokens (max {r['prompt_tokens_max']}), "
         f"{r['machine']['cpu_count']} CPU cores, load average {r['machine']['loadavg_at_start'][0]:.1f} at start",
         "",
         f"{'':26} {'ours (JAX)':>12} {'peer (torch)':>13} {'ours/peer':>10}",
@@ -309,8 +351,8 @@ def report(r: dict) -> str:
         f"seq padded to {o['seq_padded']}",
         f"ours: {o['flops_analytic'] / 1e12:.2f} TFLOP counted analytically ({o['flops_xla'] / 1e12:.2f} by XLA "
         f"cost_analysis, which counts a scan body once) -> {o['ig']['flops_per_s'] / 1e9:.1f} GFLOP/s = "
-        f"{100 * o['ig']['fraction_of_peak']:.1f}% of the measured float32 matmul peak "
-        f"({r['matmul_peak_flops'] / 1e9:.1f} GFLOP/s, jnp.dot 2048^2)",
+        f"{100 * o['ig']['fraction_of_peak']:.1f}% of the measured {r['dtype']} matmul peak "
+        f"({r['matmul_peak_flops'] / 1e9:.1f} GFLOP/s, jnp.dot)",
     ]
     if peer:
         a, g = r["agreement_ig"], r["agreement_grad_x_act"]
@@ -331,7 +373,8 @@ def report(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="neuronjax bench attribution", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--model", default=None,
                     help="checkpoint: GGUF file or directory (default: the embedded SmolLM2-135M-Instruct)")
     ap.add_argument("--prompts", type=int, default=32, help="proxy prompts for our runs")
@@ -339,6 +382,10 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=16, help="IG steps m")
     ap.add_argument("--chunk", type=int, default=8, help="prompts per compiled call of ours")
     ap.add_argument("--json", default=None, help="also write every figure here")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="parameter and matmul dtype")
+    ap.add_argument("--model-config", default=None, help="a Hugging Face config.json (with --random-weights)")
+    ap.add_argument("--random-weights", action="store_true", help="random weights of --model-config, random token prompts")
+    ap.add_argument("--seq", type=int, default=128, help="prompt tokens with --random-weights")
     args = ap.parse_args(argv)
     r = run(args)
     print(report(r))

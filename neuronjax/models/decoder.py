@@ -84,9 +84,11 @@ def constrain(placement: Optional[Placement], x: jax.Array, axes) -> jax.Array:
 
 
 class Attention(nnx.Module):
-    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs, stack: Optional[int] = None):
+    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs, stack: Optional[int] = None,
+                 placement: Optional[Placement] = None):  # fmt: skip
         e, h, kv, d = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         self.cfg = cfg
+        self.placement = placement  # where the shared-prefix kernel runs per shard
         self.q = param(rngs, (e, h, d), ("embed", "heads", "head_dim"), dtype, stack=stack)
         self.k = param(rngs, (e, kv, d), ("embed", "kv_heads", "head_dim"), dtype, stack=stack)
         self.v = param(rngs, (e, kv, d), ("embed", "kv_heads", "head_dim"), dtype, stack=stack)
@@ -116,7 +118,7 @@ class Attention(nnx.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        out = attend(q, k, v, bias, cfg.scale, cfg.attn_softcap, past)
+        out = attend(q, k, v, bias, cfg.scale, cfg.attn_softcap, past, self.placement)
         out = jnp.einsum("...shd,hde->...se", out, self.o[...])
         if cfg.out_bias:
             out = out + self.o_bias[...]
@@ -165,13 +167,14 @@ class Block(nnx.Module):
     parameters stacked; its methods run one layer, on the parameters of one layer (the scan
     hands them out, see `Decoder.scan`)."""
 
-    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs, stack: Optional[int] = None):
+    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs, stack: Optional[int] = None,
+                 placement: Optional[Placement] = None):  # fmt: skip
         def norm():
             return Norm(cfg.hidden_size, cfg.norm_kind, cfg.norm_eps, cfg.norm_plus_one, "embed", dtype, rngs, stack)
 
         self.cfg = cfg
         self.attn_norm = norm()
-        self.attn = Attention(cfg, dtype, rngs, stack)
+        self.attn = Attention(cfg, dtype, rngs, stack, placement)
         self.ffn_norm = norm()
         self.mlp = MLP(cfg, dtype, rngs, stack)
         if cfg.sandwich_norm:
@@ -233,10 +236,15 @@ class Decoder(nnx.Module):
             self.pos_embed = param(
                 rngs, (cfg.max_position_embeddings, cfg.hidden_size), ("positions", "embed"), dtype
             )
-        self.blocks = Block(cfg, dtype, rngs, stack=cfg.num_layers)  # every layer, parameters stacked
+        self.blocks = Block(cfg, dtype, rngs, cfg.num_layers, placement)  # every layer, parameters stacked
         self.final_norm = Norm(cfg.hidden_size, cfg.norm_kind, cfg.norm_eps, cfg.norm_plus_one, "embed", dtype, rngs)
         if not cfg.tie_embeddings:
             self.lm_head = param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), dtype)
+
+    def set_placement(self, placement: Optional[Placement]) -> None:
+        """Where activations live from now on (the model moved to another mesh)."""
+        self.placement = placement
+        self.blocks.attn.placement = placement
 
     @property
     def head_weights(self) -> jax.Array:

@@ -4,6 +4,7 @@ embed, heads, kv_heads, head_dim, mlp, vocab."""
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Sequence
 
 import jax
@@ -98,18 +99,23 @@ def attend(
     scale: float,
     softcap: Optional[float],
     past: Optional[tuple[jax.Array, jax.Array]] = None,
+    placement=None,
 ) -> jax.Array:
     """Grouped-query attention with any leading axes.
 
     q [..., batch, seq, heads, head_dim]; k, v [..., batch, seq, kv_heads, head_dim] (this call's
     tokens); past: optional (keys, values) [batch, cached, kv_heads, head_dim] of earlier tokens,
     shared by every leading index of q (many variants of the last token read one prompt cache
-    without copying it); bias [batch, 1, 1, seq, cached + seq]. Returns q's shape.
+    without copying it); bias [batch, 1, 1, seq, cached + seq]; placement: the model's mesh and
+    sharding rules (the shared-prefix kernel runs per shard on a mesh). Returns q's shape.
     """
     if past is not None:
         # The shared-cache case has its own kernel (Pallas on GPU/TPU, this same math in jnp on
         # CPU); NEURONJAX_KERNELS forces one implementation.
-        return shared_prefix_attention(q, k, v, past[0], past[1], bias, scale, softcap)
+        mesh, rules = (placement.mesh, placement.rules) if placement is not None else (None, None)
+        return shared_prefix_attention(q, k, v, past[0], past[1], bias, scale, softcap, mesh=mesh, rules=rules)
+    if q.ndim == 4 and fused_attention_applies(q.dtype, softcap):
+        return fused_attention(q, k, v, bias, scale)
     *lead, s, h, d = q.shape
     kv = k.shape[-2]
     qg = q.reshape(*lead, s, kv, h // kv, d)
@@ -119,6 +125,39 @@ def attend(
     probs = jax.nn.softmax(scores + bias, axis=-1).astype(v.dtype)
     out = jnp.einsum("...kgst,...tkd->...skgd", probs, v)
     return out.reshape(*lead, s, h, d)
+
+
+ATTENTION_ENV = "NEURONJAX_ATTENTION"  # "auto" (default), "xla" or "fused"
+
+
+def fused_attention_applies(dtype, softcap: Optional[float]) -> bool:
+    """Whether the prompt pass uses the backend's fused attention (`jax.nn.dot_product_attention`:
+    cuDNN's flash attention on GPU): on a GPU, in bfloat16 or float16, for families without
+    attention soft-capping (Gemma 2 caps scores, which the fused kernel cannot). NEURONJAX_ATTENTION
+    forces "xla" (the einsum path below) or "fused" (then XLA's own implementation of the same call
+    runs where cuDNN does not, e.g. on a CPU, which is how the switch is tested here)."""
+    choice = os.environ.get(ATTENTION_ENV, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "xla", "fused"):
+        raise InputError(f"{ATTENTION_ENV}={choice!r}: expected auto, xla or fused")
+    if softcap is not None or choice == "xla":
+        return False
+    if choice == "fused":
+        return True
+    return jax.default_backend() in ("gpu", "cuda") and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+
+
+def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, scale: float) -> jax.Array:
+    """Prompt-pass attention through `jax.nn.dot_product_attention`. q [batch, seq, heads,
+    head_dim]; k, v [batch, keys, kv_heads, head_dim]; bias [batch, 1, 1, seq, keys] from
+    `attention_bias`, turned into a boolean mask. A query with no visible key (a left-padding slot)
+    is let see itself, so that no row is all masked (kernels may return NaN there); such rows
+    are never read."""
+    allowed = bias[:, 0] > NEG_INF / 2  # [batch, 1, seq, keys]
+    s, t = allowed.shape[-2:]
+    diagonal = jnp.arange(t)[None, :] == (t - s + jnp.arange(s))[:, None]
+    allowed = allowed | (~allowed.any(axis=-1, keepdims=True) & diagonal)
+    impl = "cudnn" if jax.default_backend() in ("gpu", "cuda") else None
+    return jax.nn.dot_product_attention(q, k, v, mask=allowed, scale=scale, implementation=impl).astype(q.dtype)
 
 
 def activation(name: str, x: jax.Array) -> jax.Array:

@@ -11,9 +11,9 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from neuronjax.kernels import choice
 
 from neuronjax import kernels
-from neuronjax.kernels import choice
 from neuronjax.models.layers import NEG_INF, attend
 
 # The module (the package's attribute of that name is the function).
@@ -238,3 +238,28 @@ def test_kernels_lower_for_gpu_and_tpu(monkeypatch, platform, backend):
     for fn in (f, grad):
         exported = jax.export.export(jax.jit(fn), platforms=[platform], disabled_checks=checks)(*args)
         assert ("xla.gpu.triton" if platform == "cuda" else "tpu_custom_call") in exported.mlir_module()
+
+
+@pytest.mark.multidevice
+@pytest.mark.parametrize("mesh_shape,heads,kv_heads", [({"data": 2, "tensor": 4}, 8, 4), ({"data": 4, "tensor": 2}, 6, 3)])
+def test_on_a_mesh_the_kernel_runs_per_shard(mesh_shape, heads, kv_heads):
+    """Batch over data, heads with their key/value heads over tensor (3 kv heads do not divide a
+    tensor axis of 2: heads stay whole); the per-shard kernel (interpreted) equals the reference
+    and its result stays sharded like the queries."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from neuronjax.sharding import DEFAULT_RULES, make_mesh
+
+    mesh = make_mesh(mesh_shape)
+    q, k, v, pk, pv, bias = make_inputs(7, (3,), 4, 1, heads, kv_heads, 16, 37, jnp.float32)
+    want = spa.reference(q, k, v, pk, pv, bias, 0.25, None)
+    split = "tensor" if kv_heads % mesh_shape["tensor"] == 0 else None
+    put = lambda x, spec: jax.device_put(x, NamedSharding(mesh, spec))  # noqa: E731
+    q, k, v = (put(x, P(None, "data", None, split, None)) for x in (q, k, v))
+    pk, pv = (put(x, P("data", None, split, None)) for x in (pk, pv))
+    fn = jax.jit(functools.partial(spa.shared_prefix_attention, scale=0.25, softcap=None, impl="interpret", mesh=mesh,
+                                   rules=DEFAULT_RULES))  # fmt: skip
+    got = fn(q, k, v, pk, pv, put(bias, P("data")))
+    assert_close(got, want, jnp.float32)
+    assert got.sharding.spec[1] == "data" and (got.sharding.spec[3] == split)
