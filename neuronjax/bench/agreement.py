@@ -12,11 +12,12 @@ the difference. The sets are read with `neuronjax.report.load_run_sets`, the eva
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 import numpy as np
+
+from neuronjax.evaluation.results import write_json
 
 
 def set_overlap(a: np.ndarray, b: np.ndarray) -> dict:
@@ -79,8 +80,7 @@ def main(argv=None) -> int:
     out = compare(args.run_a, args.run_b)
     print(describe(out))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json(args.json, out)
     return 0
 
 

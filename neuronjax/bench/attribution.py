@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import os
 import platform
 import resource
@@ -43,6 +42,7 @@ import time
 import numpy as np
 
 from neuronjax.errors import ConfigError
+from neuronjax.evaluation.results import write_json
 
 ROLE = "You are a careful assistant. Answer each multiple-choice question with the letter of the correct option only."
 
@@ -390,8 +390,7 @@ def main(argv=None) -> int:
     r = run(args)
     print(report(r))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(r, f, indent=2)
+        write_json(args.json, r)
     return 0
 
 

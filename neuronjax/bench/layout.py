@@ -18,11 +18,12 @@ Only APIs that have been stable across versions are used (`neuronjax.load_model`
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 import numpy as np
+
+from neuronjax.evaluation.results import write_json
 
 
 def _batch(vocab: int, n: int, seq: int):
@@ -101,8 +102,7 @@ def main(argv=None) -> int:
               f"{m['outputs_mib']:.0f} MiB; parameters {m['parameters_mib']:.0f} MiB of which layer blocks "
               f"{m['block_parameters_mib']:.0f} MiB")  # fmt: skip
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json(args.json, out)
     return 0
 
 

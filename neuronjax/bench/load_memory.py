@@ -12,10 +12,11 @@ parent (a test runner) would report the parent's peak. The ratio
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
+
+from neuronjax.evaluation.results import write_json
 
 
 def _rss_now() -> int:
@@ -75,8 +76,7 @@ def main(argv=None) -> int:
     print(f"load added       {r['peak_over_baseline_bytes'] / mib:.0f} MiB = {r['ratio_to_param_bytes']:.2f} x parameter bytes")
     print(f"load time        {r['load_seconds']} s")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(r, f, indent=2)
+        write_json(args.json, r)
     return 0
 
 

@@ -29,6 +29,7 @@ import sys
 import time
 
 from neuronjax.errors import ConfigError
+from neuronjax.evaluation.results import write_json
 
 
 def _child(args) -> None:
@@ -153,8 +154,7 @@ def main(argv=None) -> int:
         print(f"  {d} device(s): {r['prompts_per_s']:.2f} prompts/s ({r['per_device']:.2f} per device)", flush=True)
     print(report(rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        write_json(args.json, rows)
     return 0
 
 
