@@ -18,6 +18,7 @@ Only APIs that have been stable across versions are used (`neuronjax.load_model`
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
