@@ -3,9 +3,13 @@ arXiv 2601.04548), save them, and steer the model through them."""
 
 __version__ = "0.1.0"
 
-from neuronjax.intervention import Intervention
-from neuronjax.lm import LanguageModel
-from neuronjax.loader import default_model_path, load_config, load_model
-from neuronjax.models.config import ModelConfig
+from neuronjax.platforms import prefer_cpu_without_accelerators
+
+prefer_cpu_without_accelerators()  # before JAX is imported (see neuronjax.platforms)
+
+from neuronjax.intervention import Intervention  # noqa: E402
+from neuronjax.lm import LanguageModel  # noqa: E402
+from neuronjax.loader import default_model_path, load_config, load_model  # noqa: E402
+from neuronjax.models.config import ModelConfig  # noqa: E402
 
 __all__ = ["Intervention", "LanguageModel", "ModelConfig", "default_model_path", "load_config", "load_model"]

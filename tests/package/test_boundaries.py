@@ -127,3 +127,21 @@ def test_modules_stay_readable():
         if text.count("\n") > MAX_LINES and not re.search(r"^Size:", doc, re.M):
             long.append(f"{os.path.relpath(path, ROOT)} ({text.count(chr(10))} lines)")
     assert not long, f"modules over {MAX_LINES} lines without a reason in their docstring: {long}"
+
+
+def test_no_tpu_probing_on_a_host_without_one():
+    """With libtpu installed and no TPU device, importing neuronjax keeps JAX on the CPU (no libtpu
+    start-up warnings); an explicit JAX_PLATFORMS is left as it is."""
+    import glob
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("libtpu") is None or glob.glob("/dev/accel*") or os.path.isdir("/dev/vfio"):
+        pytest.skip("needs libtpu installed on a host without a TPU")
+    code = "import os, neuronjax, jax; print(os.environ['JAX_PLATFORMS'], jax.default_backend())"
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["cpu", "cpu"] and "libtpu" not in out.stderr
+    kept = subprocess.run([sys.executable, "-c", code], env={**env, "JAX_PLATFORMS": "cpu,tpu"},
+                          capture_output=True, text=True)  # fmt: skip
+    assert kept.stdout.startswith("cpu,tpu") or "tpu" in kept.stderr.lower()
