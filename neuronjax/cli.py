@@ -9,6 +9,7 @@
     neuronjax sweep SWEEP --point I | --gather  one point (a job array's task) | the table so far
     neuronjax generate [RUN_DIR] --prompt ...   free generation under an intervention
     neuronjax info [MODEL]                      what a checkpoint is and how it loads
+    neuronjax export RUN_DIR --format safetensors|csv|json   a run's neuron sets for other tools
     neuronjax bench load-memory|attribution|scaling   benchmarks
     neuronjax plan CONFIG --model-config F --topology v5e-64 [--find-batch]   will it fit on a slice
 
@@ -220,6 +221,14 @@ def _generate(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from neuronjax.io.export import export_neurons
+
+    for path in export_neurons(args.run, args.format, args.method, args.output):
+        print(path)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="neuronjax", description="Good and bad FFN neurons of causal LLMs (NeuronLLM) in JAX.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -293,6 +302,13 @@ def main(argv=None) -> int:
     info.add_argument("model", nargs="?", default=None, help="checkpoint directory or .gguf (default: embedded SmolLM2)")
     info.add_argument("--dtype", default="float32")
     info.set_defaults(handler=_info)
+    export = sub.add_parser("export", help="write a run's neuron sets as safetensors, CSV or JSON")
+    export.add_argument("run", help="run directory (or one saved set: a directory holding neurons.json)")
+    export.add_argument("--format", required=True, choices=("safetensors", "csv", "json"),
+                        help="safetensors: <method>.safetensors; csv / json: one row per good and bad neuron")
+    export.add_argument("--method", action="append", default=[], help="only this method's set (repeat for several)")
+    export.add_argument("--output", default=None, help="folder for the files (default RUN_DIR/export)")
+    export.set_defaults(handler=_export)
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     benches = {

@@ -40,8 +40,11 @@ DEFAULT_MODES = ("suppress_good", "suppress_bad", "enhancer", "degrader")
 class ModelSection:
     """Which checkpoint, in which dtype, on which device mesh."""
 
-    # checkpoint directory or .gguf; null = the embedded SmolLM2-135M-Instruct
+    # checkpoint directory, .gguf, or Hugging Face repo id (org/name, from the local Hugging Face
+    # cache); null = the embedded SmolLM2-135M-Instruct
     path: Optional[str] = dataclasses.field(default=None, metadata=cl.PATH_FILE_OR_NAME)
+    # branch, tag or commit hash of a repo id in `path` (null: main); the sets record the commit
+    revision: Optional[str] = None
     dtype: Literal["float32", "bfloat16"] = "float32"  # parameter and activation dtype
     # device mesh {data, fsdp, tensor: size}; data takes the devices the others leave. Empty: one
     # device when there is one, else every device (of every process) on the data axis.
@@ -49,6 +52,15 @@ class ModelSection:
     # sharding rules on top of the defaults: logical axis -> mesh axis, a list of them, or null
     # (e.g. {mlp: null} keeps the neurons whole on every device; see neuronjax.sharding)
     sharding: dict[str, Union[None, str, list[str]]] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.revision is None:
+            return
+        if not self.revision.strip():
+            raise ConfigError("revision = '': expected a branch, tag or commit hash, or null")
+        if self.path is None or os.path.exists(self.path):
+            what = "null (the embedded model)" if self.path is None else f"the local path {self.path}"
+            raise ConfigError(f"revision = {self.revision!r} applies to a Hugging Face repo id; path is {what}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -77,7 +77,8 @@ def load_model_for(config: RunConfig):
     from neuronjax.sharding import ShardingRules
 
     return neuronjax.load_model(config.model.path, dtype=config.model.dtype, mesh=mesh_for(config),
-                                rules=ShardingRules.from_config(config.model.sharding))  # fmt: skip
+                                rules=ShardingRules.from_config(config.model.sharding),
+                                revision=config.model.revision)  # fmt: skip
 
 
 def encode(config: RunConfig, lm, part: str, task_path: Optional[str] = None):

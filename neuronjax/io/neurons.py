@@ -2,13 +2,17 @@
 
 A result directory holds:
 
-    arrays/        Orbax checkpoint: scores float32 [layers, mlp], good and bad bool [layers, mlp]
-    neurons.json   sidecar: model id and weight hash, task and split, method and every
-                   hyper-parameter, neuronjax version, and the neuron lists in plain JSON
+    arrays/              Orbax checkpoint: scores float32 [layers, mlp], good and bad bool [layers, mlp]
+    neurons.safetensors  the same arrays for any framework (`safetensors.numpy.load_file`): scores
+                         float32, good and bad bool [layers, mlp], grid int64 [2] = (layers, mlp);
+                         its string metadata names the model, its revision and the method
+    neurons.json         sidecar: model id and weight hash, task and split, method and every
+                         hyper-parameter, neuronjax version, and the neuron lists in plain JSON
 
-Orbax writes the checkpoint to a temporary directory and renames it when complete, and the
-sidecar is written last (also through a rename), so a directory with a sidecar always has a
-complete checkpoint. Loading a result for a model whose weight hash differs fails and names both.
+Orbax writes the checkpoint to a temporary directory and renames it when complete, the
+safetensors file is written through a rename, and the sidecar is written last (also through a
+rename; if it fails, the safetensors file is removed), so a directory with a sidecar always has
+both complete. Loading a result for a model whose weight hash differs fails and names both.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from neuronjax.errors import ConfigError, SaveError
 
 SIDECAR = "neurons.json"
 ARRAYS = "arrays"
+SAFETENSORS = "neurons.safetensors"
 
 
 @dataclasses.dataclass
@@ -63,8 +68,11 @@ def _param_digest(state) -> str:
 
 
 def model_fingerprint(lm) -> dict:
-    """Identity of a loaded model: where it came from, a hash of its checkpoint files, and the
-    shape of its neuron grid."""
+    """Identity of a loaded model: where it came from (for a model loaded by Hugging Face repo id,
+    the repo id and the snapshot's commit hash), a hash of its checkpoint files, and the shape of
+    its neuron grid."""
+    from neuronjax.loader import hub_origin
+
     src = lm.source
     if os.path.isdir(src):
         digest = _file_digest([os.path.join(src, f) for f in os.listdir(src) if f.endswith(".safetensors")])
@@ -73,8 +81,10 @@ def model_fingerprint(lm) -> dict:
     else:  # built in memory: hash the parameters themselves
         digest = _param_digest(lm.state)
     c = lm.config
+    hub = hub_origin(src) if os.path.exists(src) else None
     return {
-        "model_id": os.path.basename(os.path.normpath(src)),
+        "model_id": hub.repo_id if hub else os.path.basename(os.path.normpath(src)),
+        **({"revision": hub.revision} if hub else {}),
         "model_path": os.path.abspath(src) if os.path.exists(src) else src,
         "weight_sha256": digest,
         "model_type": c.model_type,
@@ -108,6 +118,10 @@ def save_neurons(directory: str, result: NeuronSet) -> str:
     except (OSError, ValueError, RuntimeError) as err:  # a full disk: OSError, or the array store's error
         raise _save_failed(directory, f"the arrays ({ARRAYS}/)", err) from err
     if is_primary():
+        try:
+            write_safetensors(os.path.join(directory, SAFETENSORS), NeuronSet(**arrays, meta=result.meta))
+        except OSError as err:
+            raise _save_failed(directory, f"the safetensors file ({SAFETENSORS})", err) from err
         meta = dict(result.meta)
         meta.setdefault("neuronjax_version", __version__)
         meta["good_neurons"] = NeuronSet(**arrays, meta={}).good_neurons
@@ -118,13 +132,50 @@ def save_neurons(directory: str, result: NeuronSet) -> str:
                 json.dump(meta, f, indent=2, sort_keys=True, default=_json_default)
             os.replace(tmp, os.path.join(directory, SIDECAR))
         except Exception as err:
-            if os.path.exists(tmp):  # never leave a half-written sidecar behind
-                os.remove(tmp)
+            # never leave a half-written sidecar behind, nor a safetensors file other tools would
+            # take for a finished set
+            for path in (tmp, os.path.join(directory, SAFETENSORS)):
+                if os.path.exists(path):
+                    os.remove(path)
             if isinstance(err, OSError):
                 raise _save_failed(directory, f"the sidecar ({SIDECAR})", err) from err
             raise
     barrier(f"neurons-saved:{directory}")
     return directory
+
+
+def write_safetensors(path: str, result: NeuronSet) -> str:
+    """Write scores float32, good and bad bool [layers, mlp] and grid int64 [2] to one safetensors
+    file, readable without neuronjax (`safetensors.numpy.load_file`, `safetensors.torch.load_file`).
+    Its string metadata carries the model id, revision and weight hash and the method's name."""
+    from safetensors.numpy import save_file
+
+    from neuronjax import __version__
+
+    scores = np.asarray(result.scores, np.float32)
+    model, method = result.meta.get("model") or {}, result.meta.get("method")
+    info = {
+        "format": "neuronjax.neurons",
+        "neuronjax_version": str(result.meta.get("neuronjax_version", __version__)),
+        "layers": str(scores.shape[0]),
+        "mlp": str(scores.shape[1]),
+        "method": str(method.get("name", "") if isinstance(method, dict) else method or ""),
+        **{key: str(model[key]) for key in ("model_id", "revision", "weight_sha256") if key in model},
+    }
+    tensors = {
+        "scores": scores,
+        "good": np.asarray(result.good, bool),
+        "bad": np.asarray(result.bad, bool),
+        "grid": np.asarray(scores.shape, np.int64),
+    }
+    tmp = path + ".tmp"
+    try:
+        save_file(tensors, tmp, metadata=info)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
 
 
 def _save_failed(directory: str, what: str, err: Exception) -> SaveError:
@@ -155,7 +206,7 @@ def load_neurons(directory: str, lm=None) -> NeuronSet:
     side = os.path.join(directory, SIDECAR)
     if not os.path.exists(side):
         left = os.listdir(directory) if os.path.isdir(directory) else []
-        if any(name.startswith(ARRAYS) or name.startswith(SIDECAR) for name in left):  # incl. Orbax's tmp folder
+        if any(name.startswith((ARRAYS, SAFETENSORS, SIDECAR)) for name in left):  # incl. Orbax's tmp folder
             raise FileNotFoundError(
                 f"{directory}: an unfinished save: it holds {sorted(left)} but no {SIDECAR}, which is written "
                 "last (the save failed or was cut short); save the result again"
