@@ -11,6 +11,10 @@ COMMON = dict(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_la
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                "original_max_position_embeddings": 16, "rope_theta": 500000.0}  # fmt: skip
 
+NEOX = dict(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+            rotary_pct=0.5, max_position_embeddings=64, initializer_range=0.3)  # fmt: skip
+IDS = dict(bos_token_id=1, eos_token_id=2, pad_token_id=0)  # for configs whose default ids lie outside the vocabulary
+
 # name -> (config class, model class, config kwargs)
 VARIANTS = {
     "llama2": ("LlamaConfig", "LlamaForCausalLM", dict(COMMON, num_key_value_heads=4)),
@@ -32,18 +36,35 @@ VARIANTS = {
                     rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
                                      "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0}})),
     "gpt2": ("GPT2Config", "GPT2LMHeadModel", dict(vocab_size=96, n_embd=32, n_layer=3, n_head=4, n_positions=64, initializer_range=0.3)),
+    # parallel residual, half of each head rotated, fused per-head qkv, biases everywhere
+    "gpt_neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", NEOX),
+    "gpt_neox_sequential": ("GPTNeoXConfig", "GPTNeoXForCausalLM",
+                            dict(NEOX, use_parallel_residual=False, attention_bias=False, tie_word_embeddings=True)),
+    "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", dict(COMMON, **IDS)),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", dict(COMMON, **IDS, partial_rotary_factor=0.5, sliding_window=4)),
+    # longrope with both prompts (11 and 6 tokens) past original_max_position_embeddings: the long factors
+    "phi3_longrope": ("Phi3Config", "Phi3ForCausalLM",
+                      dict(COMMON, **IDS, max_position_embeddings=64, original_max_position_embeddings=4,
+                           rope_scaling=dict(type="longrope", short_factor=[1.0, 1.5, 2.0, 3.0],
+                                             long_factor=[2.0, 3.0, 5.0, 9.0]))),
+    # both prompts within original_max_position_embeddings: the short factors
+    "phi3_longrope_short": ("Phi3Config", "Phi3ForCausalLM",
+                            dict(COMMON, **IDS, max_position_embeddings=64, original_max_position_embeddings=16,
+                                 rope_scaling=dict(type="longrope", short_factor=[1.0, 1.5, 2.0, 3.0],
+                                                   long_factor=[2.0, 3.0, 5.0, 9.0]))),
 }  # fmt: skip
 
 # Two prompts of different lengths, left-padded: the batch every equivalence test uses.
 PROMPT_LENGTHS = (11, 6)
 
 
-def build(name: str, seed: int = 0):
-    """A tiny transformers model in float32 eval mode, with random but non-trivial weights."""
+def build(name, seed: int = 0):
+    """A tiny transformers model in float32 eval mode, with random but non-trivial weights.
+    name: a key of VARIANTS, or a (config class, model class, config kwargs) triple of its own."""
     import torch
     import transformers
 
-    cfg_cls, model_cls, kwargs = VARIANTS[name]
+    cfg_cls, model_cls, kwargs = VARIANTS[name] if isinstance(name, str) else name
     cfg = getattr(transformers, cfg_cls)(**kwargs)
     cfg._attn_implementation = "eager"
     torch.manual_seed(seed)
@@ -55,7 +76,7 @@ def build(name: str, seed: int = 0):
     return model
 
 
-def save(name: str, directory, seed: int = 0):
+def save(name, directory, seed: int = 0):
     model = build(name, seed)
     model.save_pretrained(directory)
     return model

@@ -90,7 +90,7 @@ def run_layers(graphdef, replay: Replay, x: jax.Array, shifts=None):
         j, shift = layer
         block, rope, bias, past = _layer(graphdef, replay, j)
         x_mid, _ = block.attend(x, rope, bias, past)
-        h = block.neurons(x_mid)
+        h = block.neurons(x, x_mid)
         if shift is not None:
             h = h + shift[..., None, :].astype(h.dtype)
         return x_mid + block.ffn_out(h), (x[..., 0, :], h[..., 0, :])
@@ -180,14 +180,15 @@ def staircase_f(
     variant begins from the unedited residual entering layer lo, x_in [batch, embed]), above it
     runs on the edited stream. start, alpha: [variant]; shift: [variant, batch, mlp]. The
     gradient of F with respect to shift is dF/dh at each variant's own edit point, so one scan
-    serves every start layer of the group.
+    serves every start layer of the group; the caller weights these gradients by the quadrature
+    weights of the variants' alphas.
     """
     v = start.shape[0]
 
     def body(x, j):
         block, rope, bias, past = _layer(graphdef, replay, j)
         x_mid, _ = block.attend(x, rope, bias, past)
-        h = block.neurons(x_mid)[..., 0, :]
+        h = block.neurons(x, x_mid)[..., 0, :]
         here = (start == j)[:, None, None]
         h = jnp.where(here, alpha[:, None, None].astype(h.dtype) * h + shift.astype(h.dtype), h)
         return x_mid + block.ffn_out(h)[..., None, :], None

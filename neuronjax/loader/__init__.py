@@ -160,10 +160,10 @@ def load_model(path: Optional[str] = None, dtype: str = "float32", mesh: Optiona
         reader = gguf_io.open_reader(path)
         cfg = gguf_io.config_from_gguf(reader, path)
         graphdef, state, report = place(
-            cfg, dtype, mesh, gguf_io.tensors(reader, path), gguf_io.LLAMA_TABLE, ("",), path, rules=rules
+            cfg, dtype, mesh, gguf_io.tensors(reader, path), gguf_io.table_for(cfg), ("",), path, rules=rules
         )
         del reader
-        tokenizer = _tokenizer(os.path.dirname(path) or ".", os.path.basename(path))
+        tokenizer = gguf_io.tokenizer(path)
     else:
         cfg = load_config(path)
         files = safetensors_io.checkpoint_files(path)

@@ -23,15 +23,28 @@ class RopeConfig:
     """Rotary position embedding of one attention kind (Su et al. 2021, rotate-half layout)."""
 
     theta: float = 10000.0  # base of the inverse frequencies
-    kind: Literal["default", "linear", "llama3"] = "default"  # frequency scaling rule
+    kind: Literal["default", "linear", "llama3", "longrope"] = "default"  # frequency scaling rule
     factor: float = 1.0  # linear / llama3: context extension factor
     low_freq_factor: float = 1.0  # llama3 only
     high_freq_factor: float = 4.0  # llama3 only
-    original_max_position: int = 8192  # llama3 only: the pre-extension context length
+    original_max_position: int = 8192  # llama3, longrope: the pre-extension context length
+    short_factor: tuple[float, ...] = ()  # longrope: per-frequency divisors for prompts within original_max_position
+    long_factor: tuple[float, ...] = ()  # longrope: the divisors for longer prompts
+    attention_factor: float = 1.0  # longrope: cos and sin are multiplied by it
 
-    def inverse_frequencies(self, head_dim: int) -> np.ndarray:
-        """float64 [head_dim // 2] inverse frequencies after scaling."""
-        inv = 1.0 / (self.theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    def inverse_frequencies(self, dim: int, long: bool = False) -> np.ndarray:
+        """float64 [dim // 2] inverse frequencies after scaling, for a rotary width of ``dim``
+        (head_dim, or less with partial rotary). ``long``: longrope's set for prompts longer than
+        ``original_max_position`` (Phi-3 "longrope"/"su", as transformers computes it)."""
+        inv = 1.0 / (self.theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim))
+        if self.kind == "longrope":
+            factors = np.asarray(self.long_factor if long else self.short_factor, np.float64)
+            if factors.shape != inv.shape:
+                raise CheckpointError(
+                    f"longrope {'long' if long else 'short'}_factor has {factors.size} entries; the rotary width "
+                    f"{dim} needs {inv.size}"
+                )
+            return inv / factors
         if self.kind == "linear":
             return inv / self.factor
         if self.kind == "llama3":
@@ -70,9 +83,13 @@ class ModelConfig:
     mlp_bias: bool = False
     qkv_bias: bool = False  # Qwen2, GPT-2
     out_bias: bool = False  # bias of the attention output projection (GPT-2, Llama attention_bias)
-    qk_norm: bool = False  # RMSNorm over head_dim on queries and keys (Qwen3, Gemma 3)
-    sandwich_norm: bool = False  # Gemma 2/3: extra norms after attention and after the FFN
+    qk_norm: bool = False  # RMSNorm on queries and keys before rope (Qwen3, Gemma 3, OLMo-2)
+    qk_norm_width: Literal["head", "all"] = "head"  # over head_dim of each head, or over all heads (OLMo-2)
+    pre_norm: bool = True  # norms on the attention and FFN inputs (False: OLMo-2, which has only post-norms)
+    sandwich_norm: bool = False  # norms on the attention and FFN outputs before the residual add (Gemma 2/3, OLMo-2)
+    parallel_residual: bool = False  # x + attn(ln1(x)) + mlp(ln2(x)): the FFN reads the block input (GPT-NeoX)
     position_kind: Literal["rope", "learned"] = "rope"
+    rotary_dim: Optional[int] = None  # rope rotates only the first rotary_dim of head_dim (GPT-NeoX, Phi-3); None: all
     max_position_embeddings: int = 2048
     rope: RopeConfig = RopeConfig()  # rope of full-attention layers
     rope_local: Optional[RopeConfig] = None  # rope of sliding layers, when different (Gemma 3)
@@ -96,6 +113,13 @@ class ModelConfig:
             raise CheckpointError(
                 f"layer_kinds has {len(self.layer_kinds)} entries, expected num_layers={self.num_layers}"
             )
+        if self.rotary_dim is not None and not (0 < self.rotary_dim <= self.head_dim and self.rotary_dim % 2 == 0):
+            raise CheckpointError(f"rotary_dim={self.rotary_dim} must be even and within head_dim={self.head_dim}")
+
+    @property
+    def rope_dim(self) -> int:
+        """The rotated width of each head (rotate-half layout within it; the rest passes through)."""
+        return self.rotary_dim if self.rotary_dim is not None else self.head_dim
 
     @property
     def kinds(self) -> tuple[LayerKind, ...]:

@@ -1,5 +1,6 @@
 """One decoder-only transformer for every supported family (Llama 2/3, Mistral, Qwen2/2.5/3,
-Gemma 1/2/3, GPT-2); the family differences are switches of `ModelConfig`.
+Gemma 1/2/3, GPT-2, GPT-NeoX/Pythia, OLMo-2, Phi-3); the family differences are switches of
+`ModelConfig` (norm placement, parallel residual, partial rotary, q/k norm width, ...).
 
 Layers are stored stacked: every block parameter has a leading ``layers`` axis, and every forward
 pass runs the layers as one `jax.lax.scan` over them, so compile time does not grow with depth and
@@ -99,7 +100,11 @@ class Attention(nnx.Module):
             self.v_bias = param(rngs, (kv, d), ("kv_heads", "head_dim"), dtype, "zeros", stack)
         if cfg.out_bias:
             self.o_bias = param(rngs, (e,), ("embed",), dtype, "zeros", stack)
-        if cfg.qk_norm:
+        if cfg.qk_norm and cfg.qk_norm_width == "all":  # OLMo-2: over the whole projected q and k
+            eps, one = cfg.norm_eps, cfg.norm_plus_one
+            self.q_norm = Norm((h, d), "rms", eps, one, ("heads", "head_dim"), dtype, rngs, stack)
+            self.k_norm = Norm((kv, d), "rms", eps, one, ("kv_heads", "head_dim"), dtype, rngs, stack)
+        elif cfg.qk_norm:
             self.q_norm = Norm(d, "rms", cfg.norm_eps, cfg.norm_plus_one, "head_dim", dtype, rngs, stack)
             self.k_norm = Norm(d, "rms", cfg.norm_eps, cfg.norm_plus_one, "head_dim", dtype, rngs, stack)
 
@@ -165,7 +170,12 @@ class MLP(nnx.Module):
 class Block(nnx.Module):
     """A decoder layer. Built with `stack` = the number of layers, it holds every layer's
     parameters stacked; its methods run one layer, on the parameters of one layer (the scan
-    hands them out, see `Decoder.scan`)."""
+    hands them out, see `Decoder.scan`).
+
+    A layer is three steps, the interface attribution's replay also uses: `attend` (x -> x_mid,
+    the residual after attention), `neurons` (the FFN's neurons h, from x and x_mid) and
+    `ffn_out` (what the FFN adds to x_mid). Every family fits it: sequential blocks read x_mid
+    in the FFN; GPT-NeoX's parallel residual, x + attn(ln1(x)) + mlp(ln2(x)), reads x."""
 
     def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs, stack: Optional[int] = None,
                  placement: Optional[Placement] = None):  # fmt: skip
@@ -173,9 +183,11 @@ class Block(nnx.Module):
             return Norm(cfg.hidden_size, cfg.norm_kind, cfg.norm_eps, cfg.norm_plus_one, "embed", dtype, rngs, stack)
 
         self.cfg = cfg
-        self.attn_norm = norm()
+        if cfg.pre_norm:
+            self.attn_norm = norm()
         self.attn = Attention(cfg, dtype, rngs, stack, placement)
-        self.ffn_norm = norm()
+        if cfg.pre_norm:
+            self.ffn_norm = norm()
         self.mlp = MLP(cfg, dtype, rngs, stack)
         if cfg.sandwich_norm:
             self.attn_out_norm = norm()
@@ -183,14 +195,16 @@ class Block(nnx.Module):
 
     def attend(self, x, rope, bias, past):
         """Attention half: x [batch, seq, embed] -> (residual after attention, (keys, values))."""
-        a, kv = self.attn(self.attn_norm(x), rope, bias, past)
+        a, kv = self.attn(self.attn_norm(x) if self.cfg.pre_norm else x, rope, bias, past)
         if self.cfg.sandwich_norm:
             a = self.attn_out_norm(a)
         return x + a, kv
 
-    def neurons(self, x_mid: jax.Array) -> jax.Array:
-        """FFN neurons h [batch, seq, mlp] from the residual after attention."""
-        return self.mlp.neurons(self.ffn_norm(x_mid))
+    def neurons(self, x: jax.Array, x_mid: jax.Array) -> jax.Array:
+        """FFN neurons h [batch, seq, mlp] from the layer input x and the residual after attention
+        x_mid: the FFN reads x_mid, or x itself under parallel residual (GPT-NeoX)."""
+        y = x if self.cfg.parallel_residual else x_mid
+        return self.mlp.neurons(self.ffn_norm(y) if self.cfg.pre_norm else y)
 
     def ffn_out(self, h: jax.Array) -> jax.Array:
         """What the FFN adds to the residual stream, from its neurons h [..., mlp]."""
@@ -201,7 +215,7 @@ class Block(nnx.Module):
         """edit: (scale, shift) [mlp] of this layer's intervention or None; where: float [batch,
         seq], 1 at the positions it edits (None: every position)."""
         x_mid, kv = self.attend(x, rope, bias, past)
-        h = self.neurons(x_mid)
+        h = self.neurons(x, x_mid)
         if edit is not None:
             h = iv.apply(h, edit[0], edit[1], where)
         return x_mid + self.ffn_out(h), h, kv
@@ -214,7 +228,7 @@ class LayerTables:
     over kinds, and the kind of every layer."""
 
     kind: jax.Array  # int32 [layers]
-    cos: Optional[jax.Array]  # float32 [kinds, batch, seq, head_dim] (None: learned positions)
+    cos: Optional[jax.Array]  # float32 [kinds, batch, seq, rope_dim] (None: learned positions)
     sin: Optional[jax.Array]
     bias: jax.Array  # float32 [kinds, batch, 1, 1, seq, keys]
 
@@ -272,7 +286,7 @@ class Decoder(nnx.Module):
         bias = jnp.stack([attention_bias(q_index, k_index, key_mask, cfg.window_of(k)) for k in kinds])
         cos = sin = None
         if cfg.position_kind == "rope":
-            tables = [rope_tables(positions, cfg.rope_of(k), cfg.head_dim) for k in kinds]
+            tables = [rope_tables(positions, cfg.rope_of(k), cfg.rope_dim) for k in kinds]
             cos, sin = jnp.stack([t[0] for t in tables]), jnp.stack([t[1] for t in tables])
         return LayerTables(jnp.asarray(cfg.kind_ids, jnp.int32), cos, sin, bias)
 

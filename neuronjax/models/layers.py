@@ -35,43 +35,67 @@ def param(rngs: nnx.Rngs, shape: Sequence[int], axes: Sequence[Optional[str]], d
 
 
 class Norm(nnx.Module):
-    """RMSNorm (optionally Gemma's (1 + w) form) or LayerNorm, computed in float32."""
+    """RMSNorm (optionally Gemma's (1 + w) form) or LayerNorm, computed in float32, over the
+    trailing axes of the weight's shape: one axis (embed, or head_dim for per-head q/k norms) or
+    two (heads, head_dim: OLMo-2 normalises the whole projected query and key)."""
 
-    def __init__(self, size: int, kind: str, eps: float, plus_one: bool, axis: str, dtype, rngs: nnx.Rngs,
-                 stack: Optional[int] = None):  # fmt: skip
+    def __init__(self, size: int | tuple[int, ...], kind: str, eps: float, plus_one: bool, axis: str | tuple[str, ...],
+                 dtype, rngs: nnx.Rngs, stack: Optional[int] = None):  # fmt: skip
+        shape = (size,) if isinstance(size, int) else tuple(size)
+        axes = (axis,) if isinstance(axis, str) else tuple(axis)
         self.kind, self.eps, self.plus_one = kind, eps, plus_one
-        self.weight = param(rngs, (size,), (axis,), dtype, "zeros" if plus_one else "ones", stack)
+        self.reduce = tuple(range(-len(shape), 0))
+        self.weight = param(rngs, shape, axes, dtype, "zeros" if plus_one else "ones", stack)
         if kind == "layer":
-            self.bias = param(rngs, (size,), (axis,), dtype, "zeros", stack)
+            self.bias = param(rngs, shape, axes, dtype, "zeros", stack)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
         w = self.weight[...].astype(jnp.float32)
         if self.kind == "layer":
-            mean = x32.mean(-1, keepdims=True)
-            var = jnp.square(x32 - mean).mean(-1, keepdims=True)
+            mean = x32.mean(self.reduce, keepdims=True)
+            var = jnp.square(x32 - mean).mean(self.reduce, keepdims=True)
             y = (x32 - mean) * jax.lax.rsqrt(var + self.eps) * w + self.bias[...].astype(jnp.float32)
         else:
-            y = x32 * jax.lax.rsqrt(jnp.square(x32).mean(-1, keepdims=True) + self.eps)
+            y = x32 * jax.lax.rsqrt(jnp.square(x32).mean(self.reduce, keepdims=True) + self.eps)
             y = y * (1.0 + w if self.plus_one else w)
         return y.astype(x.dtype)
 
 
-def rope_tables(positions: jax.Array, rope: RopeConfig, head_dim: int) -> tuple[jax.Array, jax.Array]:
-    """cos, sin float32 [batch, seq, head_dim] for integer positions [batch, seq]."""
-    inv = jnp.asarray(rope.inverse_frequencies(head_dim), jnp.float32)
+def rope_tables(positions: jax.Array, rope: RopeConfig, dim: int) -> tuple[jax.Array, jax.Array]:
+    """cos, sin float32 [batch, seq, dim] for integer positions [batch, seq] and a rotary width
+    ``dim`` (`ModelConfig.rope_dim`).
+
+    Longrope (Phi-3) has two frequency sets; a row uses the long one when its length (its last
+    position + 1) exceeds ``original_max_position``. transformers decides once for the whole batch
+    (by its longest row); deciding per row gives the same numbers whenever the rows agree (and
+    for one prompt at a time) and keeps a prompt's result independent of its batch. A cached
+    continuation decides by its own length, as transformers' cached generation does."""
+    inv = jnp.asarray(rope.inverse_frequencies(dim), jnp.float32)
+    if rope.kind == "longrope":
+        long = jnp.asarray(rope.inverse_frequencies(dim, long=True), jnp.float32)
+        length = positions.max(axis=-1, keepdims=True) + 1  # [batch, 1]
+        inv = jnp.where((length > rope.original_max_position)[..., None], long, inv)  # [batch, 1, dim // 2]
     angles = positions.astype(jnp.float32)[..., None] * inv
     angles = jnp.concatenate([angles, angles], axis=-1)
-    return jnp.cos(angles), jnp.sin(angles)
+    cos, sin = jnp.cos(angles), jnp.sin(angles)
+    if rope.kind == "longrope" and rope.attention_factor != 1.0:
+        cos, sin = cos * rope.attention_factor, sin * rope.attention_factor
+    return cos, sin
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     """Rotate x [..., batch, seq, heads, head_dim] by position (rotate-half layout); cos, sin
-    [batch, seq, head_dim]."""
-    half = x.shape[-1] // 2
+    [batch, seq, rotary]. With partial rotary (rotary < head_dim: GPT-NeoX, Phi-3), only the first
+    ``rotary`` features of each head rotate, the rest pass through, as in transformers."""
+    r = cos.shape[-1]
     x32 = x.astype(jnp.float32)
-    rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
-    out = x32 * cos[:, :, None, :] + rotated * sin[:, :, None, :]
+    part = x32[..., :r] if r < x.shape[-1] else x32
+    half = r // 2
+    rotated = jnp.concatenate([-part[..., half:], part[..., :half]], axis=-1)
+    out = part * cos[:, :, None, :] + rotated * sin[:, :, None, :]
+    if r < x.shape[-1]:
+        out = jnp.concatenate([out, x32[..., r:]], axis=-1)
     return out.astype(x.dtype)
 
 

@@ -25,7 +25,8 @@ def _batch(lm, seed=0):
     return PromptBatch(ids.astype(np.int32), mask.astype(np.int32), opts, np.array([1, 3], np.int32))
 
 
-@pytest.fixture(scope="module", params=["llama3_rope", "gemma2", "gemma3", "gpt2", "qwen2"])
+@pytest.fixture(scope="module",
+                params=["llama3_rope", "gemma2", "gemma3", "gpt2", "qwen2", "gpt_neox", "olmo2", "phi3"])  # fmt: skip
 def lm(request, tmp_path_factory):
     d = tmp_path_factory.mktemp(request.param)
     tiny_models.save(request.param, d)

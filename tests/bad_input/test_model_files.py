@@ -47,7 +47,7 @@ def _edit_config(folder, **fields) -> str:
 def test_unknown_architecture(ckpt):
     path = _edit_config(ckpt, model_type="mamba")
     message = (f"{path}: field 'model_type' = 'mamba' is not supported; expected one of llama, mistral, qwen2, "
-               "qwen3, gemma, gemma2, gemma3_text, gpt2")  # fmt: skip
+               "qwen3, gemma, gemma2, gemma3_text, gpt2, gpt_neox, olmo2, phi3")  # fmt: skip
     with pytest.raises(UnsupportedModelError, match=re.escape(message)):
         neuronjax.load_model(str(ckpt))
 
@@ -183,13 +183,13 @@ def test_gguf_of_another_architecture(tmp_path):
     from gguf import GGUFWriter
 
     path = str(tmp_path / "m.gguf")
-    writer = GGUFWriter(path, "gpt2")
+    writer = GGUFWriter(path, "bloom")
     writer.add_tensor("token_embd.weight", np.zeros((8, 4), np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    message = f"{path}: GGUF field 'general.architecture' = 'gpt2' is not supported; expected 'llama'"
+    message = f"{path}: GGUF field 'general.architecture' = 'bloom' is not supported; expected one of llama, qwen2,"
     with pytest.raises(UnsupportedModelError, match=re.escape(message)):
         neuronjax.load_model(path)
 

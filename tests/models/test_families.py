@@ -54,3 +54,22 @@ def test_bfloat16_runs_close_to_float32(pair):
     assert b.dtype == np.float32 and np.isfinite(b).all()
     real = mask.astype(bool)
     assert np.abs(a[real] - b[real]).max() < 0.1 * np.abs(a[real]).max() + 0.05
+
+
+def test_longrope_chooses_its_factors_per_prompt(tmp_path):
+    """Phi-3 longrope with original_max_position_embeddings = 8: the 11-token prompt takes the long
+    factors, the 6-token one the short ones. Inside one padded batch each row equals transformers
+    run on that row alone (transformers itself would pick one set for the whole batch)."""
+    kwargs = dict(tiny_models.VARIANTS["phi3_longrope"][2], original_max_position_embeddings=8)
+    ref = tiny_models.save(("Phi3Config", "Phi3ForCausalLM", kwargs), tmp_path)
+    lm = neuronjax.load_model(str(tmp_path))
+    ids, mask, pos = tiny_models.batch()
+    got = np.asarray(lm.logits(ids, mask))
+    for row in range(2):
+        n = int(mask[row].sum())
+        alone = (ids[row : row + 1, -n:], mask[row : row + 1, -n:], pos[row : row + 1, -n:])
+        want = tiny_models.torch_logits(ref, *alone)
+        np.testing.assert_allclose(got[row : row + 1, -n:], want, atol=1e-4, rtol=1e-4, err_msg=f"row {row}")
+    # and the choice matters: the short prompt read with the long factors differs
+    whole = tiny_models.torch_logits(ref, ids, mask, pos)  # transformers: long factors for both rows
+    assert np.abs(whole[1, -6:] - got[1, -6:]).max() > 1e-3

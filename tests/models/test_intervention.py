@@ -24,6 +24,8 @@ def _edited(model, name, factor):
     with torch.no_grad():
         if name == "gpt2":  # Conv1D stores [in=mlp, out=embed]: the neuron is a row
             edited.transformer.h[LAYER].mlp.c_proj.weight[INDEX, :] *= factor
+        elif name.startswith("gpt_neox"):  # dense_4h_to_h: a Linear [out=embed, in=mlp]
+            edited.gpt_neox.layers[LAYER].mlp.dense_4h_to_h.weight[:, INDEX] *= factor
         else:  # Linear stores [out=embed, in=mlp]: the neuron is a column
             edited.model.layers[LAYER].mlp.down_proj.weight[:, INDEX] *= factor
     return edited
@@ -41,7 +43,7 @@ def _last_only_reference(model, edited, ids, mask, pos):
     return out.logits[:, -1].numpy()
 
 
-@pytest.mark.parametrize("name", ["llama3_rope", "gemma2", "gpt2"])
+@pytest.mark.parametrize("name", ["llama3_rope", "gemma2", "gpt2", "gpt_neox", "olmo2", "phi3", "phi3_longrope"])
 @pytest.mark.parametrize("factor", [0.0, 2.0])
 def test_last_position_matches_down_projection_edit(tmp_path, name, factor):
     ref = tiny_models.save(name, tmp_path)
@@ -60,7 +62,7 @@ def test_last_position_matches_down_projection_edit(tmp_path, name, factor):
                                np.asarray(lm.logits(ids, mask))[:, :-1][earlier], atol=1e-6)  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["qwen3", "gpt2"])
+@pytest.mark.parametrize("name", ["qwen3", "gpt2", "gpt_neox", "olmo2", "phi3"])
 def test_all_positions_matches_edited_model(tmp_path, name):
     ref = tiny_models.save(name, tmp_path)
     lm = neuronjax.load_model(str(tmp_path))
