@@ -33,8 +33,9 @@ from neuronjax.io.neurons import SAFETENSORS, SIDECAR, NeuronSet, load_neurons
 # as attribute paths from the CausalLM model (the bare decoder model drops the first name).
 DOWN_PROJECTIONS = {
     **{family: ("model.layers", "mlp.down_proj")
-       for family in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text")},
+       for family in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo2", "phi3")},
     "gpt2": ("transformer.h", "mlp.c_proj"),
+    "gpt_neox": ("gpt_neox.layers", "mlp.dense_4h_to_h"),
 }  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """The PyTorch bridge: a transformers model hooked by `neuronjax.torch.apply_neuron_set` gives the
 logits of our `lm.logits(ids, mask, from_masks(...))`, for every mode of MODE_EDITS and both
-position policies, on tiny Llama and GPT-2 models and on the embedded SmolLM2 (loaded in
+position policies, on tiny Llama, GPT-2, GPT-NeoX, OLMo-2 and Phi-3 models and on the embedded SmolLM2 (loaded in
 transformers from its GGUF). Measured agreement (float32, max |difference| of logits): tiny
 models <= 1.2e-5 over every real position; SmolLM2 (logits up to ~30) <= 7.5e-5 at the last
 position, where the unhooked models already differ by 5.9e-5."""
@@ -33,7 +33,7 @@ def _neurons(layers, mlp, k, seed=0):
     return NeuronSet(scores.reshape(layers, mlp), good.reshape(layers, mlp), bad.reshape(layers, mlp), {})
 
 
-@pytest.fixture(scope="module", params=["llama2", "gpt2"])
+@pytest.fixture(scope="module", params=["llama2", "gpt2", "gpt_neox", "olmo2", "phi3"])
 def tiny(request, tmp_path_factory):
     d = tmp_path_factory.mktemp(request.param)
     ref = tiny_models.save(request.param, d)
