@@ -317,6 +317,7 @@ def main(argv=None) -> int:
         "scaling": ("neuronjax.bench.scaling", "identification throughput against the device count"),
         "layout": ("neuronjax.bench.layout", "compile time against depth, attribution step memory"),
         "agreement": ("neuronjax.bench.agreement", "how far two runs' sets and accuracies are apart"),
+        "quadrature": ("neuronjax.bench.quadrature", "IG error of each quadrature rule against the nodes m"),
     }
     for name, (module, text) in benches.items():
         b = bench_sub.add_parser(name, help=text, add_help=False)

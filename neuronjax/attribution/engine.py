@@ -13,9 +13,11 @@ The target (``target``) is a function of the logits at the last position:
 Methods:
 
 - ``ig``: integrated gradients per layer (Sundararajan et al. 2017) with a zero baseline. Layer
-  l's neuron vector h_l at the last position is scaled by alpha_k = k / m, k = 1..m (right
-  Riemann sum; m = 1 is gradient x activation), every other layer runs normally on the changed
-  residual stream, and IG_l = h_l * mean_k dF/dh(alpha_k h_l) (F being the chosen target).
+  l's neuron vector h_l at the last position is scaled by the m nodes alpha_k of a quadrature
+  rule on [0, 1] (``rule``, see `quadrature`: right Riemann, trapezoid or Gauss-Legendre), every
+  other layer runs normally on the changed residual stream, and
+  IG_l = h_l * sum_k w_k dF/dh(alpha_k h_l) (F being the chosen target, the weights w_k summing
+  to 1).
 - ``grad_x_act``: h * dF/dh for every layer from one forward and one backward pass.
 - ``activation``: h itself (for the activation-statistics baselines).
 
@@ -34,6 +36,7 @@ import numpy as np
 from flax import nnx
 
 from neuronjax.attribution import last_token as lt
+from neuronjax.attribution import quadrature
 from neuronjax.cached import prefix_cache
 from neuronjax.errors import InputError
 
@@ -41,6 +44,8 @@ Method = Literal["ig", "grad_x_act", "activation"]
 METHODS = ("ig", "grad_x_act", "activation")
 Target = lt.Target
 TARGETS = lt.TARGETS
+Rule = quadrature.Rule
+RULES = quadrature.RULES
 
 
 @jax.tree_util.register_dataclass
@@ -82,9 +87,10 @@ class Attribution:
     activations: jax.Array  # float32 [batch, layers, mlp]: h at the last position
 
 
-def alphas(steps: int) -> np.ndarray:
-    """The IG scaling points alpha_k = k / m, k = 1..m (right Riemann sum)."""
-    return np.arange(1, steps + 1, dtype=np.float32) / steps
+def alphas(steps: int, rule: Rule = "right_riemann") -> np.ndarray:
+    """float32 [steps]: the IG scaling points of a rule (by default the right Riemann k / m,
+    k = 1..m); `quadrature.nodes` gives their weights too."""
+    return quadrature.nodes(rule, steps)[0].astype(np.float32)
 
 
 def layer_groups(num_layers: int, groups: int) -> list[tuple[int, int]]:
@@ -94,10 +100,13 @@ def layer_groups(num_layers: int, groups: int) -> list[tuple[int, int]]:
     return [(int(p[0]), int(p[-1]) + 1) for p in parts]
 
 
-def _ig(model, block_def, replay, x_in, h, batch: PromptBatch, steps: int, groups: int, target: str) -> jax.Array:
-    """IG [layers, batch, mlp] from staircase groups of (layer, alpha) variants."""
+def _ig(
+    model, block_def, replay, x_in, h, batch: PromptBatch, steps: int, groups: int, target: str, rule: str
+) -> jax.Array:
+    """IG [layers, batch, mlp] from staircase groups of (layer, alpha) variants; each variant's
+    gradient is weighted by its node's weight after the backward pass."""
     b, f = h.shape[1], h.shape[2]
-    a = jnp.asarray(alphas(steps))
+    a, w = (jnp.asarray(x, jnp.float32) for x in quadrature.nodes(rule, steps))
     per_group = []
     for lo, hi in layer_groups(model.cfg.num_layers, groups):
         n = hi - lo
@@ -107,13 +116,14 @@ def _ig(model, block_def, replay, x_in, h, batch: PromptBatch, steps: int, group
             model, block_def, replay, lo, x_in[lo], start, alpha, shift, batch.option_ids, batch.gold, target
         ).sum()
         g = jax.grad(total)(jnp.zeros((n * steps, b, f), h.dtype))
-        g = g.astype(jnp.float32).reshape(n, steps, b, f).mean(axis=1)
+        g = jnp.einsum("k,nkbf->nbf", w, g.astype(jnp.float32).reshape(n, steps, b, f))
         per_group.append(h[lo:hi].astype(jnp.float32) * g)
     return jnp.concatenate(per_group)
 
 
 def _attribute(
-    state, batch: PromptBatch, *, graphdef, method: str, steps: int, groups: int, target: str = "ce"
+    state, batch: PromptBatch, *, graphdef, method: str, steps: int, groups: int, target: str = "ce",
+    rule: str = "gauss_legendre",
 ) -> Attribution:
     model = nnx.merge(graphdef, state)
     cfg = model.cfg
@@ -134,14 +144,14 @@ def _attribute(
         if method == "activation":
             attr = h.astype(jnp.float32)
         else:
-            attr = _ig(model, block_def, replay, x_in, h, batch, steps, groups, target)
+            attr = _ig(model, block_def, replay, x_in, h, batch, steps, groups, target, rule)
     h32 = h.astype(jnp.float32)
     return Attribution(
         scores=jnp.swapaxes(attr, 0, 1), f=f, option_scores=scores, activations=jnp.swapaxes(h32, 0, 1)
     )
 
 
-attribute_compiled = jax.jit(_attribute, static_argnames=("graphdef", "method", "steps", "groups", "target"))
+attribute_compiled = jax.jit(_attribute, static_argnames=("graphdef", "method", "steps", "groups", "target", "rule"))
 
 
 def pad_rows(batch: PromptBatch, rows: int, seq: int) -> PromptBatch:
@@ -167,6 +177,7 @@ def attribute(
     seq_bucket: int = 32,
     groups: int = 4,
     target: Target = "ce",
+    rule: Rule = "gauss_legendre",
 ) -> Attribution:
     """Attribute the target to every neuron at the last prompt position, for every prompt of
     ``batch``.
@@ -176,14 +187,17 @@ def attribute(
     multiple of ``seq_bucket``, so a run compiles once per shape bucket. groups: how many
     layer groups the IG variants are split into (see `last_token`). target: "ce" for the
     contrastive F over the four options, "prob" for the gold option's probability over the whole
-    vocabulary (see the module docstring).
+    vocabulary (see the module docstring). steps, rule: IG's m nodes and the quadrature rule
+    that places and weights them (`quadrature`).
     """
     if method not in METHODS:
         raise InputError(f"method {method!r} unknown; expected one of {METHODS}")
     if target not in TARGETS:
         raise InputError(f"target {target!r} unknown; expected one of {TARGETS}")
-    if method == "ig" and steps < 1:
-        raise InputError(f"steps must be >= 1, got {steps}")
+    if rule not in RULES:
+        raise InputError(f"rule {rule!r} unknown; expected one of {RULES}")
+    if method == "ig" and steps < quadrature.min_nodes(rule):
+        raise InputError(f"steps must be >= {quadrature.min_nodes(rule)} for rule {rule}, got {steps}")
     batch.validate()
     n, s = np.shape(batch.input_ids)
     chunk = chunk or n
@@ -194,7 +208,7 @@ def attribute(
         part = pad_rows(part, chunk, seq)
         part = jax.tree.map(lm.place, part)
         out = attribute_compiled(
-            lm.state, part, graphdef=lm.graphdef, method=method, steps=steps, groups=groups, target=target
+            lm.state, part, graphdef=lm.graphdef, method=method, steps=steps, groups=groups, target=target, rule=rule
         )
         outs.append(jax.tree.map(lambda x, k=min(chunk, n - lo): x[:k], out))
     if len(outs) == 1:

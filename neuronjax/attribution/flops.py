@@ -5,6 +5,9 @@ benchmark divides by the run time is counted here instead. Counted: every matrix
 prompt pass, the base pass and the IG variants (forward, and backward with respect to the
 activations, which costs the same products again); not counted: elementwise work (norms,
 activations, softmax), which is small next to them.
+
+IG's cost depends on the number of nodes m (``steps``) and not on the quadrature rule: every
+node is one (layer, alpha) variant, and a node at alpha = 0 (the trapezoid's) costs like any other.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ def layer_macs(cfg: ModelConfig, tokens: int, keys: int) -> int:
 
 
 def attribution_flops(cfg: ModelConfig, batch: int, seq: int, method: str, steps: int, groups: int) -> dict:
-    """FLOPs (2 x MACs) of one `attribute` call on [batch, seq] prompts, by phase."""
+    """FLOPs (2 x MACs) of one `attribute` call on [batch, seq] prompts, by phase; steps = IG
+    nodes m, whatever the rule."""
     n = cfg.num_layers
     prefix = batch * n * layer_macs(cfg, seq - 1, seq - 1)
     one = layer_macs(cfg, 1, seq)  # one token against the cache and itself

@@ -1,7 +1,8 @@
 """The straightforward attribution: the whole prompt rerun for every (layer, alpha), with the
 scaling applied through an `Intervention`, and the target read off the model's full last-position
 logits. Slow (layers x steps full passes per prompt) and obviously right; the cached replay in
-`engine` is tested against it, for both targets."""
+`engine` is tested against it, for both targets and every quadrature rule (same nodes, same
+weights, summed here in float64)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from neuronjax.attribution.engine import Attribution, PromptBatch, alphas
+from neuronjax.attribution import quadrature
+from neuronjax.attribution.engine import Attribution, PromptBatch
 from neuronjax.errors import InputError
 from neuronjax.intervention import Intervention
 from neuronjax.lm import forward
@@ -27,15 +29,18 @@ def _f(lm, ids, mask, option_ids, gold, scale, shift, target="ce"):
     return target_f(scores[None], gold[None])[0], scores
 
 
-def naive_attribute(lm, batch: PromptBatch, method: str = "ig", steps: int = 16, target: str = "ce") -> Attribution:
-    """One prompt at a time; for ``ig`` a full forward and backward per (layer, alpha). target as
-    in `engine.attribute`."""
+def naive_attribute(
+    lm, batch: PromptBatch, method: str = "ig", steps: int = 16, target: str = "ce", rule: str = "gauss_legendre"
+) -> Attribution:
+    """One prompt at a time; for ``ig`` a full forward and backward per (layer, alpha). target and
+    rule as in `engine.attribute`."""
     if target not in ("ce", "prob"):
         raise InputError(f"target {target!r} unknown; expected 'ce' or 'prob'")
     c = lm.config
     shape = (c.num_layers, c.intermediate_size)
     grad_f = jax.jit(jax.grad(lambda *a: _f(*a, target=target)[0], argnums=6), static_argnums=0)
     value_f = jax.jit(lambda *a: _f(*a, target=target), static_argnums=0)
+    alpha, weight = quadrature.nodes(rule, steps) if method == "ig" else ((), ())
     out = {"scores": [], "f": [], "option_scores": [], "activations": []}
     ones, zeros = jnp.ones(shape), jnp.zeros(shape)
     for i in range(np.shape(batch.input_ids)[0]):
@@ -51,11 +56,11 @@ def naive_attribute(lm, batch: PromptBatch, method: str = "ig", steps: int = 16,
         else:
             attr = np.zeros(shape, np.float32)
             for layer in range(c.num_layers):
-                g = np.zeros(c.intermediate_size, np.float32)
-                for a in alphas(steps):
-                    scale = ones.at[layer].set(a)
-                    g += np.asarray(grad_f(lm, ids, mask, opts, gold, scale, zeros))[layer]
-                attr[layer] = h[layer] * g / steps
+                g = np.zeros(c.intermediate_size)
+                for a, w in zip(alpha, weight):
+                    scale = ones.at[layer].set(np.float32(a))
+                    g += w * np.asarray(grad_f(lm, ids, mask, opts, gold, scale, zeros))[layer]
+                attr[layer] = h[layer] * g
         out["scores"].append(attr)
         out["f"].append(float(f))
         out["option_scores"].append(np.asarray(scores))
