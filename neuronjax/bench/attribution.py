@@ -63,6 +63,7 @@ QUESTIONS = [
                                                       "Blue whale"], 3),  # fmt: skip
 ]
 LETTERS = "ABCD"
+RULE = "right_riemann"  # the peer's quadrature rule (alpha_k = k / m), so that scores can be compared
 
 
 def _block(question: str, options: list[str]) -> str:
@@ -184,10 +185,10 @@ def run_ours(lm, arrays: dict, steps: int, chunk: int) -> dict:
     out: dict = {"chunk": chunk}
     for method, m in (("ig", steps), ("grad_x_act", 1)):
         t = time.perf_counter()
-        jax.block_until_ready(attribute(lm, first, method, m, chunk=chunk))
+        jax.block_until_ready(attribute(lm, first, method, m, chunk=chunk, rule=RULE))
         compile_s = time.perf_counter() - t
         t = time.perf_counter()
-        res = attribute(lm, batch, method, m, chunk=chunk)
+        res = attribute(lm, batch, method, m, chunk=chunk, rule=RULE)
         jax.block_until_ready(res)
         seconds = time.perf_counter() - t
         out[method] = dict(result=res, seconds=seconds, first_call_seconds=compile_s, prompts_per_s=n / seconds)
@@ -202,7 +203,7 @@ def run_ours(lm, arrays: dict, steps: int, chunk: int) -> dict:
     try:
         part = jax.tree.map(lm.place, pad_rows(first, chunk, seq_padded))
         compiled = attribute_compiled.lower(lm.state, part, graphdef=lm.graphdef, method="ig", steps=steps,
-                                            groups=groups).compile()  # fmt: skip
+                                            groups=groups, rule=RULE).compile()  # fmt: skip
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         out["flops_xla"] = calls * float(cost.get("flops", float("nan")))

@@ -63,7 +63,8 @@ def attribute_batch(lm, batch, needs: set[str], attribution: AttributionConfig) 
     rows: dict[str, np.ndarray] = {}
     for key, target in (("attr", "ce"), ("attr_prob", "prob")):
         if key in needs:
-            out = attribute(lm, pb, attribution.method, attribution.steps, groups=attribution.groups, target=target)
+            out = attribute(lm, pb, attribution.method, attribution.steps, groups=attribution.groups, target=target,
+                            rule=attribution.rule)  # fmt: skip
             rows[key] = to_host(out.scores)
     if not needs & {"attr", "attr_prob"}:  # activations (and correctness) only: one plain pass
         out = attribute(lm, pb, "activation")
