@@ -11,5 +11,7 @@ from neuronjax.intervention import Intervention  # noqa: E402
 from neuronjax.lm import LanguageModel  # noqa: E402
 from neuronjax.loader import default_model_path, load_config, load_model  # noqa: E402
 from neuronjax.models.config import ModelConfig  # noqa: E402
+from neuronjax.notebook import Run, load_run  # noqa: E402
 
-__all__ = ["Intervention", "LanguageModel", "ModelConfig", "default_model_path", "load_config", "load_model"]
+__all__ = ["Intervention", "LanguageModel", "ModelConfig", "Run", "default_model_path", "load_config", "load_model",
+           "load_run"]  # fmt: skip

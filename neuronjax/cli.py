@@ -36,16 +36,17 @@ def _info(args) -> int:
 
 
 def _config(target: str, overrides: list[str]):
-    """A run config from a YAML file or from a run directory's saved config."""
+    """A run config from a YAML file, a shipped config's name or a run directory's saved config."""
     import os
 
     from neuronjax.config import config_of_run, load_run_config
     from neuronjax.configlib import parse_overrides
+    from neuronjax.shipped import config_path
 
     pairs = parse_overrides(overrides)
     if os.path.isdir(target):
         return config_of_run(target, pairs)
-    return load_run_config(target, pairs)
+    return load_run_config(config_path(target), pairs)
 
 
 def _summary(config, what: str, t0: float) -> None:
@@ -70,12 +71,23 @@ def _print_report(config) -> None:
 
         with open(os.path.join(config.run_dir, REPORT)) as f:
             print(f.read())
-        if jax.process_count() == 1:
+        if not _can_draw():
+            print(NO_PICTURES)
+        elif jax.process_count() == 1:
             print(write_html_report([config.run_dir]).summary())  # the pictures and index.html
         else:
             # Reading the saved sets back is collective under several processes (Orbax); the
             # pictures are drawn afterwards by one process: `neuronjax report RUN_DIR`.
             print(f"pictures: run `neuronjax report {config.run_dir}` (one process) to draw them")
+
+
+NO_PICTURES = "pictures: skipped (matplotlib is not installed; pip install 'neuronjax[report]')"
+
+
+def _can_draw() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _throughput(sets) -> None:
@@ -157,7 +169,9 @@ def _report(args) -> int:
         print(f"report written to {args.output}")
     else:
         print(text)
-    if not args.no_html:
+    if not args.no_html and not _can_draw():
+        print(NO_PICTURES)
+    elif not args.no_html:
         from neuronjax.report import write_html_report
 
         print(write_html_report(args.runs, args.html_dir, args.compare, args.overlap_method).summary())
@@ -230,7 +244,10 @@ def _export(args) -> int:
 
 
 def main(argv=None) -> int:
+    from neuronjax import __version__
+
     ap = argparse.ArgumentParser(prog="neuronjax", description="Good and bad FFN neurons of causal LLMs (NeuronLLM) in JAX.")
+    ap.add_argument("--version", action="version", version=f"neuronjax {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     from neuronjax import confighelp
@@ -287,16 +304,20 @@ def main(argv=None) -> int:
     sweep.add_argument("--force", action="store_true", help="delete and run again the run directories made with another config")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     sweep.set_defaults(handler=_sweep)
+    from neuronjax.intervention import MODES
+
     gen = sub.add_parser("generate", help="greedy generation, optionally under a run's intervention")
     gen.add_argument("run", nargs="?", default=None, help="run directory holding the neurons (omit for none)")
     gen.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for several)")
-    gen.add_argument("--method", default="neuronllm", help="whose neurons (a method of the run)")
-    gen.add_argument("--mode", default="none", help="intervention mode: suppress_good, enhancer, degrader, ...")
+    gen.add_argument("--method", default="neuronllm", help="whose neurons, a method of the run (default: %(default)s)")
+    gen.add_argument("--mode", default="none", choices=MODES, metavar="MODE",
+                     help="intervention mode, one of %(choices)s; all but none need a RUN_DIR (default: %(default)s)")
     gen.add_argument("--all-positions", action="store_true", help="edit every position, not only the last")
-    gen.add_argument("--value", type=float, default=0.0, help="constant of the set_good / set_bad modes")
-    gen.add_argument("--max-new-tokens", type=int, default=32)
+    gen.add_argument("--value", type=float, default=0.0,
+                     help="constant of the set_good / set_bad modes (default: %(default)s)")
+    gen.add_argument("--max-new-tokens", type=int, default=32, help="tokens generated per prompt (default: %(default)s)")
     gen.add_argument("--chat", action="store_true", help="wrap each prompt in the chat template")
-    gen.add_argument("--model", default=None, help="checkpoint when no RUN_DIR is given (default: embedded)")
+    gen.add_argument("--model", default=None, help="checkpoint when no RUN_DIR is given (default: the embedded model)")
     gen.set_defaults(handler=_generate)
     info = sub.add_parser("info", help="load a checkpoint and print its configuration and load report")
     info.add_argument("model", nargs="?", default=None, help="checkpoint directory or .gguf (default: embedded SmolLM2)")

@@ -147,6 +147,27 @@ class LanguageModel:
                 mask[i, width - len(r) :] = 1
         return ids, mask
 
+    def decode(self, ids, skip_special_tokens: bool = True) -> str | list[str]:
+        """Token ids back to text: one row [seq] -> a string, a batch [batch, seq] -> a list."""
+        if self.tokenizer is None:
+            raise InputError(f"{self.source}: this checkpoint has no tokenizer files")
+        ids = np.asarray(ids)
+        if ids.ndim not in (1, 2):
+            raise InputError(f"decode: ids of shape {ids.shape}; expected [seq] or [batch, seq]")
+        rows = [[int(t) for t in row] for row in np.atleast_2d(ids)]
+        texts = [self.tokenizer.decode(row, skip_special_tokens=skip_special_tokens) for row in rows]
+        return texts[0] if ids.ndim == 1 else texts
+
+    def generate(self, prompts: str | Sequence[str], intervention: Optional[Intervention] = None,
+                 max_new_tokens: int = 32, chat: bool = False) -> str | list[str]:  # fmt: skip
+        """Greedy continuations of a prompt (a string back) or of several (a list), under an
+        optional intervention; `chat` wraps each prompt in the chat template (neuronjax.generate)."""
+        from neuronjax.generate import generate
+
+        texts = generate(self, [prompts] if isinstance(prompts, str) else list(prompts), intervention,
+                         max_new_tokens, chat=chat)  # fmt: skip
+        return texts[0] if isinstance(prompts, str) else texts
+
     @property
     def pad_id(self) -> int:
         for cand in (getattr(self.tokenizer, "pad_token_id", None), self.config.pad_token_id, self.config.eos_token_id):

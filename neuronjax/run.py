@@ -6,6 +6,8 @@ A run directory (`<output>/<name>/`) holds:
     identify_state/      while identification runs: its resumable state (Orbax CheckpointManager)
     neurons/<method>/    one saved NeuronSet per method (Orbax arrays + neurons.json)
     evaluation.json      every evaluated condition with intervals (see neuronjax.evaluation)
+    predictions.parquet  per held-out proxy and condition: gold, chosen option, option scores
+                         (predictions.csv where pyarrow is not installed; see `write_predictions`)
     cross.json           the run's neurons applied to other tasks (when cross_tasks is set)
     report.md            the tables
 """
@@ -27,6 +29,7 @@ from neuronjax.io.neurons import NeuronSet, load_neurons, save_neurons
 
 NEURONS = "neurons"
 EVALUATION = "evaluation.json"
+PREDICTIONS = "predictions"  # .parquet (with pyarrow) or .csv
 CROSS = "cross.json"
 REPORT = "report.md"
 CONFIG = "config.yaml"
@@ -161,10 +164,10 @@ def load_sets(config: RunConfig, lm=None) -> dict[str, NeuronSet]:
 
 
 def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -> Evaluation:
-    """Evaluate the run's sets on its held-out split (and on cross_tasks); write evaluation.json
-    (cross.json) and report.md."""
+    """Evaluate the run's sets on its held-out split (and on cross_tasks); write evaluation.json,
+    the per-proxy predictions, (cross.json) and report.md."""
     from neuronjax.distributed import barrier, is_primary
-    from neuronjax.evaluation import evaluate_sets
+    from neuronjax.evaluation import measure_sets
 
     lm = lm or load_model_for(config)
     sets = sets if sets is not None else load_sets(config, lm)
@@ -173,11 +176,11 @@ def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -
     bar = Progress(len(encoded.records), f"evaluate {encoded.config.name}", progress)
     start = time.perf_counter()
     try:
-        result = evaluate_sets(lm, encoded, sets, config.evaluate, bar)
+        measured = measure_sets(lm, encoded, sets, config.evaluate, bar)
     finally:
         bar.close()
     result = dataclasses.replace(
-        result,
+        measured.evaluation,
         seconds=round(time.perf_counter() - start, 1),
         run=config.name,
         model=next(iter(sets.values())).meta.get("model", {}) if sets else {},
@@ -187,6 +190,7 @@ def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -
     cross = cross_run(config, lm, sets, progress) if config.cross_tasks else None
     if is_primary():
         result.save(os.path.join(config.run_dir, EVALUATION))
+        write_predictions(config.run_dir, measured.predictions())
         if cross is not None:
             cross.save(os.path.join(config.run_dir, CROSS))
         write_report(config.run_dir)
@@ -208,6 +212,46 @@ def cross_run(config: RunConfig, lm, sets, progress: bool = True) -> CrossEvalua
         finally:
             bar.close()
     return CrossEvaluation(tuple(targets))
+
+
+def write_predictions(run_dir: str, columns: dict) -> str:
+    """Write the per-proxy predictions (`Measured.predictions` columns) to predictions.parquet
+    where pyarrow is installed (the [parquet] extra), else to predictions.csv; returns the path.
+    The other format's file of an earlier evaluation is removed."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        pa = None
+    paths = {ext: os.path.join(run_dir, f"{PREDICTIONS}.{ext}") for ext in ("parquet", "csv")}
+    path = paths["parquet" if pa is not None else "csv"]
+    tmp = path + ".tmp"
+    if pa is not None:
+        pq.write_table(pa.table({k: pa.array(list(v) if v.dtype == object else v) for k, v in columns.items()}), tmp)
+    else:
+        import csv
+
+        names = list(columns)
+        with open(tmp, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(names)
+            # a float32 score as the repr of its float64 value: read back, it is the same number
+            cells = [[float(x) for x in v] if v.dtype.kind == "f" else v.tolist() for v in columns.values()]
+            out.writerows(zip(*cells))
+    os.replace(tmp, path)
+    for other in paths.values():
+        if other != path and os.path.exists(other):
+            os.remove(other)
+    return path
+
+
+def predictions_path(run_dir: str) -> Optional[str]:
+    """The run's predictions file (.parquet or .csv), None when it has none."""
+    for ext in ("parquet", "csv"):
+        path = os.path.join(run_dir, f"{PREDICTIONS}.{ext}")
+        if os.path.exists(path):
+            return path
+    return None
 
 
 def write_config(config: RunConfig) -> None:

@@ -62,7 +62,8 @@ def measure(path: str | None, dtype: str) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="neuronjax bench load-memory", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("path", nargs="?", default=None, help="checkpoint dir or .gguf (default: embedded SmolLM2)")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--json", default=None, help="also write the figures to this file")

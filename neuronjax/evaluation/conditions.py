@@ -19,7 +19,7 @@ import numpy as np
 from neuronjax.config import EvaluateConfig
 from neuronjax.errors import ConfigError
 from neuronjax.evaluation.results import Comparison, ConditionResult, Evaluation
-from neuronjax.evaluation.scoring import score_interventions
+from neuronjax.evaluation.scoring import Scored, score_interventions
 from neuronjax.evaluation.stats import accuracy_stats, bootstrap_indices, difference_stats, per_item
 from neuronjax.intervention import Intervention, from_masks
 from neuronjax.masks import random_like, top_k_masks
@@ -88,10 +88,63 @@ class _Plan:
             self.interventions.append(from_masks(cond.mode, good, bad, self.config.all_positions, self.config.set_value))
 
 
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """An evaluation with what it was computed from: the option scores of every held-out proxy
+    under every scored intervention, and which interventions make each condition."""
+
+    evaluation: Evaluation
+    scored: Scored  # scores float32 [intervention, proxy, option]
+    # every distinct condition -> its rows of scored.scores (a control: one per seed, in `seeds` order)
+    conditions: dict[Condition, tuple[int, ...]]
+    seeds: tuple[int, ...]  # the random controls' seeds
+
+    def predictions(self) -> dict[str, np.ndarray]:
+        """One row per (condition, seed, proxy), as columns: condition (its number), method, mode,
+        k, control, seed (-1 but for controls), item, proxy, gold and chosen (option numbers under
+        the proxy's order; chosen is the top score, ties to the earlier option), correct (gold
+        strictly above every other option: what accuracy counts), score_A, score_B, ..."""
+        s = self.scored
+        n = s.gold.shape[0]
+        parts = []
+        for number, (cond, rows) in enumerate(self.conditions.items()):
+            for j, row in enumerate(rows):
+                seed = self.seeds[j] if cond.control else -1
+                parts.append((number, cond, seed, row))
+        rows = np.asarray([row for *_, row in parts], np.int64)
+        scores = s.scores[rows]  # [condition x seed, proxy, option]
+
+        def each(values, dtype) -> np.ndarray:
+            return np.repeat(np.asarray(values, dtype), n)
+
+        out = {
+            "condition": each([p[0] for p in parts], np.int32),
+            "method": each([p[1].method for p in parts], object),
+            "mode": each([p[1].mode for p in parts], object),
+            "k": each([p[1].k for p in parts], np.int32),
+            "control": each([p[1].control for p in parts], bool),
+            "seed": each([p[2] for p in parts], np.int64),
+            "item": np.tile(s.item_index, len(parts)),
+            "proxy": np.tile(s.proxy_index, len(parts)),
+            "gold": np.tile(s.gold, len(parts)),
+            "chosen": s.choices[rows].reshape(-1).astype(np.int32),
+            "correct": s.correct[rows].reshape(-1),
+        }
+        for o in range(scores.shape[2]):
+            out[f"score_{chr(ord('A') + o)}"] = scores[:, :, o].reshape(-1)
+        return out
+
+
 def evaluate_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConfig(),
                   progress: Optional[Callable[[int], None]] = None) -> Evaluation:  # fmt: skip
     """Evaluate neuron sets ({method: NeuronSet}) on `encoded` (the held-out part of a task):
     every set x mode at its own K with its random control, the K curve, head-to-head comparisons."""
+    return measure_sets(lm, encoded, sets, config, progress).evaluation
+
+
+def measure_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConfig(),
+                 progress: Optional[Callable[[int], None]] = None) -> Measured:  # fmt: skip
+    """`evaluate_sets`, keeping the option scores behind the Evaluation (for per-proxy predictions)."""
     names = _check_sets(lm, sets, config)
     c = lm.config
     seeds = tuple(config.seed * 1000 + s for s in range(config.random_seeds))
@@ -134,7 +187,7 @@ def evaluate_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConf
         diff = difference_stats(right[plan.index[ca]], right[plan.index[cb]], total, resamples)
         return Comparison(a, b, mode, ca.k, cb.k, diff)
 
-    return Evaluation(
+    evaluation = Evaluation(
         task=encoded.config.name,
         items=int(scored.num_items),
         proxies=int(scored.scores.shape[1]),
@@ -145,3 +198,4 @@ def evaluate_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConf
         curve=tuple(result(cond) for cond in curve_conds),
         compare=tuple(comparison(a, b, mode) for a, b in config.compare for mode in config.modes),
     )
+    return Measured(evaluation, scored, {c: tuple(i) for c, i in plan.index.items()}, seeds)

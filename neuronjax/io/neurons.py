@@ -47,6 +47,55 @@ class NeuronSet:
     def bad_neurons(self) -> list[tuple[int, int]]:
         return [tuple(map(int, x)) for x in np.argwhere(self.bad)]
 
+    @property
+    def method(self) -> str:
+        """The method that found the set (from the sidecar; '' if unknown)."""
+        m = self.meta.get("method")
+        return str(m.get("name", "") if isinstance(m, dict) else m or "")
+
+    @property
+    def k(self) -> int:
+        """The K the set was selected with (from the sidecar), else its larger side."""
+        m = self.meta.get("method")
+        k = m.get("k") if isinstance(m, dict) else None
+        return int(k) if k is not None else max(int(np.sum(self.good)), int(np.sum(self.bad)))
+
+    def __repr__(self) -> str:
+        def side(mask) -> str:
+            per_layer = np.asarray(mask).sum(axis=1)
+            layers = " ".join(f"L{j}:{int(n)}" for j, n in enumerate(per_layer) if n)
+            return f"{int(per_layer.sum())}" + (f" ({layers})" if layers else "")
+
+        layers, mlp = np.shape(self.scores)
+        return (f"NeuronSet({self.method or '?'}, K={self.k}, {layers} layers x {mlp} neurons; "
+                f"good {side(self.good)}; bad {side(self.bad)})")  # fmt: skip
+
+    def to_dataframe(self):
+        """A pandas DataFrame (the [notebook] extra) with one row per good and bad neuron: layer,
+        index (the neuron within its layer), score, side ('good' / 'bad'); by side, then score
+        from the strongest."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("NeuronSet.to_dataframe needs pandas; pip install 'neuronjax[notebook]'") from None
+        frames = []
+        for name, mask, strongest_first in (("good", self.good, -1), ("bad", self.bad, 1)):
+            layer, index = np.nonzero(np.asarray(mask))
+            score = np.asarray(self.scores, np.float32)[layer, index]
+            order = np.argsort(strongest_first * score, kind="stable")
+            frames.append(pd.DataFrame({"layer": layer[order], "index": index[order], "score": score[order],
+                                        "side": name}))  # fmt: skip
+        return pd.concat(frames, ignore_index=True)
+
+    def __treescope_repr__(self, path, subtree_renderer):
+        """Treescope's rendering (in a notebook with treescope, e.g. from flax): the method, K and
+        the arrays, each expandable."""
+        from treescope import repr_lib
+
+        attributes = {"method": self.method, "k": self.k, "good": self.good, "bad": self.bad, "scores": self.scores,
+                      "meta": self.meta}  # fmt: skip
+        return repr_lib.render_object_constructor(type(self), attributes, path, subtree_renderer)
+
 
 def _file_digest(paths: list[str]) -> str:
     h = hashlib.sha256()

@@ -91,16 +91,25 @@ def _arrow_rows(table) -> Rows:
         yield f"row {number}", row
 
 
-def read_parquet(path: str) -> Rows:
-    import pyarrow.parquet as pq
+def _pyarrow(path: str, what: str):
+    """pyarrow (the [parquet] extra), or an error naming the file and the extra."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise DataError(f"{path}: reading {what} needs pyarrow, which is not installed; "
+                        "pip install 'neuronjax[parquet]'") from None  # fmt: skip
+    return pyarrow
 
-    yield from _arrow_rows(pq.read_table(path))
+
+def read_parquet(path: str) -> Rows:
+    pa = _pyarrow(path, "a Parquet file")
+    yield from _arrow_rows(pa.parquet.read_table(path))
 
 
 def read_saved_dataset(path: str, split: Optional[str] = None) -> Rows:
     """A `datasets.Dataset` (or one split of a `DatasetDict`) written by `save_to_disk`."""
-    import pyarrow as pa
-
+    pa = _pyarrow(path, "a saved dataset (Arrow files)")
     dict_file = os.path.join(path, "dataset_dict.json")
     if os.path.exists(dict_file):
         with open(dict_file) as f:

@@ -112,6 +112,12 @@ def test_every_package_folder_is_installed():
 
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+    # configs/ and its folders install as data (neuronjax.configs, no Python in them)
+    configs = os.path.join(ROOT, "configs")
+    data = {"neuronjax.configs"} | {f"neuronjax.configs.{d}" for d in os.listdir(configs)
+                                    if os.path.isdir(os.path.join(configs, d))}  # fmt: skip
+    assert {p for p in listed if p.startswith("neuronjax.configs")} == data
+    listed -= data
     packages = {m for m, p in MODULES.items() if p.endswith("__init__.py")}
     assert packages == listed, f"not installed: {sorted(packages - listed)}; listed but absent: {sorted(listed - packages)}"
 
