@@ -2,9 +2,10 @@
 
     neuronjax bench layout [--depths 16,64] [--json OUT]
 
-1. Compile time of the attribution step (IG, m = 4, 4 layer groups, 4 prompts of 32 tokens) of
-   tiny random models that differ only in depth. With every forward one `lax.scan` over stacked
-   layers, the compiled program does not grow with the number of layers.
+1. Compile time of the attribution step (IG, m = 4, 4 layer groups, 4 prompts of 32 tokens) and
+   of the plain forward pass (logits of the same batch) of tiny random models that differ only in
+   depth (best of 3). With every forward one `lax.scan` over stacked layers, the compiled program
+   does not grow with the number of layers.
 2. The attribution step of the embedded SmolLM2-135M-Instruct (IG m = 16, 8 prompts of 96 tokens,
    float32), compiled for this machine: XLA's `memory_analysis()` of arguments (the parameters and
    the batch), temporaries and outputs, next to the parameter bytes. Temporaries that held a
@@ -36,12 +37,15 @@ def _batch(vocab: int, n: int, seq: int):
                        jnp.asarray(opts, jnp.int32), jnp.asarray(np.arange(n) % 4, jnp.int32))  # fmt: skip
 
 
-def compile_seconds(layers: int, steps: int = 4, groups: int = 4, repeats: int = 2) -> float:
-    """Best wall time of lowering + compiling the attribution step of a tiny model of `layers` layers."""
+def compile_seconds(layers: int, steps: int = 4, groups: int = 4, repeats: int = 3) -> dict:
+    """Best wall times of lowering + compiling, for a tiny model of `layers` layers: the
+    attribution step (IG) and the plain forward pass (logits of a batch: evaluation's and
+    generation's kind of call)."""
     import jax
     from flax import nnx
 
     from neuronjax.attribution.engine import attribute_compiled
+    from neuronjax.lm import forward
     from neuronjax.models.config import ModelConfig
     from neuronjax.models.decoder import Decoder
 
@@ -49,13 +53,21 @@ def compile_seconds(layers: int, steps: int = 4, groups: int = 4, repeats: int =
                       num_heads=4, num_kv_heads=2, head_dim=16)  # fmt: skip
     graphdef, state = nnx.split(Decoder(cfg, rngs=nnx.Rngs(0)))
     batch = _batch(cfg.vocab_size, 4, 32)
-    best = float("inf")
-    for _ in range(repeats):
-        jax.clear_caches()
-        t = time.perf_counter()
-        attribute_compiled.lower(state, batch, graphdef=graphdef, method="ig", steps=steps, groups=groups).compile()
-        best = min(best, time.perf_counter() - t)
-    return best
+    calls = {
+        "attribution": lambda: attribute_compiled.lower(state, batch, graphdef=graphdef, method="ig", steps=steps,
+                                                        groups=groups).compile(),  # fmt: skip
+        "forward": lambda: forward.lower(state, batch.input_ids, batch.attention_mask, graphdef=graphdef).compile(),
+    }
+    out = {}
+    for name, call in calls.items():
+        best = float("inf")
+        for _ in range(repeats):
+            jax.clear_caches()
+            t = time.perf_counter()
+            call()
+            best = min(best, time.perf_counter() - t)
+        out[name] = best
+    return out
 
 
 def attribution_memory(steps: int = 16, prompts: int = 8, seq: int = 96) -> dict:
@@ -89,11 +101,14 @@ def main(argv=None) -> int:
     depths = [int(d) for d in args.depths.split(",")]
     out = {"compile_seconds": {}}
     for d in depths:
-        out["compile_seconds"][d] = compile_seconds(d)
-        print(f"attribution step, tiny model of {d:3d} layers: compiled in {out['compile_seconds'][d]:.2f} s", flush=True)
+        c = out["compile_seconds"][d] = compile_seconds(d)
+        print(f"tiny model of {d:3d} layers: attribution step compiled in {c['attribution']:.2f} s, forward pass in "
+              f"{c['forward']:.2f} s", flush=True)  # fmt: skip
     base = out["compile_seconds"][depths[0]]
     for d in depths[1:]:
-        print(f"compile time {d} / {depths[0]} layers: {out['compile_seconds'][d] / base:.2f}x")
+        c = out["compile_seconds"][d]
+        print(f"compile time {d} / {depths[0]} layers: attribution step {c['attribution'] / base['attribution']:.2f}x, "
+              f"forward pass {c['forward'] / base['forward']:.2f}x")  # fmt: skip
     if not args.no_memory:
         m = out["memory"] = attribution_memory()
         print(f"SmolLM2-135M attribution step (IG m={m['steps']}, {m['prompts']} prompts x {m['seq']} tokens, float32): "
