@@ -230,7 +230,9 @@ def _generate(args) -> int:
         if args.mode != "none":
             raise SystemExit("neuronjax generate: --mode needs a RUN_DIR holding the neurons")
         lm = neuronjax.load_model(args.model)
-    for prompt, text in zip(args.prompt, generate(lm, args.prompt, iv, args.max_new_tokens, chat=args.chat)):
+    texts = generate(lm, args.prompt, iv, args.max_new_tokens, chat=args.chat, temperature=args.temperature,
+                     top_p=args.top_p, seed=args.seed)  # fmt: skip
+    for prompt, text in zip(args.prompt, texts):
         print(f"--- {prompt!r} [{args.mode}]\n{text}")
     return 0
 
@@ -316,6 +318,9 @@ def main(argv=None) -> int:
     gen.add_argument("--value", type=float, default=0.0,
                      help="constant of the set_good / set_bad modes (default: %(default)s)")
     gen.add_argument("--max-new-tokens", type=int, default=32, help="tokens generated per prompt (default: %(default)s)")
+    gen.add_argument("--temperature", type=float, default=0.0, help="0: greedy; above 0: sampling at this temperature (default 0)")
+    gen.add_argument("--top-p", type=float, default=1.0, help="nucleus of the sampling: smallest set of tokens reaching this probability (default 1)")
+    gen.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
     gen.add_argument("--chat", action="store_true", help="wrap each prompt in the chat template")
     gen.add_argument("--model", default=None, help="checkpoint when no RUN_DIR is given (default: the embedded model)")
     gen.set_defaults(handler=_generate)

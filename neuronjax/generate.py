@@ -1,7 +1,8 @@
-"""Free generation under an intervention (greedy, with a key/value cache).
+"""Free generation under an intervention, with a key/value cache: greedy, or seeded sampling at a
+temperature with nucleus (top-p) filtering.
 
 The prompts are left-padded into one batch and run once; every new token is a one-token step
-against the prompt's cache (`neuronjax.cached.greedy_tokens`, one compiled loop). A last-position
+against the prompt's cache (`neuronjax.cached.sample_tokens`, one compiled loop). A last-position
 intervention therefore edits the prompt's last token and every generated token (each was "the
 last position" when it was computed); an all-positions intervention edits every prompt position
 and every generated token.
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import jax
 import numpy as np
 
-from neuronjax.cached import greedy_tokens
+from neuronjax.cached import sample_tokens
 from neuronjax.errors import InputError
 from neuronjax.intervention import Intervention
 
@@ -27,11 +29,17 @@ def generate(
     max_new_tokens: int = 32,
     chat: bool = False,
     stop_at_eos: bool = True,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
 ) -> list[str]:
-    """Greedy continuations of `prompts` (strings; `chat` wraps each in the chat template)."""
+    """Continuations of `prompts` (strings; `chat` wraps each in the chat template): greedy at
+    temperature 0, else sampled (seeded by `seed`) at `temperature` from the top_p nucleus."""
     tok = lm.tokenizer
     if tok is None:
         raise InputError(f"{lm.source}: this checkpoint has no tokenizer; generation needs one")
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise InputError(f"temperature = {temperature}, top_p = {top_p}: expected temperature >= 0 and 0 < top_p <= 1")
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens = {max_new_tokens}: expected >= 1")
     if intervention is not None:
@@ -49,8 +57,9 @@ def generate(
     for i, r in enumerate(rows):
         ids[i, width - len(r) :] = r
         mask[i, width - len(r) :] = 1
-    tokens = np.asarray(greedy_tokens(lm.state, lm.place(ids), lm.place(mask), intervention, graphdef=lm.graphdef,
-                                      max_new=max_new_tokens))  # fmt: skip
+    tokens = np.asarray(sample_tokens(lm.state, lm.place(ids), lm.place(mask), intervention, jax.random.key(seed),
+                                      graphdef=lm.graphdef, max_new=max_new_tokens, temperature=float(temperature),
+                                      top_p=float(top_p)))  # fmt: skip
     eos = lm.config.eos_token_id if stop_at_eos else None
     eos = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
     out = []

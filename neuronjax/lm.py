@@ -159,13 +159,15 @@ class LanguageModel:
         return texts[0] if ids.ndim == 1 else texts
 
     def generate(self, prompts: str | Sequence[str], intervention: Optional[Intervention] = None,
-                 max_new_tokens: int = 32, chat: bool = False) -> str | list[str]:  # fmt: skip
-        """Greedy continuations of a prompt (a string back) or of several (a list), under an
-        optional intervention; `chat` wraps each prompt in the chat template (neuronjax.generate)."""
+                 max_new_tokens: int = 32, chat: bool = False, temperature: float = 0.0, top_p: float = 1.0,
+                 seed: int = 0) -> str | list[str]:  # fmt: skip
+        """Continuations of a prompt (a string back) or of several (a list), under an optional
+        intervention: greedy at temperature 0, else seeded sampling from the top_p nucleus; `chat`
+        wraps each prompt in the chat template (neuronjax.generate)."""
         from neuronjax.generate import generate
 
         texts = generate(self, [prompts] if isinstance(prompts, str) else list(prompts), intervention,
-                         max_new_tokens, chat=chat)  # fmt: skip
+                         max_new_tokens, chat=chat, temperature=temperature, top_p=top_p, seed=seed)  # fmt: skip
         return texts[0] if isinstance(prompts, str) else texts
 
     @property

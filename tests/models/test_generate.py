@@ -55,3 +55,70 @@ def test_greedy_tokens_match_transformers(tmp_path, name):
     want = _torch_greedy(ref, ids, mask, factor=SCALE)
     np.testing.assert_array_equal(edited, want)
     assert (edited != got).any(), "the intervention must change the continuation for the test to mean anything"
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gen_llama")
+    tiny_models.save("llama3_rope", d)
+    return neuronjax.load_model(str(d))
+
+
+def _first_tokens(lm, ids, mask, seeds, temperature, top_p):
+    import jax
+
+    from neuronjax.cached import sample_tokens
+
+    ids, mask = lm.place(ids[:1].astype(np.int32)), lm.place(mask[:1].astype(np.int32))
+    return np.array([int(sample_tokens(lm.state, ids, mask, None, jax.random.key(s), graphdef=lm.graphdef, max_new=1,
+                                       temperature=temperature, top_p=top_p)[0, 0]) for s in seeds])  # fmt: skip
+
+
+def test_sampling_draws_from_the_tempered_softmax(tiny_lm):
+    """The first sampled token over 3000 seeds against softmax(logits / T) of a plain forward: every
+    token's frequency within 4 standard errors of its probability."""
+    ids, mask, _ = tiny_models.batch()
+    t = 2.0
+    logits = np.asarray(tiny_lm.logits(ids[:1], mask[:1]))[0, -1].astype(np.float64)
+    p = np.exp((logits - logits.max()) / t)
+    p /= p.sum()
+    n = 3000
+    counts = np.bincount(_first_tokens(tiny_lm, ids, mask, range(n), t, 1.0), minlength=p.size)
+    se = np.sqrt(p * (1 - p) / n)
+    assert np.all(np.abs(counts / n - p) <= 4 * se + 1e-12), np.max(np.abs(counts / n - p) / (se + 1e-12))
+    assert (counts > 0).sum() > 10  # a spread-out distribution, not one token
+
+
+def test_nucleus_keeps_the_smallest_set_reaching_top_p(tiny_lm):
+    ids, mask, _ = tiny_models.batch()
+    t, top_p = 2.0, 0.5
+    logits = np.asarray(tiny_lm.logits(ids[:1], mask[:1]))[0, -1].astype(np.float64) / t
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    order = np.argsort(-p)
+    kept = order[: int(np.searchsorted(np.cumsum(p[order]), top_p) + 1)]  # the smallest prefix reaching top_p
+    n = 2000
+    drawn = _first_tokens(tiny_lm, ids, mask, range(n), t, top_p)
+    assert set(drawn) <= set(kept.tolist()) and len(set(drawn)) > 1
+    q = p[kept] / p[kept].sum()  # renormalised on the nucleus
+    freq = np.array([(drawn == k).mean() for k in kept])
+    assert np.all(np.abs(freq - q) <= 4 * np.sqrt(q * (1 - q) / n) + 1e-12)
+
+
+def test_seeds_repeat_and_temperature_zero_is_greedy(tiny_lm):
+    import jax
+
+    from neuronjax.cached import greedy_tokens, sample_tokens
+
+    ids, mask, _ = tiny_models.batch()
+    ids, mask = tiny_lm.place(ids.astype(np.int32)), tiny_lm.place(mask.astype(np.int32))
+
+    def run(seed, temperature, top_p=1.0):
+        return np.asarray(sample_tokens(tiny_lm.state, ids, mask, None, jax.random.key(seed), graphdef=tiny_lm.graphdef,
+                                        max_new=NEW, temperature=temperature, top_p=top_p))  # fmt: skip
+
+    greedy = np.asarray(greedy_tokens(tiny_lm.state, ids, mask, None, graphdef=tiny_lm.graphdef, max_new=NEW))
+    np.testing.assert_array_equal(run(0, 1.5), run(0, 1.5))
+    assert (run(0, 1.5) != run(1, 1.5)).any()
+    np.testing.assert_array_equal(run(3, 0.0), greedy)
+    np.testing.assert_array_equal(run(3, 1.5, top_p=1e-6), greedy)  # the nucleus is the top token alone
