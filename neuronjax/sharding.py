@@ -55,6 +55,7 @@ class ShardingRules:
     kv_heads: Target = "tensor"  # key/value heads (grouped-query attention)
     head_dim: Target = None
     mlp: Target = "tensor"  # FFN neurons: attribution tensors [variant, batch, mlp] split like the weights
+    experts: Target = None  # the router's experts (a mixture of experts' neurons live on mlp)
     vocab: Target = "tensor"
     layers: Target = None  # the stacked-layer axis of block parameters (scanned over, never split)
     positions: Target = None  # learned position embeddings

@@ -47,6 +47,9 @@ VARIANTS = {
                       dict(COMMON, **IDS, max_position_embeddings=64, original_max_position_embeddings=4,
                            rope_scaling=dict(type="longrope", short_factor=[1.0, 1.5, 2.0, 3.0],
                                              long_factor=[2.0, 3.0, 5.0, 9.0]))),
+    # 4 experts of 12 neurons (48 neurons per layer, like the dense models), 2 per token
+    "mixtral": ("MixtralConfig", "MixtralForCausalLM",
+                dict(COMMON, intermediate_size=12, num_local_experts=4, num_experts_per_tok=2, router_jitter_noise=0.0)),
     # both prompts within original_max_position_embeddings: the short factors
     "phi3_longrope_short": ("Phi3Config", "Phi3ForCausalLM",
                             dict(COMMON, **IDS, max_position_embeddings=64, original_max_position_embeddings=16,

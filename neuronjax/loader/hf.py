@@ -32,8 +32,8 @@ ACTIVATIONS = {
     "gelu_fast": "gelu_tanh",
     "gelu": "gelu",
 }
-SUPPORTED = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "gpt2", "gpt_neox", "olmo2",
-             "phi3")  # fmt: skip
+SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "gpt2", "gpt_neox",
+             "olmo2", "phi3")  # fmt: skip
 
 
 def _req(d: dict, key: str, source: str) -> Any:
@@ -225,7 +225,11 @@ def config_from_hf(d: dict, source: str) -> ModelConfig:
         cfg.update(pre_norm=False, sandwich_norm=True, qk_norm=True, qk_norm_width="all", sliding_window=None)
     if mt == "phi3":
         cfg.update(rotary_dim=_rotary_dim(d, common["head_dim"]), qkv_bias=False, out_bias=False)
-    if mt in ("mistral", "phi3"):  # one window for every layer
+    if mt == "mixtral":  # experts side by side on the neuron axis (see neuronjax.models.decoder.MLP)
+        experts = int(_req(d, "num_local_experts", source))
+        cfg.update(intermediate_size=experts * cfg["intermediate_size"], num_experts=experts,
+                   experts_per_token=int(_req(d, "num_experts_per_tok", source)))  # fmt: skip
+    if mt in ("mistral", "mixtral", "phi3"):  # one window for every layer
         kinds = ("sliding",) * n if d.get("sliding_window") else ()
     elif mt in ("qwen2", "qwen3"):
         window_from = int(d.get("max_window_layers", n))
@@ -368,6 +372,15 @@ PHI3_TABLE = {
     "layers.{i}.mlp.gate_up_proj.weight": [("layers.{i}.mlp.gate", gate_up(0)), ("layers.{i}.mlp.up", gate_up(1))],
 }  # fmt: skip
 
+MIXTRAL_TABLE = {
+    **{k: v for k, v in LLAMA_TABLE.items() if ".mlp." not in k},
+    "layers.{i}.block_sparse_moe.gate.weight": [("layers.{i}.mlp.router", transpose)],  # [experts, embed] -> [embed, experts]
+    # expert j's weights fill its block of the neuron axis (a third entry names the axis)
+    "layers.{i}.block_sparse_moe.experts.{j}.w1.weight": [("layers.{i}.mlp.gate", transpose, "mlp")],
+    "layers.{i}.block_sparse_moe.experts.{j}.w3.weight": [("layers.{i}.mlp.up", transpose, "mlp")],
+    "layers.{i}.block_sparse_moe.experts.{j}.w2.weight": [("layers.{i}.mlp.down", transpose, "mlp")],
+}  # fmt: skip
+
 GPT2_TABLE = {
     "wte.weight": [("embed", identity)],
     "wpe.weight": [("pos_embed", identity)],
@@ -414,7 +427,7 @@ NON_PARAMETERS = (r".*rotary_emb\.inv_freq", r"h\.\d+\.attn\.(masked_)?bias", r"
 
 PREFIXES = {"gpt2": ("transformer.",), "gpt_neox": ("gpt_neox.",), "gemma3_text": ("model.language_model.", "model.")}
 TABLES = {"gpt2": GPT2_TABLE, "gpt_neox": GPT_NEOX_TABLE, "gemma2": GEMMA2_TABLE, "gemma3_text": GEMMA2_TABLE,
-          "olmo2": OLMO2_TABLE, "phi3": PHI3_TABLE}  # fmt: skip
+          "olmo2": OLMO2_TABLE, "phi3": PHI3_TABLE, "mixtral": MIXTRAL_TABLE}  # fmt: skip
 
 
 def table_for(cfg: ModelConfig) -> dict:

@@ -54,19 +54,24 @@ class LoadReport:
 def _compile(table: dict) -> list:
     rows = []
     for template, targets in table.items():
-        pattern = re.compile("^" + re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)") + "$")
+        pattern = re.compile("^" + re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{j\}", r"(?P<j>\d+)") + "$")
         rows.append((pattern, template, targets))
     return rows
 
 
 def _expected_source(target: str, rows: list, prefix: str) -> str:
     """The checkpoint name that would have filled `target` (for error messages)."""
+    block = re.match(r"^(.*) \(block (\d+)\)$", target)
+    if block:
+        target = block.group(1)
     for _, template, targets in rows:
-        for target_template, _ in targets:
+        for target_template, _fn, *block_axis in targets:
+            if bool(block_axis) != bool(block):
+                continue
             pat = "^" + re.escape(target_template).replace(r"\{i\}", r"(?P<i>\d+)") + "$"
             m = re.match(pat, target)
             if m:
-                return prefix + template.format(**m.groupdict())
+                return prefix + template.format(**m.groupdict(), **({"j": block.group(2)} if block else {}))
     return "?"
 
 
@@ -88,21 +93,25 @@ STACKED = "blocks."  # where the per-layer targets "layers.{i}.<name>" live, sta
 
 @functools.lru_cache(maxsize=None)
 def _writer(sharding):
-    """Write one layer into a stacked array in place (the stacked buffer is donated)."""
-    return jax.jit(lambda stack, x, i: jax.lax.dynamic_update_index_in_dim(stack, x.astype(stack.dtype), i, 0),
+    """Write one layer (or one block of one layer) into a stacked array in place, at the start
+    indices given (the stacked buffer is donated)."""
+    return jax.jit(lambda stack, x, starts: jax.lax.dynamic_update_slice(stack, x[None].astype(stack.dtype), starts),
                    donate_argnums=0, out_shardings=sharding)  # fmt: skip
 
 
 class _Stacks:
-    """The stacked block parameters being filled, layer by layer."""
+    """The stacked block parameters being filled, layer by layer (and, for the experts of a
+    mixture of experts, block by block along one axis)."""
 
     def __init__(self, flat: dict, dtype, mesh, rules):
         self.flat, self.dtype, self.mesh, self.rules = flat, dtype, mesh, rules
         self.arrays: dict[str, jax.Array] = {}
-        self.filled: dict[str, set] = {}
+        self.filled: dict[str, set] = {}  # key -> {(layer, block)}; block None for a whole layer
 
-    def target(self, name: str):
-        """(stacked key, layer, per-layer shape, per-layer logical axes) of a per-layer target, or None."""
+    def target(self, name: str, block_axis: Optional[str] = None, blocks: int = 1):
+        """(stacked key, layer, per-layer shape of the piece, its logical axes, the axis position
+        of its block or None) of a per-layer target, or None. With `block_axis`, the piece is one
+        of `blocks` equal blocks of that logical axis (an expert's slice of the neurons)."""
         m = _LAYER.match(name)
         if m is None or STACKED + m.group(2) not in self.flat:
             return None
@@ -111,9 +120,14 @@ class _Stacks:
         layer = int(m.group(1))
         if layer >= var.shape[0]:
             return None
-        return key, layer, tuple(var.shape[1:]), var.get_metadata()["logical_axes"][1:]
+        axes = var.get_metadata()["logical_axes"][1:]
+        shape, at = list(var.shape[1:]), None
+        if block_axis is not None:
+            at = axes.index(block_axis)
+            shape[at] //= blocks
+        return key, layer, tuple(shape), axes, at
 
-    def write(self, key: str, layer: int, out: np.ndarray) -> None:
+    def write(self, key: str, layer: int, out: np.ndarray, at: Optional[int] = None, block: int = 0) -> None:
         var = self.flat[key]
         axes = var.get_metadata()["logical_axes"]
         sharding = target_sharding(self.mesh, axes, var.shape, self.rules)
@@ -122,16 +136,27 @@ class _Stacks:
             self.filled[key] = set()
         one = target_sharding(self.mesh, axes[1:], out.shape, self.rules)
         x = jax.make_array_from_callback(out.shape, one, lambda idx: out[idx])
-        self.arrays[key] = _writer(sharding)(self.arrays[key], x, layer)
-        self.filled[key].add(layer)
+        starts = [layer] + [0] * out.ndim
+        if at is not None:
+            starts[1 + at] = block * out.shape[at]
+        self.arrays[key] = _writer(sharding)(self.arrays[key], x, tuple(np.int32(v) for v in starts))
+        self.filled[key].add((layer, None if at is None else block))
 
-    def missing(self) -> list[str]:
-        """Per-layer target names never written."""
+    def missing(self, blocks: int = 1) -> list[str]:
+        """Per-layer target names (and their missing blocks) never written."""
         out = []
         for key, var in self.flat.items():
             if key.startswith(STACKED):
                 done = self.filled.get(key, set())
-                out += [f"layers.{i}.{key[len(STACKED):]}" for i in range(var.shape[0]) if i not in done]
+                for i in range(var.shape[0]):
+                    if (i, None) in done:
+                        continue
+                    have = {b for layer, b in done if layer == i and b is not None}
+                    name = f"layers.{i}.{key[len(STACKED):]}"
+                    if have:
+                        out += [f"{name} (block {b})" for b in range(blocks) if b not in have]
+                    else:
+                        out.append(name)
         return out
 
 
@@ -173,12 +198,17 @@ def place(
             continue
         match, targets = row
         live = []
-        for t, fn in targets:
+        for t, fn, *block_axis in targets:  # a third entry: the piece is expert {j}'s block of that axis
             target = t.format(**match.groupdict())
             if target in flat:
                 live.append((target, fn, tuple(flat[target].shape), None))
-            elif (stacked := stacks.target(target)) is not None:
-                live.append((target, fn, stacked[2], stacked))
+            elif (stacked := stacks.target(target, *block_axis, blocks=cfg.num_experts or 1)) is not None:
+                block = int(match.group("j")) if block_axis else 0
+                if block_axis and block >= cfg.num_experts:
+                    report.unexpected.append(name)
+                    continue
+                live.append((target if not block_axis else f"{target} (block {block})", fn, stacked[2],
+                             (*stacked, block)))  # fmt: skip
         if not live:
             if cfg.tie_embeddings and short == "lm_head.weight":
                 report.ignored.append((name, "output head tied to the embedding"))
@@ -201,7 +231,8 @@ def place(
                 )
             out = out.astype(dtype, copy=False)
             if stacked is not None:
-                stacks.write(stacked[0], stacked[1], out)
+                key, layer, _, _, at, block = stacked
+                stacks.write(key, layer, out, at, block)
             else:
                 sharding = target_sharding(mesh, flat[target].get_metadata()["logical_axes"], out.shape, rules)
                 values[target] = jax.make_array_from_callback(out.shape, sharding, lambda idx, o=out: o[idx])
@@ -209,7 +240,7 @@ def place(
         del array
         report.loaded += 1
 
-    missing = [t for t in flat if t not in values and not t.startswith(STACKED)] + stacks.missing()
+    missing = [t for t in flat if t not in values and not t.startswith(STACKED)] + stacks.missing(cfg.num_experts or 1)
     if missing:
         names = [_expected_source(t, rows, used_prefix or prefixes[0]) for t in missing]
         raise CheckpointError(

@@ -100,11 +100,22 @@ class ModelConfig:
     final_softcap: Optional[float] = None  # Gemma 2: cap * tanh(logits / cap)
     embed_scale: bool = False  # Gemma: multiply embeddings by sqrt(hidden_size)
     tie_embeddings: bool = True  # lm_head shares the embedding matrix
+    # Mixture of experts (Mixtral): the FFN holds num_experts experts of expert_size neurons and
+    # intermediate_size = num_experts * expert_size, the neuron axis being expert-major (neuron
+    # e * expert_size + i is neuron i of expert e). 0: a dense FFN.
+    num_experts: int = 0
+    experts_per_token: int = 0  # experts a token is routed to (top-k of the router's logits)
+    router_renormalize: bool = True  # weights: softmax over the chosen experts' logits (False: over all, then kept)
     bos_token_id: Optional[int] = None
     eos_token_id: Optional[int] = None
     pad_token_id: Optional[int] = None
 
     def __post_init__(self):
+        if self.num_experts and (self.intermediate_size % self.num_experts or not 0 < self.experts_per_token <= self.num_experts):
+            raise CheckpointError(
+                f"num_experts={self.num_experts} must divide intermediate_size={self.intermediate_size} and hold "
+                f"experts_per_token={self.experts_per_token} (1..num_experts)"
+            )
         if self.num_heads % self.num_kv_heads:
             raise CheckpointError(
                 f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}"
@@ -120,6 +131,11 @@ class ModelConfig:
     def rope_dim(self) -> int:
         """The rotated width of each head (rotate-half layout within it; the rest passes through)."""
         return self.rotary_dim if self.rotary_dim is not None else self.head_dim
+
+    @property
+    def expert_size(self) -> int:
+        """Neurons per expert (the whole FFN for a dense model)."""
+        return self.intermediate_size // self.num_experts if self.num_experts else self.intermediate_size
 
     @property
     def kinds(self) -> tuple[LayerKind, ...]:

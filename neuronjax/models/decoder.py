@@ -134,11 +134,23 @@ class Attention(nnx.Module):
 
 
 class MLP(nnx.Module):
-    """The FFN. Its neurons are the mlp axis of h, the input of the down projection."""
+    """The FFN. Its neurons are the mlp axis of h, the input of the down projection.
+
+    A mixture of experts (``num_experts`` > 0) is the same FFN with every expert's neurons side by
+    side on the mlp axis (expert-major) and a router: a token's neurons are those of every expert
+    scaled by the expert's routing weight, which is 0 for the experts the token is not routed to.
+    So a neuron's activation is act(x Wg) * (x Wu) * (routing weight of its expert): 0 where the
+    token does not reach the expert (its attribution is then 0 too, and an intervention on it does
+    nothing), and scaling it scales exactly that expert's contribution through its down-projection
+    column. Every expert is computed densely, then weighted: simple and exact, at num_experts /
+    experts_per_token times the FLOPs of a routed implementation.
+    """
 
     def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs, stack: Optional[int] = None):
         e, f = cfg.hidden_size, cfg.intermediate_size
         self.cfg = cfg
+        if cfg.num_experts:
+            self.router = param(rngs, (e, cfg.num_experts), ("embed", "experts"), dtype, stack=stack)
         if cfg.gated_mlp:
             self.gate = param(rngs, (e, f), ("embed", "mlp"), dtype, stack=stack)
         self.up = param(rngs, (e, f), ("embed", "mlp"), dtype, stack=stack)
@@ -160,7 +172,20 @@ class MLP(nnx.Module):
         gate = x @ self.gate[...]
         if cfg.mlp_bias:
             gate = gate + self.gate_bias[...]
-        return activation(cfg.activation, gate) * up
+        h = activation(cfg.activation, gate) * up
+        if cfg.num_experts:
+            h = h * jnp.repeat(self.routing(x), cfg.expert_size, axis=-1).astype(h.dtype)
+        return h
+
+    def routing(self, x: jax.Array) -> jax.Array:
+        """float32 [..., experts]: each expert's weight for each token (0 off its top-k experts)."""
+        cfg = self.cfg
+        logits = jnp.einsum("...e,ex->...x", x, self.router[...], preferred_element_type=jnp.float32)
+        _, chosen = jax.lax.top_k(logits, cfg.experts_per_token)
+        on = jax.nn.one_hot(chosen, cfg.num_experts, dtype=bool).any(axis=-2)
+        if cfg.router_renormalize:
+            return jax.nn.softmax(jnp.where(on, logits, -jnp.inf), axis=-1)
+        return jnp.where(on, jax.nn.softmax(logits, axis=-1), 0.0)
 
     def project(self, h: jax.Array) -> jax.Array:
         out = h @ self.down[...]

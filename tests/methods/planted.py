@@ -42,9 +42,19 @@ STRENGTH = {"good": 0.06, "bad": 0.05, "fill": 0.08}  # down-projection weight i
 DIRECTION = {GOLD: 1, DISTRACTOR[0]: 2, DISTRACTOR[1]: 3, DISTRACTOR[2]: 4, FILLER: 5}
 
 
-def model(seed: int = 0) -> LanguageModel:
+# The mixture-of-experts variant: 4 experts of 12 neurons, 2 per token; the router of the last layer
+# sends every token to experts 0 and 1 (weights 1/2 each), so the planted neurons sit there, plus a
+# planted "good" neuron in expert 2, which no token reaches.
+MOE = dict(experts=4, per_token=2)
+MOE_GOOD, MOE_BAD, MOE_FILL = ((1, 5), (1, 17)), ((1, 7), (1, 19)), ((1, 9), (1, 21))
+MOE_UNROUTED = ((1, 30),)
+
+
+def model(seed: int = 0, moe: bool = False) -> LanguageModel:
+    """The planted Llama; moe=True: the same with a mixture-of-experts FFN (see MOE)."""
     cfg = ModelConfig(model_type="llama", vocab_size=VOCAB, hidden_size=EMBED, intermediate_size=MLP,
-                      num_layers=LAYERS, num_heads=4, num_kv_heads=2, head_dim=8, tie_embeddings=False)  # fmt: skip
+                      num_layers=LAYERS, num_heads=4, num_kv_heads=2, head_dim=8, tie_embeddings=False,
+                      **(dict(num_experts=MOE["experts"], experts_per_token=MOE["per_token"]) if moe else {}))  # fmt: skip
     graphdef, state = nnx.split(Decoder(cfg, rngs=nnx.Rngs(seed)))
     p = nnx.to_pure_dict(state)
     embed = np.array(p["embed"])
@@ -57,7 +67,15 @@ def model(seed: int = 0) -> LanguageModel:
         head[d, token] = 6.0
     mlp = p["blocks"]["mlp"]  # every layer's FFN, stacked [layers, ...]; the planted neurons are in the last
     gate, up, down = (np.array(mlp[k][LAYERS - 1]) for k in ("gate", "up", "down"))
-    for neurons, direction, strength in ((GOOD, 1, STRENGTH["good"]), (BAD, 2, STRENGTH["bad"]), (FILL, 5, STRENGTH["fill"])):
+    planted = ((GOOD, 1, STRENGTH["good"]), (BAD, 2, STRENGTH["bad"]), (FILL, 5, STRENGTH["fill"]))
+    if moe:  # routing weights of 1/2 halve each neuron's effect: twice the strength
+        planted = ((MOE_GOOD + MOE_UNROUTED, 1, 2 * STRENGTH["good"]), (MOE_BAD, 2, 2 * STRENGTH["bad"]),
+                   (MOE_FILL, 5, 2 * STRENGTH["fill"]))  # fmt: skip
+        router = np.array(mlp["router"][LAYERS - 1])
+        router[:] = 0.0
+        router[0, :2], router[0, 2:] = 1.0, -1.0  # the steady dimension 0 picks experts 0 and 1, equally
+        mlp["router"] = jnp.asarray(mlp["router"]).at[LAYERS - 1].set(router)
+    for neurons, direction, strength in planted:
         for _, i in neurons:
             gate[:, i] = 0.0
             up[:, i] = 0.0

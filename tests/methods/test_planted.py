@@ -49,3 +49,19 @@ def test_one_proxy_and_knowledge_neurons_find_the_good_ones(results):
 def test_every_item_was_seen_once(results):
     stats = results["neuronllm"].meta["stats"]
     assert stats["items"] == 12 and stats["proxies"] == 36
+
+
+def test_ace_finds_the_planted_neurons_of_a_mixture_of_experts():
+    """The planted model with a mixture-of-experts FFN: the planted neurons of the experts every
+    token is routed to are found; a planted neuron of an expert no token reaches has activation
+    and attribution 0 (it is not counted), and is in neither set."""
+    lm = planted.model(moe=True)
+    ns = identify(lm, planted.task(), [NeuronLLM(k=2, z=4)], AttributionConfig("ig", steps=8), block_items=5)["neuronllm"]
+    np.testing.assert_array_equal(ns.good, _mask(planted.MOE_GOOD))
+    np.testing.assert_array_equal(ns.bad, _mask(planted.MOE_BAD))
+    (layer, i), = planted.MOE_UNROUTED
+    assert ns.scores[layer, i] == 0.0
+    task = planted.task()
+    ids, mask = task.records[0].prompt_ids[None], np.ones((1, len(task.records[0].prompt_ids)), np.int32)
+    h = np.asarray(lm.forward(ids, mask, capture=True).activations)[0, layer]
+    assert h[i] == 0.0 and abs(h[5]) > 1.0  # unrouted: exactly 0; a routed planted neuron: strongly active
