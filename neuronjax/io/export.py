@@ -8,7 +8,8 @@ directory holding neurons.json). Files go to DIR (default RUN_DIR/export/):
 
     safetensors  <method>.safetensors: scores float32, good and bad bool [layers, mlp], grid
                  int64 [2] (the same file `save_neurons` writes beside each set)
-    csv          neuron_rows.csv: method, side, layer, index, score
+    csv          neuron_rows.csv: method, side, layer, index, score (and for a mixture of experts:
+                 expert, expert_index, the neuron within its expert)
     json         neuron_rows.json: a list of {method, side, layer, index, score}
 
 Rows list each method's good set by descending score, then its bad set by ascending score (the
@@ -57,8 +58,9 @@ def result_dirs(run_dir: str, methods: Iterable[str] = ()) -> dict[str, str]:
 
 
 def neuron_rows(method: str, result: NeuronSet) -> list[dict]:
-    """One row {method, side, layer, index, score} per neuron of the good and bad sets: good by
-    descending score, bad by ascending score, ties by (layer, index)."""
+    """One row {method, side, layer, index, score} per neuron of the good and bad sets (with
+    expert and expert_index for a mixture of experts): good by descending score, bad by ascending
+    score, ties by (layer, index)."""
     rows = []
     for side, mask, sign in (("good", result.good, -1.0), ("bad", result.bad, 1.0)):
         layer, index = np.nonzero(np.asarray(mask, bool))
@@ -66,6 +68,9 @@ def neuron_rows(method: str, result: NeuronSet) -> list[dict]:
         for k in np.lexsort((index, layer, sign * score)):
             rows.append({"method": method, "side": side, "layer": int(layer[k]), "index": int(index[k]),
                          "score": float(score[k])})  # fmt: skip
+            if result.experts:
+                expert, within = result.expert_of(int(index[k]))
+                rows[-1].update(expert=int(expert), expert_index=int(within))
     return rows
 
 
@@ -88,7 +93,8 @@ def export_neurons(run_dir: str, fmt: str, methods: Iterable[str] = (), output: 
         write_json(path, rows)
         return [path]
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+    columns = COLUMNS + (("expert", "expert_index") if any("expert" in r for r in rows) else ())
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n", restval="")
     writer.writeheader()
     writer.writerows(rows)  # scores print as the float32 value exactly (a float64 decimal)
     path = os.path.join(output, "neuron_rows.csv")

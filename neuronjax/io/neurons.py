@@ -60,6 +60,20 @@ class NeuronSet:
         k = m.get("k") if isinstance(m, dict) else None
         return int(k) if k is not None else max(int(np.sum(self.good)), int(np.sum(self.bad)))
 
+    @property
+    def experts(self) -> int:
+        """Experts per layer of the model the set was found on (0: a dense FFN). With experts, a
+        layer's neuron i is neuron i % expert_size of expert i // expert_size (expert-major)."""
+        model = self.meta.get("model")
+        return int(model.get("experts", 0)) if isinstance(model, dict) else 0
+
+    def expert_of(self, index) -> tuple:
+        """(expert, index within the expert) of layer-neuron index(es) `index`; requires experts."""
+        if not self.experts:
+            raise ValueError("this set was found on a dense model: its neurons belong to no expert")
+        size = np.shape(self.scores)[1] // self.experts
+        return np.divmod(index, size)
+
     def __repr__(self) -> str:
         def side(mask) -> str:
             per_layer = np.asarray(mask).sum(axis=1)
@@ -67,13 +81,19 @@ class NeuronSet:
             return f"{int(per_layer.sum())}" + (f" ({layers})" if layers else "")
 
         layers, mlp = np.shape(self.scores)
-        return (f"NeuronSet({self.method or '?'}, K={self.k}, {layers} layers x {mlp} neurons; "
+        grid = (
+            f"{layers} layers x {self.experts} experts x {mlp // self.experts}"
+            if self.experts
+            else f"{layers} layers x {mlp}"
+        )
+        return (f"NeuronSet({self.method or '?'}, K={self.k}, {grid} neurons; "
                 f"good {side(self.good)}; bad {side(self.bad)})")  # fmt: skip
 
     def to_dataframe(self):
         """A pandas DataFrame (the [notebook] extra) with one row per good and bad neuron: layer,
-        index (the neuron within its layer), score, side ('good' / 'bad'); by side, then score
-        from the strongest."""
+        index (the neuron within its layer), score, side ('good' / 'bad'), and for a mixture of
+        experts expert and expert_index (the neuron within its expert); by side, then score from
+        the strongest."""
         try:
             import pandas as pd
         except ImportError:
@@ -83,8 +103,10 @@ class NeuronSet:
             layer, index = np.nonzero(np.asarray(mask))
             score = np.asarray(self.scores, np.float32)[layer, index]
             order = np.argsort(strongest_first * score, kind="stable")
-            frames.append(pd.DataFrame({"layer": layer[order], "index": index[order], "score": score[order],
-                                        "side": name}))  # fmt: skip
+            frame = pd.DataFrame({"layer": layer[order], "index": index[order], "score": score[order], "side": name})
+            if self.experts:
+                frame["expert"], frame["expert_index"] = self.expert_of(index[order])
+            frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
     def __treescope_repr__(self, path, subtree_renderer):
@@ -139,6 +161,8 @@ def model_fingerprint(lm) -> dict:
         "model_type": c.model_type,
         "layers": c.num_layers,
         "mlp": c.intermediate_size,
+        # a mixture of experts: neuron i of a layer is neuron i % expert_size of expert i // expert_size
+        **({"experts": c.num_experts} if c.num_experts else {}),
     }
 
 

@@ -54,7 +54,9 @@ class LoadReport:
 def _compile(table: dict) -> list:
     rows = []
     for template, targets in table.items():
-        pattern = re.compile("^" + re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{j\}", r"(?P<j>\d+)") + "$")
+        pattern = re.compile(
+            "^" + re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{j\}", r"(?P<j>\d+)") + "$"
+        )
         rows.append((pattern, template, targets))
     return rows
 
@@ -152,7 +154,7 @@ class _Stacks:
                     if (i, None) in done:
                         continue
                     have = {b for layer, b in done if layer == i and b is not None}
-                    name = f"layers.{i}.{key[len(STACKED):]}"
+                    name = f"layers.{i}.{key[len(STACKED) :]}"
                     if have:
                         out += [f"{name} (block {b})" for b in range(blocks) if b not in have]
                     else:

@@ -111,15 +111,15 @@ class ModelConfig:
     pad_token_id: Optional[int] = None
 
     def __post_init__(self):
-        if self.num_experts and (self.intermediate_size % self.num_experts or not 0 < self.experts_per_token <= self.num_experts):
+        if self.num_experts and (
+            self.intermediate_size % self.num_experts or not 0 < self.experts_per_token <= self.num_experts
+        ):
             raise CheckpointError(
                 f"num_experts={self.num_experts} must divide intermediate_size={self.intermediate_size} and hold "
                 f"experts_per_token={self.experts_per_token} (1..num_experts)"
             )
         if self.num_heads % self.num_kv_heads:
-            raise CheckpointError(
-                f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}"
-            )
+            raise CheckpointError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
         if self.layer_kinds and len(self.layer_kinds) != self.num_layers:
             raise CheckpointError(
                 f"layer_kinds has {len(self.layer_kinds)} entries, expected num_layers={self.num_layers}"

@@ -272,9 +272,7 @@ class Decoder(nnx.Module):
         self.placement = placement
         self.embed = param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), dtype)
         if cfg.position_kind == "learned":
-            self.pos_embed = param(
-                rngs, (cfg.max_position_embeddings, cfg.hidden_size), ("positions", "embed"), dtype
-            )
+            self.pos_embed = param(rngs, (cfg.max_position_embeddings, cfg.hidden_size), ("positions", "embed"), dtype)
         self.blocks = Block(cfg, dtype, rngs, cfg.num_layers, placement)  # every layer, parameters stacked
         self.final_norm = Norm(cfg.hidden_size, cfg.norm_kind, cfg.norm_eps, cfg.norm_plus_one, "embed", dtype, rngs)
         if not cfg.tie_embeddings:

@@ -99,9 +99,7 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     return out.astype(x.dtype)
 
 
-def attention_bias(
-    q_index: jax.Array, k_index: jax.Array, key_valid: jax.Array, window: Optional[int]
-) -> jax.Array:
+def attention_bias(q_index: jax.Array, k_index: jax.Array, key_valid: jax.Array, window: Optional[int]) -> jax.Array:
     """Additive mask float32 [batch, 1, 1, seq, keys]: causal, padding, optional sliding window.
 
     q_index [seq] and k_index [keys] are absolute slot indices (padding included), key_valid is

@@ -33,7 +33,9 @@ def lm(request, tmp_path_factory):
     return neuronjax.load_model(str(d))
 
 
-@pytest.mark.parametrize("method,steps,groups", [("ig", 4, 1), ("ig", 3, 2), ("grad_x_act", 1, 4), ("activation", 1, 4)])
+@pytest.mark.parametrize(
+    "method,steps,groups", [("ig", 4, 1), ("ig", 3, 2), ("grad_x_act", 1, 4), ("activation", 1, 4)]
+)
 def test_replay_equals_full_prompt_rerun(lm, method, steps, groups):
     batch = _batch(lm)
     fast = attribute(lm, batch, method, steps, groups=groups)
@@ -77,11 +79,15 @@ def test_completeness(lm):
     sums = np.asarray(res.scores).sum(axis=-1)  # [batch, layers]
     coarse = np.asarray(attribute(lm, batch, "ig", 4).scores).sum(axis=-1)
     for layer in layers:
-        iv = Intervention.on_neurons(c.num_layers, c.intermediate_size, [(layer, i) for i in range(c.intermediate_size)], 0.0)
+        iv = Intervention.on_neurons(
+            c.num_layers, c.intermediate_size, [(layer, i) for i in range(c.intermediate_size)], 0.0
+        )
         zeroed = []
         for i in range(2):
             logits = np.asarray(lm.logits(batch.input_ids[i : i + 1], batch.attention_mask[i : i + 1], iv))[0, -1]
-            s = np.array([np.log(np.exp(logits[[t for t in batch.option_ids[i, o] if t >= 0]]).sum()) for o in range(4)])
+            s = np.array(
+                [np.log(np.exp(logits[[t for t in batch.option_ids[i, o] if t >= 0]]).sum()) for o in range(4)]
+            )
             zeroed.append(s[batch.gold[i]] - np.log(np.exp(s).sum()))
         delta = np.asarray(res.f) - np.array(zeroed)
         err_fine = np.abs(sums[:, layer] - delta)
@@ -133,7 +139,9 @@ def test_prob_completeness(tmp_path):
     sums = np.asarray(res.scores).sum(axis=-1)  # [batch, layers]
     coarse = np.asarray(attribute(lm, batch, "ig", 4, target="prob").scores).sum(axis=-1)
     for layer in layers:
-        iv = Intervention.on_neurons(c.num_layers, c.intermediate_size, [(layer, i) for i in range(c.intermediate_size)], 0.0)
+        iv = Intervention.on_neurons(
+            c.num_layers, c.intermediate_size, [(layer, i) for i in range(c.intermediate_size)], 0.0
+        )
         zeroed = []
         for i in range(2):
             logits = np.asarray(lm.logits(batch.input_ids[i : i + 1], batch.attention_mask[i : i + 1], iv))[0, -1]
@@ -183,7 +191,9 @@ def test_chunks_and_buckets_do_not_change_results(lm):
 
 def test_bad_batches_are_rejected(lm):
     batch = _batch(lm)
-    right_padded = PromptBatch(batch.input_ids[:, ::-1].copy(), batch.attention_mask[:, ::-1].copy(), batch.option_ids, batch.gold)
+    right_padded = PromptBatch(
+        batch.input_ids[:, ::-1].copy(), batch.attention_mask[:, ::-1].copy(), batch.option_ids, batch.gold
+    )
     with pytest.raises(ValueError, match="not left-padded"):
         attribute(lm, right_padded)
     no_candidate = batch.option_ids.copy()

@@ -56,12 +56,24 @@ def test_ace_finds_the_planted_neurons_of_a_mixture_of_experts():
     token is routed to are found; a planted neuron of an expert no token reaches has activation
     and attribution 0 (it is not counted), and is in neither set."""
     lm = planted.model(moe=True)
-    ns = identify(lm, planted.task(), [NeuronLLM(k=2, z=4)], AttributionConfig("ig", steps=8), block_items=5)["neuronllm"]
+    ns = identify(lm, planted.task(), [NeuronLLM(k=2, z=4)], AttributionConfig("ig", steps=8), block_items=5)[
+        "neuronllm"
+    ]
     np.testing.assert_array_equal(ns.good, _mask(planted.MOE_GOOD))
     np.testing.assert_array_equal(ns.bad, _mask(planted.MOE_BAD))
-    (layer, i), = planted.MOE_UNROUTED
+    ((layer, i),) = planted.MOE_UNROUTED
     assert ns.scores[layer, i] == 0.0
     task = planted.task()
     ids, mask = task.records[0].prompt_ids[None], np.ones((1, len(task.records[0].prompt_ids)), np.int32)
     h = np.asarray(lm.forward(ids, mask, capture=True).activations)[0, layer]
     assert h[i] == 0.0 and abs(h[5]) > 1.0  # unrouted: exactly 0; a routed planted neuron: strongly active
+    # The set names its neurons by (layer, expert, index within the expert): 12 neurons per expert.
+    assert ns.experts == planted.MOE["experts"] and "4 experts x 12 neurons" in repr(ns)
+    rows = ns.to_dataframe()
+    assert [(r.layer, r.expert, r.expert_index) for r in rows.itertuples() if r.side == "good"] == [
+        (layer, i // 12, i % 12) for layer, i in sorted(planted.MOE_GOOD, key=lambda n: -ns.scores[n])
+    ]
+    from neuronjax.io.export import neuron_rows
+
+    assert {(r["layer"], r["expert"], r["expert_index"]) for r in neuron_rows("neuronllm", ns) if r["side"] == "bad"} == {
+        (1, 0, 7), (1, 1, 7)}  # fmt: skip

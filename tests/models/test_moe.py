@@ -66,8 +66,12 @@ def test_unrouted_expert_neuron_is_zero_and_untouched(models):
     off = np.flatnonzero(h == 0.0)
     assert len(off) == (lm.config.num_experts - lm.config.experts_per_token) * lm.config.expert_size
     c = lm.config
-    iv = Intervention.on_neurons(c.num_layers, c.intermediate_size, [(LAYER, int(i)) for i in off], scale=5.0, shift=0.0)
-    np.testing.assert_array_equal(np.asarray(lm.logits(ids[:1], mask[:1], iv))[0, -1], np.asarray(lm.logits(ids[:1], mask[:1]))[0, -1])
+    iv = Intervention.on_neurons(
+        c.num_layers, c.intermediate_size, [(LAYER, int(i)) for i in off], scale=5.0, shift=0.0
+    )
+    np.testing.assert_array_equal(
+        np.asarray(lm.logits(ids[:1], mask[:1], iv))[0, -1], np.asarray(lm.logits(ids[:1], mask[:1]))[0, -1]
+    )
 
 
 def test_a_missing_expert_is_named_by_its_checkpoint_tensor(tmp_path):
