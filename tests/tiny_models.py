@@ -107,7 +107,7 @@ def torch_logits(model, ids, mask, positions):
     return out.logits.float().numpy()
 
 
-def save_tiny_smol(directory) -> None:
+def save_tiny_smol(directory, seed: int = 0) -> None:
     """A 2-layer Llama with SmolLM2's vocabulary (random weights) and the embedded SmolLM2
     tokenizer, written by transformers: the model of the end-to-end CLI and sweep tests."""
     import os
@@ -120,7 +120,7 @@ def save_tiny_smol(directory) -> None:
     cfg = transformers.LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
                                    num_attention_heads=2, num_key_value_heads=1, head_dim=8,
                                    initializer_range=0.3, tie_word_embeddings=True)  # fmt: skip
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     transformers.LlamaForCausalLM(cfg).save_pretrained(directory)
     gguf = neuronjax.default_model_path()
     tok = transformers.AutoTokenizer.from_pretrained(os.path.dirname(gguf), gguf_file=os.path.basename(gguf))

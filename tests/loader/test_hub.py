@@ -123,3 +123,38 @@ def test_revision_not_cached_lists_what_is(hub):
     assert message.startswith("org/tiny: revision 'v2' is not in the local Hugging Face cache")
     assert f"refs ['dev', 'main'], snapshots ['{MAIN}', '{DEV}']" in message
     assert "`hf download org/tiny --revision v2`" in message
+
+
+@pytest.mark.real_model
+def test_a_sweep_over_revisions(tmp_path, monkeypatch):
+    """A grid over model.revision (as over a training run's checkpoints): one point per cached
+    revision, each identified on its own commit (recorded in its sets), the model loaded once per
+    revision; the gathered table has the revision as a column."""
+    import csv
+    import io
+
+    from neuronjax.io import load_neurons
+    from neuronjax.sweep import run_sweep
+    from tests.sweep.files import base_config, write_yaml
+
+    hub = tmp_path / "hub"
+    for commit, seed, ref in ((MAIN, 0, "step1000"), (DEV, 1, "step2000")):  # two checkpoints
+        storage = hub / "models--org--tiny-smol"
+        tiny_models.save_tiny_smol(storage / "snapshots" / commit, seed=seed)
+        (storage / "refs").mkdir(exist_ok=True)
+        (storage / "refs" / ref).write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    base_config(tmp_path, "org/tiny-smol")
+    sweep = write_yaml(tmp_path / "revisions.yaml", {
+        "name": "revisions", "base": "base.yaml", "output": str(tmp_path / "out"),
+        "overrides": {"task.split.max_identify": 3, "task.split.max_eval": 3},
+        "grid": {"model.revision": ["step1000", "step2000"]},
+    })  # fmt: skip
+    result = run_sweep(sweep, progress=False, log=lambda line: None)
+    assert [p.name for p in result.points] == ["step1000", "step2000"] and len(result.ran) == 2, result.failed
+    sets = [load_neurons(os.path.join(p.config.run_dir, "neurons", "neuronllm")) for p in result.points]
+    assert [ns.meta["model"]["revision"] for ns in sets] == [MAIN, DEV]
+    assert not np.array_equal(sets[0].scores, sets[1].scores)  # two checkpoints, two sets of scores
+    with open(result.csv_path) as f:
+        rows = list(csv.DictReader(io.StringIO(f.read())))
+    assert {r["model.revision"] for r in rows} == {"step1000", "step2000"}
