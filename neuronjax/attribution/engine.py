@@ -56,7 +56,7 @@ class PromptBatch:
 
     input_ids: jax.Array  # int32 [batch, seq]
     attention_mask: jax.Array  # int32 [batch, seq]
-    option_ids: jax.Array  # int32 [batch, option=4, candidate]: token ids of each option, -1 = none
+    option_ids: jax.Array  # int32 [batch, option (k: 2..10, usually 4), candidate]: token ids of each option, -1 = none
     gold: jax.Array  # int32 [batch]: index of the gold option
 
     def validate(self) -> None:
@@ -69,13 +69,16 @@ class PromptBatch:
         if not mask[:, -1].all():
             bad = np.flatnonzero(mask[:, -1] == 0).tolist()
             raise InputError(f"attention_mask: rows {bad[:10]} are not left-padded (their last column is padding)")
-        if opts.ndim != 3 or opts.shape[:2] != (b, 4):
-            raise InputError(f"option_ids has shape {opts.shape}; expected [batch={b}, 4, candidates]")
+        if opts.ndim != 3 or opts.shape[0] != b or not 2 <= opts.shape[1] <= 10:
+            raise InputError(f"option_ids has shape {opts.shape}; expected [batch={b}, options (2..10), candidates]")
+        k = opts.shape[1]
         empty = np.argwhere((opts < 0).all(axis=-1))
         if len(empty):
             raise InputError(f"option_ids: (row, option) {empty[0].tolist()} has no candidate token")
-        if gold.shape != (b,) or gold.min() < 0 or gold.max() > 3:
-            raise InputError(f"gold must be [batch={b}] with values in 0..3; got shape {gold.shape}")
+        if gold.shape != (b,) or gold.min() < 0 or gold.max() > k - 1:
+            raise InputError(
+                f"gold must be [batch={b}] with values in 0..{k - 1} ({k} options); got shape {gold.shape}"
+            )
 
 
 @jax.tree_util.register_dataclass

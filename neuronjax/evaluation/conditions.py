@@ -7,6 +7,11 @@ in one pass over the held-out proxies (`neuronjax.evaluation.scoring`); each is 
 accuracy, permutation-consistent accuracy, the differences to no intervention and to its random
 control (paired bootstrap over the same item resamples) and its letter histogram. Sets are
 re-selected at other K from their scores for the accuracy-against-K curve.
+
+The verdicts against the random control are corrected for multiplicity: Holm over one family per
+metric, the table's rows that have a control (the sets at their own K under every mode; a mode
+that edits no neuron tests nothing and is left out), and likewise over the K curve's rows and over
+the head-to-head pairs (`neuronjax.evaluation.stats`).
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ import numpy as np
 
 from neuronjax.config import EvaluateConfig
 from neuronjax.errors import ConfigError
-from neuronjax.evaluation.results import Comparison, ConditionResult, Evaluation
+from neuronjax.evaluation.results import METRICS, Comparison, ConditionResult, Evaluation
 from neuronjax.evaluation.scoring import Scored, score_interventions
-from neuronjax.evaluation.stats import accuracy_stats, bootstrap_indices, difference_stats, per_item
+from neuronjax.evaluation.stats import ALPHA, accuracy_stats, adjust, bootstrap_indices, difference_stats, per_item
 from neuronjax.intervention import Intervention, from_masks
 from neuronjax.masks import random_like, top_k_masks
 
@@ -135,6 +140,36 @@ class Measured:
         return out
 
 
+CORRECTION = {
+    "method": "holm",
+    "alpha": ALPHA,
+    "p": "two-sided paired bootstrap over the interval's item resamples, at least 1 / (resamples + 1)",
+    "families": "per metric: the rows against their random controls (modes editing no neuron left out); "
+                "the K curve's rows; the head-to-head pairs",
+}  # fmt: skip
+
+
+def corrected_rows(rows: list[ConditionResult]) -> tuple[ConditionResult, ...]:
+    """`rows` with the Holm-adjusted p-value and corrected verdict of their difference to the random
+    control, one family per metric over the rows that test something (a control and an edit)."""
+    tested = [j for j, r in enumerate(rows) if r.vs_random is not None and not r.empty]
+    out = list(rows)
+    for metric in METRICS:
+        for j, iv in zip(tested, adjust([rows[j].vs_random[metric] for j in tested])):
+            vs_random = dataclasses.replace(out[j].vs_random, **{metric: iv})
+            out[j] = dataclasses.replace(out[j], vs_random=vs_random)
+    return tuple(out)
+
+
+def corrected_pairs(pairs: list[Comparison]) -> tuple[Comparison, ...]:
+    """Head-to-head pairs with Holm-adjusted p-values and verdicts, one family per metric."""
+    out = list(pairs)
+    for metric in METRICS:
+        for j, iv in enumerate(adjust([p.difference[metric] for p in pairs])):
+            out[j] = dataclasses.replace(out[j], difference=dataclasses.replace(out[j].difference, **{metric: iv}))
+    return tuple(out)
+
+
 def evaluate_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConfig(),
                   progress: Optional[Callable[[int], None]] = None) -> Evaluation:  # fmt: skip
     """Evaluate neuron sets ({method: NeuronSet}) on `encoded` (the held-out part of a task):
@@ -174,7 +209,7 @@ def measure_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConfi
         vs_random = None
         if not cond.control and cond.method != "none":
             vs_random = difference_stats(r, right[plan.index[dataclasses.replace(cond, control=True)]], total, resamples)
-        letters = np.bincount(choices[plan.index[cond]].reshape(-1), minlength=4)
+        letters = np.bincount(choices[plan.index[cond]].reshape(-1), minlength=scored.scores.shape[2])
         good_n, bad_n = plan.sizes[cond]
         return ConditionResult(
             method=cond.method, mode=cond.mode, k=cond.k, control=cond.control, good=good_n, bad=bad_n,
@@ -194,8 +229,9 @@ def measure_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConfi
         all_positions=config.all_positions,
         random_seeds=seeds,
         bootstrap=config.bootstrap,
-        rows=tuple(result(cond) for cond in row_conds),
-        curve=tuple(result(cond) for cond in curve_conds),
-        compare=tuple(comparison(a, b, mode) for a, b in config.compare for mode in config.modes),
+        rows=corrected_rows([result(cond) for cond in row_conds]),
+        curve=corrected_rows([result(cond) for cond in curve_conds]),
+        compare=corrected_pairs([comparison(a, b, mode) for a, b in config.compare for mode in config.modes]),
+        correction=CORRECTION,
     )
     return Measured(evaluation, scored, {c: tuple(i) for c, i in plan.index.items()}, seeds)

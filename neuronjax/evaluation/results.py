@@ -21,11 +21,17 @@ METRICS = ("accuracy", "consistent")
 
 @dataclasses.dataclass(frozen=True)
 class Interval:
-    """A point estimate with its 95% bootstrap interval."""
+    """A point estimate with its 95% bootstrap interval; a paired difference also carries its
+    two-sided bootstrap p-value and, in a corrected family (a table's rows against their random
+    controls, or its head-to-head pairs), the Holm-adjusted p-value and the verdict it gives
+    (`neuronjax.evaluation.stats`). Evaluations written before these existed read back with None."""
 
     value: float
     low: float
     high: float
+    p: Optional[float] = None  # two-sided paired bootstrap p-value (differences only)
+    p_adjusted: Optional[float] = None  # Holm-adjusted over its family (None: not in a corrected family)
+    corrected: Optional[str] = None  # "higher" / "lower" / "n.s." at family-wise 0.05 (Holm)
 
     def __str__(self) -> str:
         return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
@@ -41,12 +47,21 @@ class Interval:
         """+1 / -1 where the interval lies above / below zero, 0 where it includes zero."""
         return 1 if self.low > 0 else -1 if self.high < 0 else 0
 
+    def with_correction(self, p_adjusted: float, corrected: str) -> "Interval":
+        return dataclasses.replace(self, p_adjusted=p_adjusted, corrected=corrected)
+
     def to_json(self) -> dict:
-        return {"value": self.value, "low": self.low, "high": self.high}
+        out = {"value": self.value, "low": self.low, "high": self.high}
+        for name in ("p", "p_adjusted", "corrected"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
 
     @classmethod
     def from_json(cls, d: dict) -> "Interval":
-        return cls(float(d["value"]), float(d["low"]), float(d["high"]))
+        number = lambda key: None if d.get(key) is None else float(d[key])  # noqa: E731
+        return cls(float(d["value"]), float(d["low"]), float(d["high"]), number("p"), number("p_adjusted"),
+                   d.get("corrected"))  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +176,9 @@ class Evaluation:
     model: dict = dataclasses.field(default_factory=dict)  # the model's fingerprint (from the sets' sidecars)
     identify: dict = dataclasses.field(default_factory=dict)  # {method: identification statistics}
     methods: dict = dataclasses.field(default_factory=dict)  # {method: its hyper-parameters}
+    # how the verdicts were corrected for multiplicity, e.g. {"method": "holm", "alpha": 0.05, ...};
+    # empty for an evaluation written before verdicts were corrected (its verdicts are the raw CIs')
+    correction: dict = dataclasses.field(default_factory=dict)
 
     # -- lookups -----------------------------------------------------------------------------
     @property
@@ -200,7 +218,7 @@ class Evaluation:
             "rows": [r.to_json() for r in self.rows], "curve": [r.to_json() for r in self.curve],
             "compare": [c.to_json() for c in self.compare],
             "seconds": self.seconds, "run": self.run, "model": self.model, "identify": self.identify,
-            "methods": self.methods,
+            "methods": self.methods, **({"correction": self.correction} if self.correction else {}),
         }  # fmt: skip
 
     @classmethod
@@ -212,7 +230,7 @@ class Evaluation:
             curve=tuple(ConditionResult.from_json(r) for r in d.get("curve", ())),
             compare=tuple(Comparison.from_json(c) for c in d.get("compare") or ()),
             seconds=float(d.get("seconds", 0.0)), run=d.get("run", ""), model=d.get("model", {}),
-            identify=d.get("identify", {}), methods=d.get("methods", {}),
+            identify=d.get("identify", {}), methods=d.get("methods", {}), correction=d.get("correction", {}),
         )  # fmt: skip
 
     def save(self, path: str) -> None:

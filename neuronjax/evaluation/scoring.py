@@ -86,7 +86,7 @@ def score_interventions(
         valid = np.asarray(batch["valid"], bool)
         ids, mask, options, cont = (lm.place(batch[k]) for k in ("input_ids", "attention_mask", "option_tokens", "continuation"))
         cache = cached.compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef) if any_last else None
-        out = np.zeros((len(interventions), int(valid.sum()), 4), np.float32)
+        out = np.zeros((len(interventions), int(valid.sum()), batch["option_tokens"].shape[1]), np.float32)
         for policy, idx, ivs in groups:
             if policy == "all":
                 got = cached.score_all_positions(lm.state, ids, mask, options, cont, ivs, **static)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
-from neuronjax.evaluation.results import CrossEvaluation, Evaluation
+from neuronjax.evaluation.results import ConditionResult, CrossEvaluation, Evaluation
+from neuronjax.intervention import mode_sides
 from neuronjax.report.document import LEFT, RIGHT, Table
 from neuronjax.report.formatting import MISSING, format_interval, verdict
 from neuronjax.report.runs import load_cross, load_evaluation
@@ -21,22 +22,30 @@ MARKS = {"lower": " v", "higher": " ^"}  # summary cells against the random cont
 
 def conditions(evaluation: Evaluation) -> Table:
     """One line per (method, mode) at the method's K, with its random control."""
-    header = ("method", "mode", "K", "good / bad edited", "accuracy [95% CI]", "consistent [95% CI]",
+    header = ("method", "mode", "K", "neurons edited", "accuracy [95% CI]", "consistent [95% CI]",
               "random control accuracy", "accuracy - random [95% CI]", "vs random")  # fmt: skip
     rows = []
     for r in evaluation.rows:
         if r.control:
             continue
         if r.method == "none":
-            rows.append(("none", "-", "-", "0 / 0", format_interval(r.accuracy), format_interval(r.consistent),
+            rows.append(("none", "-", "-", MISSING, format_interval(r.accuracy), format_interval(r.consistent),
                          "-", "-", "-"))  # fmt: skip
             continue
         c = evaluation.control_of(r)
         diff = r.vs_random.accuracy if r.vs_random else None
-        rows.append((r.method, r.mode, str(r.k), f"{r.good} / {r.bad}", format_interval(r.accuracy),
+        rows.append((r.method, r.mode, str(r.k), edited(r), format_interval(r.accuracy),
                      format_interval(r.consistent), format_interval(c.accuracy) if c else MISSING,
                      format_interval(diff, signed=True), verdict(diff)))  # fmt: skip
     return Table(header, rows, (L, L, R, R, L, L, L, L, L))
+
+
+def edited(row: ConditionResult) -> str:
+    """The neurons a condition edits, by side: "100 good", "100 bad", "100 good + 100 bad" (the
+    sides its mode edits, `intervention.mode_sides`); "0 bad (empty set)" when there are none."""
+    sides = mode_sides(row.mode)
+    text = " + ".join(f"{getattr(row, side)} {side}" for side in sides) or MISSING
+    return f"{text} {EMPTY_SET}" if row.empty else text
 
 
 def head_to_head(evaluation: Evaluation) -> Optional[Table]:
@@ -51,13 +60,16 @@ def head_to_head(evaluation: Evaluation) -> Optional[Table]:
 
 
 def k_curve(evaluation: Evaluation) -> Optional[Table]:
-    """Accuracy against K for each method and curve mode, with the random control; None without a curve."""
+    """Accuracy against K for each method and curve mode, with the random control; None without a
+    curve. Methods and modes in the evaluation's order, K ascending (as numbers)."""
     curve = [r for r in evaluation.curve if not r.control]
     if not curve:
         return None
     header = ("method", "mode", "K", "accuracy [95% CI]", "random control accuracy", "accuracy - random [95% CI]")
+    methods = list(dict.fromkeys(r.method for r in list(evaluation.rows) + curve))
+    modes = list(dict.fromkeys(r.mode for r in list(evaluation.rows) + curve))
     rows = []
-    for r in sorted(curve, key=lambda r: (r.method, r.mode, r.k)):
+    for r in sorted(curve, key=lambda r: (methods.index(r.method), modes.index(r.mode), r.k)):
         c = evaluation.control_of(r, curve=True)
         rows.append((r.method, r.mode, str(r.k), format_interval(r.accuracy),
                      format_interval(c.accuracy) if c else MISSING,

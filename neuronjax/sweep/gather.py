@@ -2,9 +2,10 @@
 
 One row per point x method x intervention mode of every finished point (the unedited model
 first): held-out accuracy, its change against no intervention, the random control's change and
-the difference to it, each with its 95% interval. Points without results (not run yet, failed,
-or made with another config) are listed with the reason. Evaluations are read through the typed
-results of `neuronjax.evaluation.results`; cells are written by the report's formatting.
+the difference to it, each with its 95% interval, and that difference's Holm-adjusted p-value and
+corrected verdict. Points without results (not run yet, failed, or made with another config) are
+listed with the reason. Evaluations are read through the typed results of
+`neuronjax.evaluation.results`; cells are written by the report's formatting.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ CSV_NUMBERS = ("accuracy", "change", "random_change", "vs_random")
 EXPLANATION = (
     "Held-out accuracy under each intervention [95% bootstrap CI]; change: against no intervention "
     "(paired); random change: the same mode on random sets of the same per-layer counts; "
-    "vs random: accuracy minus the random control's, lower / higher where its interval excludes zero. "
+    "vs random: accuracy minus the random control's, lower / higher where its interval excludes zero; "
+    "p (Holm): its paired bootstrap p-value adjusted by Holm over the point's rows, and vs random (Holm) "
+    "the verdict at family-wise 0.05 (- for evaluations written before the correction). "
     "(empty set): the method found no neurons of that kind, so the mode edits nothing."
 )
+HOLM_CSV = ("vs_random_p", "vs_random_p_holm", "vs_random_holm")  # raw p, adjusted p, corrected verdict
 
 
 @dataclasses.dataclass
@@ -72,14 +76,23 @@ def _csv_cells(interval: Optional[Interval]) -> list:
     return [interval.value, interval.low, interval.high] if interval else ["", "", ""]
 
 
+def _holm_csv_cells(interval: Optional[Interval]) -> list:
+    if interval is None:
+        return ["", "", ""]
+    return ["" if v is None else v for v in (interval.p, interval.p_adjusted, interval.corrected)]
+
+
 def _md_cells(row: ConditionResult, n: dict) -> list[str]:
     from neuronjax.report import format_interval, verdict
+    from neuronjax.report.tables import format_p
 
     if row.empty:
-        return ["(empty set)", "-", "-", "-", "-"]  # nothing edited (as in report --summary)
+        return ["(empty set)", "-", "-", "-", "-", "-", "-"]  # nothing edited (as in report --summary)
     change = format_interval(n["change"], signed=True) if row.method != "none" else "-"
+    holm = n["vs_random"]
     return [format_interval(n["accuracy"]), change, format_interval(n["random_change"], signed=True),
-            format_interval(n["vs_random"], signed=True), verdict(n["vs_random"])]  # fmt: skip
+            format_interval(n["vs_random"], signed=True), verdict(n["vs_random"]),
+            format_p(holm.p_adjusted if holm else None), (holm.corrected if holm else None) or "-"]  # fmt: skip
 
 
 def gather(sweep: SweepConfig, points: list[Point]) -> Table:
@@ -91,7 +104,7 @@ def gather(sweep: SweepConfig, points: list[Point]) -> Table:
     header = ["point", *keys, "method", "mode", "k", "good", "bad"]
     for name in CSV_NUMBERS:
         header += [name, f"{name}_low", f"{name}_high"]
-    header += ["items", "status", "run_dir"]
+    header += [*HOLM_CSV, "items", "status", "run_dir"]
     csv_rows, md_rows, missing = [], [], []
     for p in points:
         grid_cells = [p.labels[k] for k in keys]
@@ -106,7 +119,7 @@ def gather(sweep: SweepConfig, points: list[Point]) -> Table:
                 continue
             n = numbers(ev, row)
             k = row.k if row.method != "none" else ""
-            cells = [cell for name in CSV_NUMBERS for cell in _csv_cells(n[name])]
+            cells = [cell for name in CSV_NUMBERS for cell in _csv_cells(n[name])] + _holm_csv_cells(n["vs_random"])
             csv_rows.append([p.name, *grid_cells, row.method, row.mode, k, row.good, row.bad, *cells, ev.items,
                              "ok", p.run_dir])  # fmt: skip
             md_rows.append([*grid_cells, row.method, row.mode, str(k) or "-", *_md_cells(row, n)])
@@ -124,9 +137,9 @@ def gather(sweep: SweepConfig, points: list[Point]) -> Table:
           f"{len(points)} points ({evaluated} evaluated) from `{sweep.source}`: base `{sweep.base}`, grid {grid}.",
           "", EXPLANATION, ""]  # fmt: skip
     cols = [*keys, "method", "mode", "K", "accuracy [95% CI]", "change [95% CI]", "random change [95% CI]",
-            "accuracy - random [95% CI]", "vs random"]  # fmt: skip
+            "accuracy - random [95% CI]", "vs random", "p (Holm)", "vs random (Holm)"]  # fmt: skip
     md.append("| " + " | ".join(cols) + " |")
-    md.append("|" + "---|" * len(keys) + "---|---|---:|---|---|---|---|---|")
+    md.append("|" + "---|" * len(keys) + "---|---|---:|---|---|---|---|---|---:|---|")
     md += ["| " + " | ".join(row) + " |" for row in md_rows]
     if missing:
         md += ["", f"Points without results ({len(missing)}):", ""]

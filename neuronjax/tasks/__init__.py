@@ -1,4 +1,5 @@
-"""Tasks: four-option items, their splits, AQUA proxies, prompts, batches and option scores.
+"""Tasks: multiple-choice items (2 to 10 options, four by default), their splits, AQUA proxies,
+prompts, batches and option scores.
 
 config -> load_task (readers / builtin) -> make_split -> make_proxies (AQUA)
        -> encode_proxies (prompts + tokens) -> pipeline batches -> option_scores -> metrics

@@ -3,10 +3,11 @@
 Each item becomes `num_proxies` proxy questions with the same question and the same option set in
 a different order, chosen so that the gold option sits on a different letter in every proxy. A
 neuron that helps only because it prefers a letter then scores for some proxies and against
-others, and its contribution cancels in the example score.
+others, and its contribution cancels in the example score. An item with k options has k letters,
+so it has at most k proxies (num_proxies <= k).
 
-    cyclic (default): proxy k shifts the options by k places, option j -> letter (j + k) mod 4,
-                      so the gold letter walks answer, answer+1, ... (mod 4).
+    cyclic (default): proxy p shifts the options by p places, option j -> letter (j + p) mod k,
+                      so the gold letter walks answer, answer+1, ... (mod k).
     random:           seeded per item: distinct gold letters drawn at random, distractors shuffled
                       into the remaining letters.
 """
@@ -27,7 +28,7 @@ from neuronjax.tasks.schema import NUM_OPTIONS, Item
 class AquaConfig:
     """How each item turns into proxy questions."""
 
-    num_proxies: int = 3  # proxies per item, 1..4 (each puts the gold answer on its own letter)
+    num_proxies: int = 3  # proxies per item, 1..k for k options (each puts the gold answer on its own letter)
     kind: Literal["cyclic", "random"] = "cyclic"  # cyclic shifts, or seeded random permutations
     seed: int = 0  # used by kind="random" only
 
@@ -39,9 +40,9 @@ class Proxy:
     item_id: str
     proxy_index: int  # 0..num_proxies-1 within its item
     question: str
-    options: tuple[str, str, str, str]  # options[k] == item.options[order[k]]
+    options: tuple[str, ...]  # options[j] == item.options[order[j]]
     answer: int  # letter index of the gold option in this proxy
-    order: tuple[int, int, int, int]  # the permutation applied to the item's options
+    order: tuple[int, ...]  # the permutation applied to the item's options
 
 
 def _item_rng(seed: int, item_id: str) -> np.random.Generator:
@@ -49,24 +50,34 @@ def _item_rng(seed: int, item_id: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def proxy_orders(answer: int, item_id: str, config: AquaConfig) -> list[tuple[int, ...]]:
-    """Permutations `order` (letter k shows option order[k]) whose gold letters are all distinct."""
-    if not 1 <= config.num_proxies <= NUM_OPTIONS:
+def check_num_proxies(config: AquaConfig, num_options: int = NUM_OPTIONS, task: str = "") -> None:
+    """num_proxies must be 1..k: each proxy puts the gold answer on a letter of its own."""
+    if not 1 <= config.num_proxies <= num_options:
+        of = f" (task {task!r} has {num_options} options)" if task else ""
         raise ConfigError(
-            f"aqua.num_proxies: expected 1..{NUM_OPTIONS} (one distinct gold letter per proxy), "
-            f"got {config.num_proxies}"
+            f"aqua.num_proxies: expected 1..{num_options} (one distinct gold letter per proxy), "
+            f"got {config.num_proxies}{of}"
         )
+
+
+def proxy_orders(
+    answer: int, item_id: str, config: AquaConfig, num_options: int = NUM_OPTIONS
+) -> list[tuple[int, ...]]:
+    """Permutations `order` (letter j shows option order[j]) of k = num_options options whose
+    gold letters are all distinct."""
+    check_num_proxies(config, num_options)
+    k = num_options
     if config.kind == "cyclic":
-        # Letter j shows option (j - shift) mod 4, so option `answer` lands on answer + shift.
-        return [tuple((j - shift) % NUM_OPTIONS for j in range(NUM_OPTIONS)) for shift in range(config.num_proxies)]
+        # Letter j shows option (j - shift) mod k, so option `answer` lands on answer + shift.
+        return [tuple((j - shift) % k for j in range(k)) for shift in range(config.num_proxies)]
     if config.kind == "random":
         rng = _item_rng(config.seed, item_id)
-        gold_letters = rng.permutation(NUM_OPTIONS)[: config.num_proxies]
-        distractors = [o for o in range(NUM_OPTIONS) if o != answer]
+        gold_letters = rng.permutation(k)[: config.num_proxies]
+        distractors = [o for o in range(k) if o != answer]
         orders = []
         for letter in gold_letters:
             rest = list(rng.permutation(distractors))
-            order = [rest.pop() if k != letter else answer for k in range(NUM_OPTIONS)]
+            order = [rest.pop() if j != letter else answer for j in range(k)]
             orders.append(tuple(int(o) for o in order))
         return orders
     raise ConfigError(f"aqua.kind: expected 'cyclic' or 'random', got {config.kind!r}")
@@ -75,7 +86,7 @@ def proxy_orders(answer: int, item_id: str, config: AquaConfig) -> list[tuple[in
 def make_proxies(item: Item, config: AquaConfig = AquaConfig()) -> list[Proxy]:
     """The proxy questions of one item, in proxy-index order."""
     proxies = []
-    for k, order in enumerate(proxy_orders(item.answer, item.id, config)):
+    for k, order in enumerate(proxy_orders(item.answer, item.id, config, len(item.options))):
         proxies.append(
             Proxy(
                 item_id=item.id,
@@ -89,6 +100,9 @@ def make_proxies(item: Item, config: AquaConfig = AquaConfig()) -> list[Proxy]:
     return proxies
 
 
-def make_all_proxies(items: Sequence[Item], config: AquaConfig = AquaConfig()) -> list[Proxy]:
-    """Proxies of every item, item-major: item 0's proxies, then item 1's, ..."""
+def make_all_proxies(items: Sequence[Item], config: AquaConfig = AquaConfig(), task: str = "") -> list[Proxy]:
+    """Proxies of every item, item-major: item 0's proxies, then item 1's, ... (`task` names the
+    task in the error of a num_proxies its items' option count cannot give)."""
+    for count in sorted({len(item.options) for item in items}):
+        check_num_proxies(config, count, task)
     return [p for item in items for p in make_proxies(item, config)]

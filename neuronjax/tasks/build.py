@@ -61,7 +61,7 @@ def encode_task(
     task, split = load_task_and_split(config)
     items = split.items(task, part)[:max_items]
     demos = split.items(task, "demo")
-    proxies = make_all_proxies(items, config.aqua)
+    proxies = make_all_proxies(items, config.aqua, config.name)
     records = encode_proxies(items, proxies, demos, tokenizer, config.prompt)
     encoded = EncodedTask(config, task, split, part, tuple(items), tuple(records), pad_token_id(tokenizer))
     report_ties(encoded)

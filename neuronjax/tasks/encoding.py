@@ -2,7 +2,7 @@
 
 The answer is read at the last prompt position. For `letter` the candidates of option k are all
 single tokens that spell its letter ('A', ' A', 'ĠA', '▁A', ...), scored together by
-log-sum-exp. For `option_text` they are the tokens of " <option text>": tokens that all four
+log-sum-exp. For `option_text` they are the tokens of " <option text>": tokens that all the
 options share at the start (a lone space token before digits, say) carry no choice, so they are
 moved into the prompt; the first remaining token is the `first_token` candidate and the rest
 complete the `whole` text.
@@ -17,7 +17,7 @@ import numpy as np
 
 from neuronjax.tasks.aqua import Proxy
 from neuronjax.tasks.prompts import PromptConfig, answer_separator, build_prompt, choose_demo
-from neuronjax.tasks.schema import LETTERS, Item
+from neuronjax.tasks.schema import LETTERS, NUM_OPTIONS, Item
 
 
 class TokenizerError(ValueError):
@@ -32,7 +32,7 @@ class ProxyRecord:
     proxy_index: int
     gold: int  # letter index of the gold option in this proxy
     prompt_ids: np.ndarray  # int32 [seq]: prompt tokens, ending where the answer is read
-    option_tokens: np.ndarray  # int32 [option, variant]: candidate first answer tokens, -1 = none
+    option_tokens: np.ndarray  # int32 [option (k), variant]: candidate first answer tokens, -1 = none
     continuation: np.ndarray  # int32 [option, cont]: option text tokens (whole scoring), -1 = pad
     first_token_tie: bool  # two options start with the same token: first_token cannot tell them apart
 
@@ -45,7 +45,7 @@ def _round_trip_id(tokenizer: Any, token: str) -> int | None:
     return token_id if tokenizer.convert_ids_to_tokens(token_id) == token else None
 
 
-def letter_token_ids(tokenizer: Any, letters: Sequence[str] = LETTERS) -> list[list[int]]:
+def letter_token_ids(tokenizer: Any, letters: Sequence[str] = LETTERS[:NUM_OPTIONS]) -> list[list[int]]:
     """For each letter, every single-token spelling of it that can follow the cue.
 
     Found two ways: strings "X" and " X" that encode to one token, and vocabulary entries "X",
@@ -114,31 +114,31 @@ def encode_proxies(
     tokenizer: Any,
     config: PromptConfig,
 ) -> list[ProxyRecord]:
-    """Tokenize every proxy of `items` (proxies refer to items by id)."""
+    """Tokenize every proxy of `items` (proxies refer to items by id); a proxy with k options
+    gets option arrays [k, ...] with the letters A.. up to the k-th."""
     index_of = {item.id: k for k, item in enumerate(items)}
-    letter_ids = None
-    if config.answer_format == "letter":
-        letter_ids = pad_rows(letter_token_ids(tokenizer))
+    letter_ids: dict[int, np.ndarray] = {}  # k -> the candidate ids of the first k letters
     records = []
     for proxy in proxies:
         demo = choose_demo(proxy.item_id, demos, config)
         prompt = build_prompt(proxy, demo, config, tokenizer)
         prompt_ids = _encode_prompt(tokenizer, prompt, config.chat_template)
-        if letter_ids is not None:
-            option_tokens, continuation, tie = letter_ids, np.zeros((len(LETTERS), 0), np.int32), False
+        k = len(proxy.options)
+        if config.answer_format == "letter":
+            if k not in letter_ids:
+                letter_ids[k] = pad_rows(letter_token_ids(tokenizer, LETTERS[:k]))
+            option_tokens, continuation, tie = letter_ids[k], np.zeros((k, 0), np.int32), False
         else:
             sep = answer_separator(prompt)
             conts = [list(tokenizer.encode(sep + text, add_special_tokens=False)) for text in proxy.options]
-            for k, cont in enumerate(conts):
+            for j, cont in enumerate(conts):
                 if not cont:
-                    raise TokenizerError(f"item {proxy.item_id!r}: option {LETTERS[k]} encodes to no tokens")
+                    raise TokenizerError(f"item {proxy.item_id!r}: option {LETTERS[j]} encodes to no tokens")
             shared = _shared_prefix(conts)
             prompt_ids = prompt_ids + conts[0][:shared]
             conts = [c[shared:] for c in conts]
             option_tokens = pad_rows([[c[0]] for c in conts])
-            continuation = (
-                pad_rows(conts) if config.option_score != "first_token" else np.zeros((len(LETTERS), 0), np.int32)
-            )
+            continuation = pad_rows(conts) if config.option_score != "first_token" else np.zeros((k, 0), np.int32)
             tie = len({c[0] for c in conts}) < len(conts)
         records.append(
             ProxyRecord(

@@ -39,8 +39,8 @@ class Measurement:
     proxies: int
     accuracy: float  # share of proxies answered correctly
     consistent: float  # share of items with every proxy correct
-    mean_f: float  # mean target F over proxies (log-prob of gold among the four)
-    histogram: tuple[float, ...]  # share of proxies answered A, B, C, D
+    mean_f: float  # mean target F over proxies (log-prob of gold among the k options)
+    histogram: tuple[float, ...]  # share of proxies answered A, B, C, D (k letters)
     first_token_ties: int  # proxies whose options share a first token
     seconds: float
 

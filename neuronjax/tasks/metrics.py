@@ -1,7 +1,8 @@
 """The target function F and the accuracy metrics, as pure functions of option scores.
 
-Axis names: proxy = one row per proxy question (batch rows concatenated), option = the four
-letters A-D, item = the original question a proxy was made from.
+Axis names: proxy = one row per proxy question (batch rows concatenated), option = the k
+letters A.. of the task's items (four for most tasks), item = the original question a proxy was
+made from.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from neuronjax.tasks.schema import NUM_OPTIONS
-
 
 def target_f(scores: jax.Array, gold: jax.Array) -> jax.Array:
-    """F = log softmax over the four option scores, taken at the gold option (NeuronLLM Eq. for
+    """F = log softmax over the k option scores, taken at the gold option (NeuronLLM Eq. for
     the contrastive target; = minus the cross-entropy of the gold option). scores: float
     [proxy, option]; gold: int [proxy]. Returns float32 [proxy]."""
     log_probs = jax.nn.log_softmax(scores.astype(jnp.float32), axis=-1)
@@ -62,7 +61,8 @@ def permutation_consistent_accuracy(
 
 def letter_histogram(scores: jax.Array, valid: Optional[jax.Array] = None) -> jax.Array:
     """int32 [option]: how often each letter is the model's choice (argmax; ties go to the
-    earlier letter). A flat histogram is what an unbiased model gives on AQUA proxies."""
+    earlier letter); length k, the number of options. A flat histogram (1 / k each) is what an
+    unbiased model gives on AQUA proxies."""
     ok = _valid(valid, scores.shape[0])
     choice = jnp.argmax(scores, axis=-1)
-    return jnp.sum(jax.nn.one_hot(choice, NUM_OPTIONS, dtype=jnp.int32) * ok[:, None], axis=0)
+    return jnp.sum(jax.nn.one_hot(choice, scores.shape[-1], dtype=jnp.int32) * ok[:, None], axis=0)

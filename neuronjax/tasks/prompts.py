@@ -2,7 +2,8 @@
 
 Plain prompt, layout "question_first" (answer_format="letter"; with "option_text" the rule asks
 for the option's text and the demonstration is answered with its text; layout "options_first"
-puts the four option lines before the question line):
+puts the option lines before the question line). A task with k options has the letters A.. up to
+the k-th, and the default rule says how many (the four-option rule below):
 
     The following are multiple-choice questions. Answer with the letter (A, B, C or D) ...
 
@@ -33,16 +34,23 @@ from neuronjax.tasks.schema import LETTERS, Item
 AnswerFormat = Literal["letter", "option_text"]
 OptionScore = Literal["first_token", "whole", "whole_mean"]
 
-RULES = {
-    "letter": (
-        "The following are multiple-choice questions. Each has four options, A, B, C and D, and "
-        "exactly one is correct. Answer with the letter of the correct option only."
-    ),
-    "option_text": (
-        "The following are multiple-choice questions. Each has four options and exactly one is "
-        "correct. Answer with the text of the correct option only."
-    ),
-}
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
+
+
+def default_rule(answer_format: str, num_options: int = 4) -> str:
+    """The rule block of an answer format for items with `num_options` options (the `RULES`
+    text for four)."""
+    letters = list(LETTERS[:num_options])
+    listed = ", ".join(letters[:-1]) + " and " + letters[-1]
+    count = NUMBER_WORDS.get(num_options, str(num_options))
+    if answer_format == "letter":
+        return (f"The following are multiple-choice questions. Each has {count} options, {listed}, and "
+                "exactly one is correct. Answer with the letter of the correct option only.")  # fmt: skip
+    return (f"The following are multiple-choice questions. Each has {count} options and exactly one is "
+            "correct. Answer with the text of the correct option only.")  # fmt: skip
+
+
+RULES = {answer_format: default_rule(answer_format) for answer_format in ("letter", "option_text")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +90,7 @@ class PromptConfig:
 def question_block(
     question: str, options: Sequence[str], label: str = "Question:", layout: str = "question_first"
 ) -> str:
-    """The question line and the four lettered option lines, in the order `layout` says."""
+    """The question line and the k lettered option lines, in the order `layout` says."""
     question_line = f"{label} {question}"
     option_lines = [f"{letter}. {text}" for letter, text in zip(LETTERS, options)]
     if layout == "options_first":
@@ -110,7 +118,7 @@ def build_prompt(proxy: Proxy, demo: Item, config: PromptConfig, tokenizer: Any 
     """The full prompt text of one proxy, ending at the answer cue (or the chat generation prompt)."""
     if demo.id == proxy.item_id:
         raise ConfigError(f"item {proxy.item_id!r}: an item cannot be its own demonstration")
-    rule = config.rule if config.rule is not None else RULES[config.answer_format]
+    rule = config.rule if config.rule is not None else default_rule(config.answer_format, len(proxy.options))
     demo_question = question_block(demo.question, demo.options, config.question_label, config.layout)
     demo_answer = answer_text(demo.options, demo.answer, config.answer_format)
     question = question_block(proxy.question, proxy.options, config.question_label, config.layout)

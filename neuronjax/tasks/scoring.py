@@ -1,4 +1,4 @@
-"""Option scores: the model's score for each of the four options of a proxy, [batch, option].
+"""Option scores: the model's score for each of the k options of a proxy, [batch, option].
 
 Works with any `logits_fn(input_ids [batch, seq], attention_mask [batch, seq]) -> float32
 [batch, seq, vocab]` that handles left-padded rows (e.g. `lm.logits`).
@@ -6,7 +6,7 @@ Works with any `logits_fn(input_ids [batch, seq], attention_mask [batch, seq]) -
     letter, first_token: score[b, k] = logsumexp over the candidate tokens t of option k of
         log p(t | prompt), read at the last prompt position. Scores are log-probabilities, i.e.
         the logsumexp of the candidates' logits minus the row's log-partition: the shift is the
-        same for all four options, so F and the argmax are those of the raw-logit definition.
+        same for all the options, so F and the argmax are those of the raw-logit definition.
     whole: score[b, k] = sum over the option's text tokens of log p(token | prompt, earlier
         tokens); whole_mean divides by the number of tokens. Rows are [left-padded prompt |
         right-padded option text], so the prompt's last position is column seq - 1 in every row.

