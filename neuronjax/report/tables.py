@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
-from neuronjax.evaluation.results import ConditionResult, CrossEvaluation, Evaluation
+from neuronjax.evaluation.results import ConditionResult, CrossEvaluation, Evaluation, Interval
 from neuronjax.intervention import mode_sides
 from neuronjax.report.document import LEFT, RIGHT, Table
 from neuronjax.report.formatting import MISSING, format_interval, verdict
@@ -20,8 +20,31 @@ EMPTY_SET = "(empty set)"  # the mode edits no neuron: nothing was measured
 MARKS = {"lower": " v", "higher": " ^"}  # summary cells against the random control
 
 
+def format_p(p: Optional[float]) -> str:
+    """An adjusted p-value to three decimals ("<0.001" below that); None: "-"."""
+    if p is None:
+        return MISSING
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def corrected_verdict(interval: Optional[Interval]) -> str:
+    """The Holm-corrected verdict of a paired difference; the raw interval's verdict for a
+    difference outside a corrected family (an evaluation written before the correction)."""
+    if interval is not None and interval.corrected is not None:
+        return interval.corrected
+    return verdict(interval)
+
+
+def _holm_cells(interval: Optional[Interval]) -> tuple[str, str]:
+    """The "p (Holm)" and "... (Holm)" cells of one difference."""
+    if interval is None or interval.p_adjusted is None:
+        return MISSING, MISSING
+    return format_p(interval.p_adjusted), interval.corrected
+
+
 def conditions(evaluation: Evaluation) -> Table:
-    """One line per (method, mode) at the method's K, with its random control."""
+    """One line per (method, mode) at the method's K, with its random control; an evaluation with
+    corrected verdicts adds the Holm-adjusted p-value of the difference to random and its verdict."""
     header = ("method", "mode", "K", "neurons edited", "accuracy [95% CI]", "consistent [95% CI]",
               "random control accuracy", "accuracy - random [95% CI]", "vs random")  # fmt: skip
     rows = []
@@ -37,7 +60,13 @@ def conditions(evaluation: Evaluation) -> Table:
         rows.append((r.method, r.mode, str(r.k), edited(r), format_interval(r.accuracy),
                      format_interval(r.consistent), format_interval(c.accuracy) if c else MISSING,
                      format_interval(diff, signed=True), verdict(diff)))  # fmt: skip
-    return Table(header, rows, (L, L, R, R, L, L, L, L, L))
+        if evaluation.correction:
+            rows[-1] += _holm_cells(diff)
+    align = (L, L, R, R, L, L, L, L, L)
+    if evaluation.correction:
+        header, align = header + ("p (Holm)", "vs random (Holm)"), align + (R, L)
+        rows = [row + (MISSING, MISSING) if len(row) < len(header) else row for row in rows]
+    return Table(header, rows, align)
 
 
 def edited(row: ConditionResult) -> str:
@@ -56,6 +85,9 @@ def head_to_head(evaluation: Evaluation) -> Optional[Table]:
     rows = [(f"{p.a} - {p.b}", p.mode, f"{p.k_a} / {p.k_b}", format_interval(p.difference.accuracy, signed=True),
              format_interval(p.difference.consistent, signed=True), verdict(p.difference.accuracy))
             for p in evaluation.compare]  # fmt: skip
+    if evaluation.correction:
+        header += ("p (Holm)", "a vs b (Holm)")
+        rows = [row + _holm_cells(p.difference.accuracy) for row, p in zip(rows, evaluation.compare)]
     return Table(header, rows)
 
 
@@ -91,8 +123,9 @@ def cross_task(cross: CrossEvaluation, source_task: str, mode: str = "suppress_g
 
 def summary(run_dirs: Sequence[str], methods: Sequence[str] = (), metric: str = "accuracy") -> Table:
     """One line per (task, method): held-out `metric` ("accuracy" or "consistent") [95% CI] under
-    each mode, marked where the paired interval against the same mode on random sets of the same
-    per-layer counts excludes zero (v lower, ^ higher than random)."""
+    each mode, marked where it differs from the same mode on random sets of the same per-layer
+    counts (v lower, ^ higher than random): by the Holm-corrected verdict, or, for an evaluation
+    written before verdicts were corrected, where the paired interval excludes zero."""
     header = ("task", "method", "K", "none", *SUMMARY_MODES)
     rows = []
     for run_dir in run_dirs:
@@ -111,7 +144,7 @@ def summary(run_dirs: Sequence[str], methods: Sequence[str] = (), metric: str = 
                 if r.empty:
                     cells.append(EMPTY_SET)
                     continue
-                mark = MARKS.get(verdict(r.vs_random[metric] if r.vs_random else None), "")
+                mark = MARKS.get(corrected_verdict(r.vs_random[metric] if r.vs_random else None), "")
                 cells.append(format_interval(r.metrics[metric]) + mark)
             rows.append((ev.task, m, k, format_interval(none.metrics[metric]), *cells))
     return Table(header, rows, (L, L, R))
