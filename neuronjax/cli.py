@@ -10,6 +10,7 @@
     neuronjax generate [RUN_DIR] --prompt ...   free generation under an intervention
     neuronjax info [MODEL]                      what a checkpoint is and how it loads
     neuronjax export RUN_DIR --format safetensors|csv|json   a run's neuron sets for other tools
+    neuronjax inspect RUN_DIR --neuron L:I [--method M]      one neuron's card: tokens it promotes, prompts it fires on
     neuronjax bench load-memory|attribution|scaling   benchmarks
     neuronjax plan CONFIG --model-config F --topology v5e-64 [--find-batch]   will it fit on a slice
 
@@ -245,6 +246,13 @@ def _export(args) -> int:
     return 0
 
 
+def _inspect(args) -> int:
+    from neuronjax.cards import inspect_neuron
+
+    print(inspect_neuron(args.run, args.neuron, args.method, progress=not args.quiet).text())
+    return 0
+
+
 def main(argv=None) -> int:
     from neuronjax import __version__
 
@@ -335,6 +343,14 @@ def main(argv=None) -> int:
     export.add_argument("--method", action="append", default=[], help="only this method's set (repeat for several)")
     export.add_argument("--output", default=None, help="folder for the files (default RUN_DIR/export)")
     export.set_defaults(handler=_export)
+    insp = sub.add_parser("inspect", help="one neuron's card: the tokens it promotes and suppresses, the held-out "
+                                          "prompts it fires on")  # fmt: skip
+    insp.add_argument("run", help="run directory")
+    insp.add_argument("--neuron", required=True, metavar="L:I", help="layer:index, both 0-based (e.g. 17:1446)")
+    insp.add_argument("--method", default=None,
+                      help="whose saved set gives the neuron's score and rank (default: neuronllm, else the first)")
+    insp.add_argument("--quiet", action="store_true", help="no progress bar")
+    insp.set_defaults(handler=_inspect)
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     benches = {

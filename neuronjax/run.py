@@ -8,6 +8,8 @@ A run directory (`<output>/<name>/`) holds:
     evaluation.json      every evaluated condition with intervals (see neuronjax.evaluation)
     predictions.parquet  per held-out proxy and condition: gold, chosen option, option scores
                          (predictions.csv where pyarrow is not installed; see `write_predictions`)
+    cards.json           what the main method's top neurons do (neuronjax.cards): tokens they
+                         promote, held-out items they fire on
     cross.json           the run's neurons applied to other tasks (when cross_tasks is set)
     report.md            the tables
 """
@@ -32,6 +34,7 @@ EVALUATION = "evaluation.json"
 PREDICTIONS = "predictions"  # .parquet (with pyarrow) or .csv
 CROSS = "cross.json"
 REPORT = "report.md"
+CARDS = "cards.json"
 CONFIG = "config.yaml"
 STATE = "identify_state"  # Orbax checkpoints of an identification in progress (removed when it ends)
 
@@ -165,7 +168,7 @@ def load_sets(config: RunConfig, lm=None) -> dict[str, NeuronSet]:
 
 def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -> Evaluation:
     """Evaluate the run's sets on its held-out split (and on cross_tasks); write evaluation.json,
-    the per-proxy predictions, (cross.json) and report.md."""
+    the per-proxy predictions, cards.json, (cross.json) and report.md."""
     from neuronjax.distributed import barrier, is_primary
     from neuronjax.evaluation import measure_sets
 
@@ -187,15 +190,33 @@ def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -
         identify={name: ns.meta.get("stats", {}) for name, ns in sets.items()},
         methods={name: ns.meta.get("method", {}) for name, ns in sets.items()},
     )
+    cards = run_cards(lm, encoded, sets, progress)
     cross = cross_run(config, lm, sets, progress) if config.cross_tasks else None
     if is_primary():
         result.save(os.path.join(config.run_dir, EVALUATION))
         write_predictions(config.run_dir, measured.predictions())
+        if cards is not None:
+            cards.save(os.path.join(config.run_dir, CARDS))
         if cross is not None:
             cross.save(os.path.join(config.run_dir, CROSS))
         write_report(config.run_dir)
     barrier("evaluate-saved")
     return result
+
+
+def run_cards(lm, encoded, sets, progress: bool = True):
+    """The cards of the main method's top good and bad neurons on the held-out split (one
+    unedited forward pass per batch, activations captured; `neuronjax.cards`); None without sets."""
+    from neuronjax.cards import build_cards, main_method
+
+    method = main_method(list(sets))
+    if method is None:
+        return None
+    bar = Progress(len(encoded.records), "neuron cards", progress)
+    try:
+        return build_cards(lm, encoded, sets[method], method, progress=bar)
+    finally:
+        bar.close()
 
 
 def cross_run(config: RunConfig, lm, sets, progress: bool = True) -> CrossEvaluation:

@@ -96,7 +96,7 @@ def runs(tmp_path_factory):
     return {"a": a, "b": b, "c": c, "flat": flat}
 
 
-EXPECTED = ("layer_counts", "k_curve", "interventions", "letters", "overlap_methods", "overlap_runs")
+EXPECTED = ("headline", "layer_counts", "k_curve", "interventions", "letters", "overlap_methods", "overlap_runs")
 
 
 def test_report_writes_every_picture_and_the_page(runs, tmp_path, capsys):
@@ -105,7 +105,7 @@ def test_report_writes_every_picture_and_the_page(runs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| neuronllm | suppress_good | 4 |" in printed  # the markdown is still printed
     last = printed.strip().splitlines()[-1]
-    assert last.startswith("report: 6 picture(s) and index.html written to") and str(out) in last
+    assert last.startswith(f"report: {len(EXPECTED)} picture(s) and index.html written to") and str(out) in last
     page = (out / "index.html").read_text()
     for name in EXPECTED:
         png = out / f"{name}.png"
@@ -157,11 +157,11 @@ def test_missing_curve_is_skipped_and_explained(runs, tmp_path, capsys):
     out = tmp_path / "flat"
     assert main(["report", runs["flat"], "--html-dir", str(out)]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert "3 picture(s)" in last and "skipped: k_curve (" in last
+    assert "4 picture(s)" in last and "skipped: k_curve (" in last
     assert not (out / "k_curve.png").exists()
     page = (out / "index.html").read_text()
     assert "Accuracy against K</b>: not drawn" in page and "evaluate.k_values was empty" in page
-    for name in ("layer_counts", "interventions", "letters"):
+    for name in ("headline", "layer_counts", "interventions", "letters"):
         assert (out / f"{name}.png").exists() and f'src="{name}.png"' in page
     # a single method: nothing to overlap, said so
     assert not (out / "overlap_methods.png").exists() and "fewer than two neuron sets" in page

@@ -86,10 +86,14 @@ def test_conditions_table_of_a_typed_evaluation():
     )
     ev = Evaluation("t", 10, 30, False, (0,), 100, rows)
     lines = rows_table(ev).splitlines()
-    assert lines[2] == "| none | - | - | 0 / 0 | 0.600 [0.550, 0.650] | 0.500 [0.450, 0.550] | - | - | - |"
-    assert lines[3] == ("| m | suppress_good | 5 | 2 / 0 | 0.300 [0.250, 0.350] | 0.200 [0.150, 0.250] | "
+    assert lines[0].split(" | ")[3] == "neurons edited"
+    assert lines[2] == "| none | - | - | - | 0.600 [0.550, 0.650] | 0.500 [0.450, 0.550] | - | - | - |"
+    # the sizes of the sides the mode edits (suppress_good: the 2 good neurons, not "2 / 0")
+    assert lines[3] == ("| m | suppress_good | 5 | 2 good | 0.300 [0.250, 0.350] | 0.200 [0.150, 0.250] | "
                         "0.600 [0.550, 0.650] | -0.300 [-0.400, -0.200] | lower |")  # fmt: skip
-    assert lines[4] == "| m | suppress_bad | 5 | 2 / 0 | 0.600 [0.550, 0.650] | 0.500 [0.450, 0.550] | - | - | - |"
+    # suppress_bad of a set without bad neurons edits nothing
+    assert lines[4] == ("| m | suppress_bad | 5 | 0 bad (empty set) | 0.600 [0.550, 0.650] | 0.500 [0.450, 0.550] "
+                        "| - | - | - |")  # fmt: skip
     assert len(lines) == 5
 
 

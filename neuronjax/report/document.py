@@ -1,8 +1,9 @@
-"""A report as data: headings, paragraphs and tables, each rendered to markdown and to HTML from
-the same value (the report.md of a run and its index.html page never parse one another).
+"""A report as data: headings, paragraphs, tables and cards, each rendered to markdown and to
+HTML from the same value (the report.md of a run and its index.html page never parse one another).
 
 A `Table` is a header, rows of cell strings and an alignment per column; a cell holding a
-verdict ("lower" / "higher", see `neuronjax.report.formatting.verdict`) is shaded in HTML.
+verdict ("lower" / "higher", see `neuronjax.report.formatting.verdict`) is shaded in HTML. A
+`CardGrid` is a row of small boxes on the page (one per neuron) and a table in markdown.
 """
 
 from __future__ import annotations
@@ -57,26 +58,77 @@ def _pipe(cells: Sequence[str]) -> str:
 class Heading:
     text: str
     level: int = 2
+    anchor: str = ""  # the HTML id (what a table of contents links to)
 
     def markdown(self) -> str:
         return "#" * self.level + " " + self.text
 
     def html(self) -> str:
-        return f"<h{self.level}>{escape(self.text)}</h{self.level}>"
+        ident = f' id="{escape(self.anchor)}"' if self.anchor else ""
+        return f"<h{self.level}{ident}>{escape(self.text)}</h{self.level}>"
 
 
 @dataclasses.dataclass(frozen=True)
 class Paragraph:
     text: str
+    lead: bool = False  # the finding a report opens with: bold in markdown, large on the page
 
     def markdown(self) -> str:
-        return self.text
+        return f"**{self.text}**" if self.lead else self.text
 
     def html(self) -> str:
-        return f"<p>{escape(self.text)}</p>"
+        return f'<p class="lead">{escape(self.text)}</p>' if self.lead else f"<p>{escape(self.text)}</p>"
 
 
-Block = Union[Heading, Paragraph, Table]
+@dataclasses.dataclass(frozen=True)
+class Contents:
+    """Links to the headings of a page: (anchor, text) pairs; a plain list in markdown."""
+
+    entries: tuple[tuple[str, str], ...]
+
+    def markdown(self) -> str:
+        return "Contents: " + " · ".join(text for _, text in self.entries)
+
+    def html(self) -> str:
+        links = " · ".join(f'<a href="#{escape(a)}">{escape(t)}</a>' for a, t in self.entries)
+        return f'<nav class="contents">Contents: {links}</nav>'
+
+
+@dataclasses.dataclass(frozen=True)
+class Card:
+    """A small box: a title, labelled fields, and a list of lines under them."""
+
+    title: str
+    fields: tuple[tuple[str, str], ...]  # (label, text)
+    lines: tuple[str, ...] = ()  # e.g. the prompts a neuron fires on (HTML only)
+    tone: str = ""  # "good" / "bad": the color of the box's edge on the page
+
+
+@dataclasses.dataclass(frozen=True)
+class CardGrid:
+    """Cards side by side on the HTML page; in markdown one table row per card (title, then the
+    fields of the first card's labels)."""
+
+    cards: tuple[Card, ...]
+    title_header: str = ""
+    markdown_only: tuple[str, ...] = ()  # labels of fields the page leaves out (its lines say more)
+
+    def markdown(self) -> str:
+        labels = [label for label, _ in self.cards[0].fields] if self.cards else []
+        rows = [(c.title, *(dict(c.fields).get(label, "") for label in labels)) for c in self.cards]
+        return Table((self.title_header, *labels), [tuple(cell.replace("|", "\\|") for cell in r) for r in rows]).markdown()
+
+    def html(self) -> str:
+        boxes = []
+        for c in self.cards:
+            fields = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in c.fields if k not in self.markdown_only)
+            lines = "".join(f"<li>{escape(x)}</li>" for x in c.lines)
+            boxes.append(f'<div class="card {escape(c.tone)}"><h4>{escape(c.title)}</h4><dl>{fields}</dl>'
+                         + (f"<ol>{lines}</ol>" if lines else "") + "</div>")  # fmt: skip
+        return '<div class="cards">\n' + "\n".join(boxes) + "\n</div>"
+
+
+Block = Union[Heading, Paragraph, Table, Contents, CardGrid]
 
 
 def to_markdown(blocks: Sequence[Block]) -> str:

@@ -1,6 +1,7 @@
-"""The HTML page of evaluated runs (<run>/report/index.html): per run its settings, its tables
-(the document blocks of `neuronjax.report.sections`, rendered to HTML) and its pictures; across
-runs the summary table and the overlap of one method's sets."""
+"""The HTML page of evaluated runs (<run>/report/index.html). Per run: the finding first (one
+sentence and one picture), a table of contents, then the parts of `neuronjax.report.sections`
+(results, accuracy against K, where the neurons are, neuron cards, ...) each with its pictures,
+and the settings last. Across runs: the summary table and the overlap of one method's sets."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from html import escape
 from typing import Optional, Sequence
 
 from neuronjax.evaluation.results import Evaluation
-from neuronjax.report.document import Paragraph, to_html
+from neuronjax.report.document import Contents, Paragraph, to_html
 from neuronjax.report.pictures import Picture, overlap_picture, run_pictures
 from neuronjax.report.runs import identify_stats, load_evaluation, load_run_sets, run_methods, run_name, set_label
-from neuronjax.report.sections import run_blocks
+from neuronjax.report.sections import run_parts
 from neuronjax.report.tables import identification, summary
 
 PICTURES = "report"  # <run>/report/: index.html and the PNG files
@@ -55,12 +56,13 @@ def write_html_report(run_dirs: Sequence[str], out_dir: Optional[str] = None, co
                                     "run `neuronjax identify` for it first")  # fmt: skip
     out_dir = out_dir or default_pictures_dir(run_dirs)
     os.makedirs(out_dir, exist_ok=True)
-    sections, pictures = [], []
+    sections, pictures, toc = [], [], []
     for run_dir, prefix in zip(run_dirs, _prefixes(run_dirs)):
         ev = load_evaluation(run_dir)
         pics = run_pictures(run_dir, out_dir, prefix, ev)
         pictures += pics
-        sections.append(_run_html(run_dir, ev, pics))
+        sections.append(_run_html(run_dir, ev, pics, prefix))
+        toc.append((prefix + "run", os.path.basename(os.path.normpath(run_dir))))
     everyone = list(run_dirs) + list(compare)
     if len(everyone) > 1:
         method, why = _common_method(everyone, overlap_method)
@@ -78,11 +80,14 @@ def write_html_report(run_dirs: Sequence[str], out_dir: Optional[str] = None, co
             body.append(to_html([Paragraph(f"The {method} sets compared:"), identification(labels, sets, everyone)]))
         pictures.append(pic)
         body.append(_picture_html(pic))
-        sections.append("<section>\n<h2>Across runs</h2>\n" + "\n".join(body) + "\n</section>")
+        sections.append('<section>\n<h2 id="across">Across runs</h2>\n' + "\n".join(body) + "\n</section>")
+        toc.append(("across", "Across runs"))
     index = os.path.join(out_dir, INDEX)
     names = ", ".join(os.path.basename(os.path.normpath(d)) for d in run_dirs)
     with open(index, "w") as f:
         f.write(_HEAD.format(title=escape(f"neuronjax report: {names}")))
+        if len(toc) > 1:
+            f.write(Contents(tuple(toc)).html() + "\n")
         f.write("\n".join(sections))
         f.write("\n</body>\n</html>\n")
     return HtmlReport(out_dir, index, pictures)
@@ -123,12 +128,24 @@ _HEAD = """<!DOCTYPE html>
 body {{ font-family: system-ui, sans-serif; max-width: 1300px; margin: 2em auto; padding: 0 1em; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; }}
+td {{ white-space: nowrap; }}
 th {{ background: #f2f2f2; }}
 td.r, th.r {{ text-align: right; }}
 td.lower {{ background: #fde0dd; }} td.higher {{ background: #e0f3db; }}
 figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; border: 1px solid #eee; }}
 figcaption {{ font-size: 0.9em; color: #444; max-width: 1000px; }}
 p.skipped {{ color: #8a4b00; background: #fff4e5; padding: 0.5em; }}
+p.lead {{ font-size: 1.25em; line-height: 1.45; max-width: 1000px; margin: 0.6em 0; }}
+nav.contents {{ margin: 1em 0; padding: 0.5em 0.8em; background: #f5f7fa; border-radius: 4px; }}
+nav.contents a {{ color: #1f5fa8; text-decoration: none; }}
+h3 {{ margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }}
+div.cards {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 0.8em; margin: 0.8em 0 1.5em; }}
+div.card {{ border: 1px solid #ddd; border-left: 5px solid #999; border-radius: 4px; padding: 0.5em 0.7em; font-size: 0.85em; }}
+div.card.good {{ border-left-color: #1b9e77; }} div.card.bad {{ border-left-color: #d95f02; }}
+div.card h4 {{ margin: 0 0 0.3em; font-family: ui-monospace, monospace; }}
+div.card dl {{ display: grid; grid-template-columns: auto 1fr; gap: 0.15em 0.6em; margin: 0; }}
+div.card dt {{ color: #666; }} div.card dd {{ margin: 0; font-family: ui-monospace, monospace; overflow-wrap: anywhere; }}
+div.card ol {{ margin: 0.4em 0 0; padding-left: 1.4em; color: #333; }}
 pre {{ background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }}
 </style>
 </head>
@@ -176,9 +193,23 @@ def _settings_html(run_dir: str, ev: Evaluation) -> str:
     return "\n".join(out)
 
 
-def _run_html(run_dir: str, ev: Evaluation, pics: list[Picture]) -> str:
-    heading, *tables = run_blocks(run_dir, ev)
-    return "\n".join([
-        "<section>", heading.html(), "<h3>Settings</h3>", _settings_html(run_dir, ev),
-        "<h3>Tables</h3>", to_html(tables), "<h3>Pictures</h3>", *[_picture_html(p) for p in pics], "</section>",
-    ])  # fmt: skip
+def _run_html(run_dir: str, ev: Evaluation, pics: list[Picture], prefix: str = "") -> str:
+    """One run's section: heading, the finding and its picture, contents, the parts with their
+    pictures, the settings last."""
+    parts = run_parts(run_dir, ev)
+    by_name = {p.name[len(prefix):]: p for p in pics}
+    out = ["<section>", dataclasses.replace(parts.heading, anchor=prefix + "run").html()]
+    if parts.lead is not None:
+        out.append(parts.lead.html())
+    if "headline" in by_name:
+        out.append(_picture_html(by_name["headline"]))
+    out.append(Contents(tuple((prefix + p.key, p.title) for p in parts.parts)).html())
+    for part in parts.parts:
+        out.append(f'<h3 id="{escape(prefix + part.key)}">{escape(part.title)}</h3>')
+        if part.key == "settings":
+            out.append(_settings_html(run_dir, ev))
+            continue
+        out.append(to_html(part.blocks))
+        out += [_picture_html(by_name[name]) for name in part.pictures if name in by_name]
+    out.append("</section>")
+    return "\n".join(x for x in out if x)

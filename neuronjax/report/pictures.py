@@ -11,6 +11,7 @@ from typing import Optional
 
 import numpy as np
 
+from neuronjax.cards import main_method
 from neuronjax.evaluation.results import Evaluation, Interval
 from neuronjax.report import plots
 from neuronjax.report.runs import load_evaluation, load_run_sets, run_name
@@ -84,6 +85,29 @@ def intervention_data(evaluation: Evaluation) -> tuple[list[str], list[str], np.
     return methods, modes, change, control, empty
 
 
+def headline_data(evaluation: Evaluation) -> Optional[dict]:
+    """The main method's accuracy (value, low, high) under each mode at its own K and its random
+    control's, with no intervention's: {"method", "k", "modes", "accuracy" [modes, 3], "control"
+    [modes, 3], "baseline" [3]}; None when no set was evaluated. Modes editing an empty set are
+    left out."""
+    method = main_method(evaluation.method_names)
+    if method is None:
+        return None
+    rows = [r for r in evaluation.sets() if r.method == method and not r.empty]
+    if not rows:
+        return None
+    control = [evaluation.control_of(r) for r in rows]
+    nan = [np.nan] * 3
+    return {
+        "method": method,
+        "k": rows[0].k,
+        "modes": [r.mode for r in rows],
+        "accuracy": np.array([_triple(r.accuracy) for r in rows]),
+        "control": np.array([_triple(c.accuracy) if c else nan for c in control]),
+        "baseline": _triple(evaluation.baseline.accuracy),
+    }
+
+
 def letter_data(evaluation: Evaluation) -> dict:
     """{method: {"none": [4 shares], mode: [4 shares], ...}} of the chosen option letters."""
     rows = [r for r in evaluation.rows if not r.control and r.letters]
@@ -122,10 +146,14 @@ def overlap_picture(name: str, labels: list[str], sets: list, out_dir: str, titl
                   for i in range(n) for j in range(n) if i != j), default=0.0)  # fmt: skip
     pic.file = name + ".png"
     plots.overlap_heatmap(os.path.join(out_dir, pic.file), labels, good, bad, title)
+    off = ~np.eye(n, dtype=bool)
+    shared = int(max(ig[off].max(initial=0), ib[off].max(initial=0)))
+    finding = ("No two of these sets share a neuron. " if shared == 0 else
+               f"The most any two share is {shared} neuron{'s' if shared != 1 else ''}. ")  # fmt: skip
     pic.caption = (
-        f"{what}. Cells: neurons shared by the row's and the column's set (diagonal: the set's size); "
-        f"color: Jaccard index |A∩B| / |A∪B|. Two random sets with the same per-layer counts would share "
-        f"at most about {chance:.1f} neurons for any of these pairs."
+        f"{what}. {finding}Cells: neurons shared by the row's and the column's set (diagonal: the set's size); "
+        f"color: Jaccard index |A∩B| / |A∪B| on its full 0-1 scale. Two random sets with the same per-layer "
+        f"counts would share at most about {chance:.1f} neurons for any of these pairs."
     )
     return pic
 
@@ -138,14 +166,36 @@ def run_pictures(run_dir: str, out_dir: str, prefix: str = "", evaluation: Optio
     pics: list[Picture] = []
     sets = load_run_sets(run_dir)
 
+    found = headline_data(ev)
+    pic = Picture(prefix + "headline", "The finding")
+    if found:
+        pic.data = found
+        pic.file = pic.name + ".png"
+        plots.headline(os.path.join(out_dir, pic.file), found["modes"], found["accuracy"], found["control"],
+                       found["baseline"], f"{found['method']} (K = {found['k']}): held-out accuracy, {where}")  # fmt: skip
+        pic.caption = (
+            f"Held-out accuracy when {found['method']}'s neurons are edited under each mode (colored), next to "
+            f"random sets with the same per-layer counts under the same mode (grey, pooled over "
+            f"{len(ev.random_seeds)} seeds), with 95% bootstrap intervals over items. Dashed line and band: "
+            "no intervention."
+        )
+    else:
+        pic.skipped = "no neuron set was evaluated"
+    pics.append(pic)
+
     pic = Picture(prefix + "layer_counts", "Good and bad neurons per layer")
     if sets:
         good, bad = layer_count_data(sets)
         pic.data = {"good": good, "bad": bad}
         pic.file = pic.name + ".png"
         plots.layer_counts(os.path.join(out_dir, pic.file), good, bad, f"Good and bad neurons per layer ({where})")
+        controls = [m for m in sets if m in plots.CONTROL_METHODS]
         pic.caption = ("Per method, the number of good neurons (up) and bad neurons (down) in each layer, "
                        "read from the saved masks under neurons/<method>/.")  # fmt: skip
+        if controls:
+            pic.caption += (f" {', '.join(controls)} (grey) is the random control: it draws as many neurons per "
+                            "layer as the method it controls, so its panel repeats that method's counts and shows "
+                            "no finding of its own.")  # fmt: skip
     else:
         pic.skipped = f"{run_dir}/neurons holds no saved neuron sets"
     pics.append(pic)

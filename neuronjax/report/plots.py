@@ -18,6 +18,7 @@ GOOD_COLOR = "#1b9e77"
 BAD_COLOR = "#d95f02"
 CONTROL_COLOR = "#9a9a9a"
 LETTERS = ("A", "B", "C", "D")
+CONTROL_METHODS = ("random",)  # methods whose sets are controls: drawn grey and titled as such
 # Colors of the conditions in the letter histogram; "none" (no intervention) is the reference.
 CONDITION_COLORS = {
     "none": "#4d4d4d",
@@ -66,7 +67,8 @@ def _axes(fig, n: int, max_cols: int = 3, **kw):
 
 def layer_counts(path: str, good: Mapping[str, np.ndarray], bad: Mapping[str, np.ndarray], title: str = "") -> str:
     """Good neurons per layer (bars up) and bad neurons per layer (bars down), one panel per
-    method. `good[m]`, `bad[m]`: int [layers]."""
+    method. `good[m]`, `bad[m]`: int [layers]. A control method (`CONTROL_METHODS`: its sets copy
+    another method's per-layer counts) is drawn grey and titled as the control."""
     methods = list(good)
     rows, cols = _grid(len(methods))
     fig = _figure(4.2 * cols, 2.6 * rows + 0.6)
@@ -75,10 +77,17 @@ def layer_counts(path: str, good: Mapping[str, np.ndarray], bad: Mapping[str, np
     for ax, m in zip(axes, methods):
         g, b = np.asarray(good[m]), np.asarray(bad[m])
         layers = np.arange(len(g))
-        ax.bar(layers, g, color=GOOD_COLOR, width=0.85, label="good")
-        ax.bar(layers, -b, color=BAD_COLOR, width=0.85, label="bad")
+        control = m in CONTROL_METHODS
+        ax.bar(layers, g, color=CONTROL_COLOR if control else GOOD_COLOR, width=0.85, label="good")
+        ax.bar(layers, -b, color=CONTROL_COLOR if control else BAD_COLOR, width=0.85, label="bad")
         ax.axhline(0, color="black", lw=0.6)
+        if control:  # its counts are drawn to match another method's: not a finding of its own
+            ax.set_title(f"{m}: control, not a finding  (good {int(g.sum())}, bad {int(b.sum())})", fontsize=10,
+                         color="#555555")  # fmt: skip
+            ax.set_facecolor("#f4f4f4")
+            continue
         ax.set_title(f"{m}  (good {int(g.sum())}, bad {int(b.sum())})", fontsize=10)
+    for ax in axes:
         ax.set_ylim(-top * 1.1, top * 1.1)
         ax.grid(axis="y", alpha=0.3)
         ax.yaxis.set_major_formatter(_abs_formatter())
@@ -87,10 +96,52 @@ def layer_counts(path: str, good: Mapping[str, np.ndarray], bad: Mapping[str, np
         ax.set_xlabel("layer")
     for ax in axes[::cols]:
         ax.set_ylabel("neurons in the layer")
-    handles = axes[0].get_legend_handles_labels()[0]
+    first = next((ax for ax, m in zip(axes, methods) if m not in CONTROL_METHODS), axes[0])
+    handles = first.get_legend_handles_labels()[0]
     fig.legend(handles, ["good neurons (up)", "bad neurons (down)"], loc="outside lower center", ncol=2, fontsize=8,
                frameon=False)  # fmt: skip
     fig.suptitle(title or "Good and bad neurons per layer", fontsize=12)
+    return _save(fig, path)
+
+
+def headline(path: str, labels: Sequence[str], accuracy: np.ndarray, control: np.ndarray,
+             baseline: Sequence[float], title: str = "") -> str:  # fmt: skip
+    """The finding at a glance: held-out accuracy under each intervention of one method's sets
+    (a colored dot per mode, labels[i]) next to the random sets of the same per-layer counts under
+    the same mode (grey), with 95% intervals, against no intervention (dashed line, band: its
+    interval). `accuracy`, `control`: float [modes, 3] = (value, low, high), NaN where missing."""
+    accuracy, control = np.asarray(accuracy, float), np.asarray(control, float)
+    n = len(labels)
+    fig = _figure(7.6, 0.5 * n + 1.5)
+    ax = fig.subplots()
+    y = np.arange(n)
+    ax.axvspan(baseline[1], baseline[2], color="black", alpha=0.07, lw=0)
+    ax.axvline(baseline[0], color="black", lw=1, ls="--")
+    for data, off, hollow in ((control, 0.18, True), (accuracy, -0.18, False)):
+        for i, mode in enumerate(labels):
+            v, lo, hi = data[i]
+            if np.isnan(v):
+                continue
+            color = CONTROL_COLOR if hollow else CONDITION_COLORS.get(mode, "C0")
+            ax.errorbar([v], [y[i] + off], xerr=[[v - lo], [hi - v]], fmt="o", ms=7 if not hollow else 5, color=color,
+                        mfc="white" if hollow else color, capsize=3, lw=1.5)  # fmt: skip
+            if not hollow:
+                ax.annotate(f"{v:.3f}", (hi, y[i] + off), xytext=(5, 0), textcoords="offset points", va="center",
+                            fontsize=8, color=color)  # fmt: skip
+    ax.set_yticks(y, list(labels))
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.04)
+    ax.set_xlabel("held-out accuracy (95% bootstrap interval)")
+    ax.grid(axis="x", alpha=0.3)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", color="#333333", ls="", ms=7),
+               Line2D([], [], marker="o", color=CONTROL_COLOR, mfc="white", ls="", ms=5),
+               Line2D([], [], color="black", ls="--", lw=1)]  # fmt: skip
+    fig.legend(handles, ["the method's sets (color: mode)", "random sets, same per-layer counts and mode",
+                         f"no intervention ({baseline[0]:.3f})"], loc="outside lower center", ncol=3, fontsize=8,
+               frameon=False)  # fmt: skip
+    fig.suptitle(title or "Held-out accuracy under each intervention", fontsize=11)
     return _save(fig, path)
 
 
@@ -211,32 +262,33 @@ def overlap_matrices(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarra
 def overlap_heatmap(path: str, labels: Sequence[str], good: Sequence[np.ndarray], bad: Sequence[np.ndarray],
                     title: str = "") -> str:  # fmt: skip
     """Overlap of the good sets (left) and of the bad sets (right) between every pair of
-    `labels`. Cell text: |A ∩ B|; color: Jaccard |A ∩ B| / |A ∪ B|, scaled to the largest
-    off-diagonal value (overlaps are small next to the sets themselves); the diagonal, grey,
-    gives each set's size."""
+    `labels`. Cell text: |A ∩ B|; color: Jaccard |A ∩ B| / |A ∪ B| on its whole 0-1 scale (so
+    that small overlaps look small); the diagonal, grey, gives each set's size. When no two sets
+    share a neuron, the title says so."""
     n = len(labels)
     stats = [overlap_matrices(good), overlap_matrices(bad)]
     off = ~np.eye(n, dtype=bool)
-    vmax = max(0.05, max(float(j[off].max(initial=0)) for _, j in stats))
-    vmax = math.ceil(vmax * 20) / 20  # a round top of the scale (multiple of 0.05)
+    vmax = 1.0
+    shared = any(int(inter[off].max(initial=0)) > 0 for inter, _ in stats)
     side = max(3.4, 0.6 * n + 1.4)
     fig = _figure(2 * side + 1.4, side + 0.6)
     axes = fig.subplots(1, 2)
     im = None
     for ax, (inter, jac), name in zip(axes, stats, ("good", "bad")):
         shown = np.ma.masked_array(jac, mask=~off)
-        cmap = _cmap("viridis").with_extremes(bad="#d9d9d9")
+        cmap = _cmap("Blues").with_extremes(bad="#d9d9d9")
         im = ax.imshow(shown, cmap=cmap, vmin=0, vmax=vmax)
         for i in range(n):
             for j in range(n):
-                dark = i != j and jac[i, j] < 0.6 * vmax
+                light = i != j and jac[i, j] > 0.6 * vmax
                 ax.text(j, i, str(int(inter[i, j])), ha="center", va="center", fontsize=9,
-                        color="white" if dark else "black", fontstyle="italic" if i == j else "normal")  # fmt: skip
+                        color="white" if light else "black", fontstyle="italic" if i == j else "normal")  # fmt: skip
         ax.set_xticks(range(n), labels, rotation=40, ha="right", rotation_mode="anchor", fontsize=8)
         ax.set_yticks(range(n), labels if ax is axes[0] else [""] * n, fontsize=8)
         ax.set_title(f"{name} neurons", fontsize=10)
     fig.colorbar(im, ax=list(axes), shrink=0.7, label="Jaccard |A∩B| / |A∪B|")
-    fig.suptitle((title or "Overlap of neuron sets") + "\ncells: shared neurons; grey diagonal: set size", fontsize=11)
+    note = "cells: shared neurons; grey diagonal: set size" if shared else "no two sets share a neuron (grey diagonal: set size)"
+    fig.suptitle((title or "Overlap of neuron sets") + "\n" + note, fontsize=11)
     return _save(fig, path)
 
 

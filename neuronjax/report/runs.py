@@ -1,6 +1,6 @@
 """What the report reads from a run directory: its evaluation (evaluation.json), its cross-task
-evaluation (cross.json) and its saved neuron sets (neurons/<method>/), with errors that name the
-missing file and the command that writes it."""
+evaluation (cross.json), its neuron cards (cards.json) and its saved neuron sets
+(neurons/<method>/), with errors that name the missing file and the command that writes it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from neuronjax.evaluation.results import CrossEvaluation, Evaluation
 
 EVALUATION = "evaluation.json"
 CROSS = "cross.json"
+CARDS = "cards.json"
 
 
 def _read(cls, run_dir: str, name: str):
@@ -36,6 +37,15 @@ def load_cross(run_dir: str) -> Optional[CrossEvaluation]:
     if not os.path.exists(os.path.join(run_dir, CROSS)):
         return None
     return _read(CrossEvaluation, run_dir, CROSS)
+
+
+def load_cards(run_dir: str):
+    """The run's neuron cards (`neuronjax.cards.NeuronCards`), or None when it has none."""
+    from neuronjax.cards import NeuronCards
+
+    if not os.path.exists(os.path.join(run_dir, CARDS)):
+        return None
+    return _read(NeuronCards, run_dir, CARDS)
 
 
 def identify_stats(evaluation: Evaluation) -> dict:
