@@ -40,7 +40,11 @@ def init_state(layers: int, mlp: int) -> AceState:
 
 
 def item_sets(es: jax.Array, z: int) -> tuple[jax.Array, jax.Array]:
-    """Per-item G and B as bool masks [items, neurons] from ES [items, neurons]."""
+    """Per-item G and B as bool masks [items, neurons] from ES [items, neurons]. A non-finite ES
+    (NaN, +-inf) ranks as 0, so it never takes one of an item's z slots: `lax.top_k` would put
+    NaN and +inf first (and -inf first among the smallest), pushing a finite neuron out of G_j or
+    B_j, and an infinite ES would make the neuron's ACE infinite."""
+    es = jnp.where(jnp.isfinite(es), es, 0.0)  # 0 is neither > 0 nor < 0: never in G_j or B_j
     top_v, top_i = jax.lax.top_k(es, z)
     bot_v, bot_i = jax.lax.top_k(-es, z)
     rows = jnp.arange(es.shape[0])[:, None]

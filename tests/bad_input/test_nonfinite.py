@@ -53,15 +53,26 @@ def test_nan_activation_is_counted_and_left_out(caplog):
 
 
 def test_ace_with_a_nan_or_inf_attribution():
-    """ACE keeps a NaN out of every item's G and B (its score is 0); an infinite attribution enters
-    them and makes the score infinite, which the masks then leave out."""
+    """A NaN or infinite example score never takes one of an item's z slots in G_j or B_j: the
+    scores equal a direct loop over the items in which non-finite example scores are not eligible,
+    so every score is finite and the z slots go to finite neurons."""
     attr = np.random.default_rng(2).normal(size=(4, 3, 2, 6)).astype(np.float32)
     attr[:, :, 0, 1] = np.nan
     attr[0, 0, 1, 3] = np.inf
+    attr[2, 1, 0, 4] = -np.inf
     result = run_method(NeuronLLM(k=3, z=3), [_block("attr", attr)], 2, 6)
-    assert result.scores[0, 1] == 0.0 and np.isposinf(result.scores[1, 3])
-    assert not (result.good | result.bad)[0, 1] and not (result.good | result.bad)[1, 3]
-    assert result.meta["nonfinite_scores"] == 1
+    es = attr.sum(axis=1).reshape(4, -1)
+    in_g, in_b = np.zeros_like(es, bool), np.zeros_like(es, bool)
+    for j in range(4):
+        ok = [i for i in range(12) if np.isfinite(es[j, i])]
+        in_g[j, [i for i in sorted(ok, key=lambda i: (-es[j, i], i))[:3] if es[j, i] > 0]] = True
+        in_b[j, [i for i in sorted(ok, key=lambda i: (es[j, i], i))[:3] if es[j, i] < 0]] = True
+    want = np.where(in_g | in_b, es, 0).sum(0) / 4
+    want[in_g.any(0) & in_b.any(0)] = 0
+    np.testing.assert_allclose(result.scores.reshape(-1), want, atol=1e-6)
+    assert result.scores[0, 1] == 0.0 and np.isfinite(result.scores).all()
+    assert (in_g.sum(1) == 3).all() and (in_b.sum(1) == 3).all()  # every slot went to a finite neuron
+    assert result.meta["nonfinite_scores"] == 0
 
 
 @pytest.fixture(scope="module")

@@ -77,3 +77,20 @@ def test_naive_reference_on_random_data():
     want = (np.where(in_g | in_b, es, 0).sum(0) / 6)
     want[in_g.any(0) & in_b.any(0)] = 0
     np.testing.assert_allclose(np.asarray(ace.ace_scores(attr, z)).reshape(-1), want, atol=1e-6)
+
+
+def test_a_nonfinite_example_score_never_takes_a_slot():
+    """z = 2 per item: NaN, +inf and -inf rank as 0, so the two largest finite positives and the
+    two smallest finite negatives fill G_j and B_j (lax.top_k alone would give NaN and +inf the
+    top slots and -inf a bottom slot)."""
+    # neurons:        0       1       2    3    4     5        6     7     8
+    es = [[np.nan, np.inf, 3.0, 2.0, 1.0, -np.inf, -1.0, -2.0, -3.0],
+          [2.0, 1.0, np.nan, -np.inf, np.inf, 0.5, -0.5, 0.0, -1.0]]  # fmt: skip
+    # item 0: G = {2, 3}, B = {8, 7}; item 1: G = {0, 1}, B = {8, 6}
+    good, bad = ace.item_sets(np.asarray(es, np.float32), z=2)
+    members = [(np.flatnonzero(g).tolist(), np.flatnonzero(b).tolist()) for g, b in zip(*map(np.asarray, (good, bad)))]
+    assert members == [([2, 3], [7, 8]), ([0, 1], [6, 8])]
+    scores = np.asarray(ace.ace_scores(_attr(es), z=2))[0]
+    assert np.isfinite(scores).all()
+    # by hand over N = 2 items; neuron 8 is in B for both items: (-3 - 1) / 2
+    np.testing.assert_allclose(scores, [1.0, 0.5, 1.5, 1.0, 0.0, 0.0, -0.25, -1.0, -2.0], atol=1e-6)
