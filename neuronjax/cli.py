@@ -360,6 +360,7 @@ def main(argv=None) -> int:
         "layout": ("neuronjax.bench.layout", "compile time against depth, attribution step memory"),
         "agreement": ("neuronjax.bench.agreement", "how far two runs' sets and accuracies are apart"),
         "quadrature": ("neuronjax.bench.quadrature", "IG error of each quadrature rule against the nodes m"),
+        "evaluation": ("neuronjax.bench.evaluation", "intervention scoring throughput against a PyTorch peer"),
     }
     for name, (module, text) in benches.items():
         b = bench_sub.add_parser(name, help=text, add_help=False)

@@ -1,13 +1,9 @@
-"""Identification throughput: our IG against the PyTorch + transformers peer, same prompts, same m.
+"""Identification throughput: our IG against the strongest PyTorch peers, same prompts, same m.
 
-    python -m neuronjax.bench.attribution [--prompts 32] [--peer-prompts 2] [--steps 16] [--json OUT]
+    neuronjax bench attribution [--prompts 32] [--peer-prompts 2] [--cached-prompts N] [--steps 16]
+        [--captum-batch-sizes 2,4,8,16] [--reference-prompts 4] [--json OUT]
     neuronjax bench attribution --model-config configs/models/llama-3.1-8b.json --random-weights \
         --dtype bfloat16 --seq 128 --prompts 64 --chunk 8
-
-With --model-config and --random-weights, the model is built from a Hugging Face config.json
-with random weights (no download; they measure speed and memory, never neurons) and the prompts
-are random token ids of --seq tokens with random candidate tokens: the real IG path at the real
-shapes, without a peer (there are no weights to share with one).
 
 The model is the embedded SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float32 on both
 sides). The prompts are one-shot AQUA-style proxies written here (NeuronLLM, arXiv 2601.04548,
@@ -16,22 +12,49 @@ Sec. 3): a role line, one solved demonstration, the question, its four lettered 
 lands on every letter. The candidate tokens of letter X are the tokenizer's "X" and " X".
 
 Ours is `neuronjax.attribution.attribute` (the last position replayed against the prompt's
-cache); the peer is `neuronjax.bench.torch_ig` (a hook on the down projection, the full prompt
-recomputed for every (layer, alpha), the m alphas of a layer as one batch). The peer runs on the
-first --peer-prompts prompts only (about a minute per prompt on 2 CPU cores), each prompt without
-padding, in its own process, after one untimed warm-up call; the scores of those prompts must
-agree before the speed figures mean anything.
+cache), timed with the peers' rule (right Riemann, m = --steps) and again with our default rule
+and m. The peers, each on the same weights and the same prompts, IG and grad x act:
 
-FLOPs of our run: XLA's `cost_analysis` of the compiled call is printed, but it counts the body
-of a `lax.scan` once rather than once per layer, so the fraction of peak is computed from the
-analytic matmul count of `neuronjax.attribution.flops` (every matrix product of the prompt pass,
-base pass and IG variants, forward and backward; elementwise work not counted). The peak is the
-best float32 FLOP rate of a jitted 2048 x 2048 `jnp.dot` measured in the same process.
+- research_code (`torch_ig.attribute`): a hook on the down projection, the full prompt
+  recomputed for every (layer, alpha), the m alphas of a layer as one batch; --peer-prompts.
+- captum (`torch_ig.attribute_captum`): Captum's LayerIntegratedGradients per layer over the
+  down projection's input at the last position, right Riemann, its ``internal_batch_size`` tuned
+  first (IG of one layer of the first prompt timed for each of --captum-batch-sizes; the fastest
+  is used); --peer-prompts (skipped, with the reason in the output, when captum is missing).
+- torch_cached (`torch_cached.attribute`): our algorithm in PyTorch (prompt cache, one-token
+  replay of the batched variants, one backward per layer group), --chunk prompts per call;
+  --cached-prompts (default: all).
+
+The peers run in one separate process (torch's threads = the cores, no XLA thread pool beside
+them), each prompt of the first two without padding, after an untimed warm-up call. A peer's
+scores are compared with ours on the prompts it ran before its speed counts (max_rel_diff:
+max |ours - peer| / max |peer|); ratio = ours / peer in prompts per second.
+
+Quadrature error: the timed runs' IG against Gauss-Legendre with 128 nodes (converged; see
+`neuronjax bench quadrature`) on the first --reference-prompts prompts (at least the peers'),
+relative L2 per prompt over every neuron. ``ratio_equal_accuracy``: our default rule and m
+against the research-code peer at right Riemann m = --steps, each error printed beside it.
+
+FLOPs of our run: the analytic matmul count of `neuronjax.attribution.flops` (every matrix
+product of the prompt pass, base pass and IG variants, forward and backward; elementwise work
+not counted); XLA's `cost_analysis` is printed too but counts a `lax.scan` body once. The
+machine's matmul limit is the best float32 FLOP rate of a 2048 x 2048 product by `jnp.dot`,
+numpy and torch (each the best of 10 calls, taken in --matmul-rounds rounds; torch in the peers'
+process); the fraction of it our IG reaches is reported.
+
+With --model-config and --random-weights, the model is built from a Hugging Face config.json
+with random weights (no download; they measure speed and memory, never neurons) and the prompts
+are random token ids of --seq tokens with random candidate tokens: the real IG path at the real
+shapes, without peers or reference (there are no weights to share).
+
+Size: one benchmark, its three peers and their report; the peers themselves live in
+`torch_ig` and `torch_cached`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import inspect
 import os
 import platform
@@ -54,16 +77,22 @@ QUESTIONS = [
     ("Which planet is the largest in the solar system?", ["Mars", "Venus", "Jupiter", "Mercury"], 2),
     ("How many legs does a spider have?", ["Six", "Eight", "Ten", "Four"], 1),
     ("At what temperature in degrees Celsius does pure water freeze at sea level?", ["100", "50", "-10", "0"], 3),
-    ("Which ocean lies between Africa and Australia?", ["Arctic Ocean", "Indian Ocean", "Atlantic Ocean",
-                                                         "Southern Ocean"], 1),  # fmt: skip
-    ("Who wrote the play Romeo and Juliet?", ["Charles Dickens", "Jane Austen", "William Shakespeare",
-                                              "Mark Twain"], 2),  # fmt: skip
+    (
+        "Which ocean lies between Africa and Australia?",
+        ["Arctic Ocean", "Indian Ocean", "Atlantic Ocean", "Southern Ocean"],
+        1,
+    ),
+    (
+        "Who wrote the play Romeo and Juliet?",
+        ["Charles Dickens", "Jane Austen", "William Shakespeare", "Mark Twain"],
+        2,
+    ),
     ("What is the chemical symbol of gold?", ["Au", "Ag", "Go", "Gd"], 0),
-    ("Which animal is the largest mammal on Earth?", ["African elephant", "Giraffe", "Hippopotamus",
-                                                      "Blue whale"], 3),  # fmt: skip
+    ("Which animal is the largest mammal on Earth?", ["African elephant", "Giraffe", "Hippopotamus", "Blue whale"], 3),
 ]
 LETTERS = "ABCD"
-RULE = "right_riemann"  # the peer's quadrature rule (alpha_k = k / m), so that scores can be compared
+RULE = "right_riemann"  # the peers' quadrature rule (alpha_k = k / m), so that scores can be compared
+REFERENCE_NODES = 128  # Gauss-Legendre nodes of the converged reference (bench quadrature: within 7e-6 of 96)
 
 
 def _block(question: str, options: list[str]) -> str:
@@ -108,7 +137,7 @@ def prompt_arrays(tokenizer, n: int, pad_id: int) -> dict:
         ids[i, width - len(r) :] = r
         mask[i, width - len(r) :] = 1
     opts = np.broadcast_to(letter_ids(tokenizer), (n, 4, 2)).copy()
-    return dict(input_ids=ids, attention_mask=mask, option_ids=opts, gold=np.asarray(gold, np.int32))
+    return {"input_ids": ids, "attention_mask": mask, "option_ids": opts, "gold": np.asarray(gold, np.int32)}
 
 
 def synthetic_arrays(vocab: int, n: int, seq: int, seed: int = 0) -> dict:
@@ -116,9 +145,15 @@ def synthetic_arrays(vocab: int, n: int, seq: int, seed: int = 0) -> dict:
     across the options of a row), gold cycling over the letters."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(10, vocab, (n, seq)).astype(np.int32)
-    opts = np.stack([rng.choice(np.arange(10, vocab), 8, replace=False).reshape(4, 2) for _ in range(n)]).astype(np.int32)
-    return dict(input_ids=ids, attention_mask=np.ones((n, seq), np.int32), option_ids=opts,
-                gold=(np.arange(n) % 4).astype(np.int32))  # fmt: skip
+    opts = np.stack([rng.choice(np.arange(10, vocab), 8, replace=False).reshape(4, 2) for _ in range(n)]).astype(
+        np.int32
+    )
+    return {
+        "input_ids": ids,
+        "attention_mask": np.ones((n, seq), np.int32),
+        "option_ids": opts,
+        "gold": (np.arange(n) % 4).astype(np.int32),
+    }
 
 
 def random_model(model_config: str, dtype: str, seed: int = 0):
@@ -143,11 +178,32 @@ def matmul_peak(n: int = 2048, repeats: int = 10, dtype: str = "float32") -> flo
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32).astype(dtype)
     dot = jax.jit(jnp.dot)
-    dot(a, b).block_until_ready()
+    return _best_rate(lambda: dot(a, b).block_until_ready(), n, repeats)
+
+
+def numpy_matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    """Best float32 FLOP/s of an n x n product in numpy (its own BLAS)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    return _best_rate(lambda: a @ b, n, repeats)
+
+
+def torch_matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    """Best float32 FLOP/s of an n x n `torch.matmul` (torch's threads as set by the caller)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=gen) for _ in range(2))
+    with torch.inference_mode():
+        return _best_rate(lambda: torch.matmul(a, b), n, repeats)
+
+
+def _best_rate(call, n: int, repeats: int) -> float:
+    call()
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
-        dot(a, b).block_until_ready()
+        call()
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best
 
@@ -157,7 +213,7 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _own_peak_rss_mib() -> float:
+def own_peak_rss_mib() -> float:
     """Peak resident memory of this process image. In a spawned child ru_maxrss still holds the
     parent's figure (Linux keeps it across fork and exec), so read VmHWM, which exec resets."""
     try:
@@ -170,8 +226,9 @@ def _own_peak_rss_mib() -> float:
     return _rss_mib()
 
 
-def run_ours(lm, arrays: dict, steps: int, chunk: int) -> dict:
-    """Our IG and grad x act: a warm-up call on the first chunk (compile), then the timed run."""
+def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
+    """Our timed runs, runs = {name: (method, m, rule)}: each a warm-up call on the first chunk
+    (compile), then the timed call on every prompt; the FLOPs of the run named "ig"."""
     import jax
 
     from neuronjax.attribution import PromptBatch, attribute
@@ -183,17 +240,25 @@ def run_ours(lm, arrays: dict, steps: int, chunk: int) -> dict:
     chunk = min(chunk, n)
     first = PromptBatch(**{k: v[:chunk] for k, v in arrays.items()})
     out: dict = {"chunk": chunk}
-    for method, m in (("ig", steps), ("grad_x_act", 1)):
+    for name, (method, m, rule) in runs.items():
         t = time.perf_counter()
-        jax.block_until_ready(attribute(lm, first, method, m, chunk=chunk, rule=RULE))
+        jax.block_until_ready(attribute(lm, first, method, m, chunk=chunk, rule=rule))
         compile_s = time.perf_counter() - t
         t = time.perf_counter()
-        res = attribute(lm, batch, method, m, chunk=chunk, rule=RULE)
+        res = attribute(lm, batch, method, m, chunk=chunk, rule=rule)
         jax.block_until_ready(res)
         seconds = time.perf_counter() - t
-        out[method] = dict(result=res, seconds=seconds, first_call_seconds=compile_s, prompts_per_s=n / seconds)
+        out[name] = {
+            "result": res,
+            "seconds": seconds,
+            "first_call_seconds": compile_s,
+            "prompts_per_s": n / seconds,
+            "steps": m,
+            "rule": rule,
+        }
 
     # FLOPs of the IG run: the analytic matmul count, and XLA's count of one compiled call.
+    _, steps, rule = runs["ig"]
     defaults = {k: v.default for k, v in inspect.signature(attribute).parameters.items()}
     groups, bucket = defaults["groups"], defaults["seq_bucket"]
     seq_padded = -(-seq // bucket) * bucket
@@ -203,59 +268,132 @@ def run_ours(lm, arrays: dict, steps: int, chunk: int) -> dict:
     try:
         part = jax.tree.map(lm.place, pad_rows(first, chunk, seq_padded))
         compiled = attribute_compiled.lower(lm.state, part, graphdef=lm.graphdef, method="ig", steps=steps,
-                                            groups=groups, rule=RULE).compile()  # fmt: skip
+                                            groups=groups, rule=rule).compile()  # fmt: skip
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         out["flops_xla"] = calls * float(cost.get("flops", float("nan")))
-    except Exception as e:  # the engine's internals may move; the analytic count is the one used
+    except Exception as e:  # noqa: BLE001 -- the engine's internals may move; the analytic count is the one used
         out["flops_xla"] = float("nan")
         out["flops_xla_error"] = f"{type(e).__name__}: {e}"
     return out
 
 
-def _peer_worker(path: str, rows: list, steps: int) -> dict:
+def _timed(call, parts: list, prompts: int, steps: int) -> dict:
+    """IG and grad x act of call(part, method, m) over every part; prompts = rows in all parts."""
+    out = {}
+    for method, m in (("ig", steps), ("grad_x_act", 1)):
+        t = time.perf_counter()
+        got = [call(part, method, m) for part in parts]
+        seconds = time.perf_counter() - t
+        res = {k: np.concatenate([g[k] for g in got]) for k in got[0]}
+        out[method] = {"result": res, "seconds": seconds, "prompts_per_s": prompts / seconds}
+    return out
+
+
+def _captum(model, rows: list, steps: int, sizes: list) -> dict:
+    """The Captum peer: internal_batch_size tuned on IG of one layer of the first prompt, then
+    timed with the fastest."""
+    from neuronjax.bench import torch_ig
+
+    try:
+        import captum
+    except ImportError as e:
+        return {"skipped": f"captum is not installed ({e}); pip install captum, or the [test] extra"}
+    if steps < 2:
+        return {"skipped": "Captum's right Riemann rule needs m >= 2"}
+    mid = len(torch_ig.down_projections(model)) // 2
+    trials = {}
+    for size in sizes:
+        t = time.perf_counter()
+        torch_ig.attribute_captum(model, *rows[0], "ig", steps, size, layers=[mid])
+        trials[size] = time.perf_counter() - t
+    best = min(trials, key=trials.get)
+    out = _timed(lambda row, method, m: torch_ig.attribute_captum(model, *row, method, m, best), rows, len(rows), steps)
+    out.update(captum=captum.__version__, internal_batch_size=best, prompts=len(rows),
+               internal_batch_size_trials={str(k): v for k, v in trials.items()},
+               trial=f"seconds for IG of layer {mid} of the first prompt")  # fmt: skip
+    return out
+
+
+def _peer_worker(path: str, jobs: dict) -> dict:
     """Runs in a fresh process (no JAX thread pool competing with torch's threads)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from neuronjax.bench import torch_ig
+    from neuronjax.bench import torch_cached, torch_ig
 
     torch.set_num_threads(os.cpu_count() or 1)
+    out: dict = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                 "matmul_torch": [torch_matmul_peak() for _ in range(jobs["matmul_rounds"])]}  # fmt: skip
     if path.endswith(".gguf"):
         model = AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
                                                      dtype=torch.float32)  # fmt: skip
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model.eval()
-    out: dict = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                 "attn_implementation": model.config._attn_implementation}  # fmt: skip
-    t = time.perf_counter()
-    torch_ig.attribute(model, *rows[0], method="grad_x_act")  # warm-up, not timed (like our compile)
-    out["warmup_seconds"] = time.perf_counter() - t
-    for method, m in (("ig", steps), ("grad_x_act", 1)):
+    out["attn_implementation"] = model.config._attn_implementation
+    rows, steps = jobs["rows"], jobs["steps"]
+    if jobs["research_prompts"]:
         t = time.perf_counter()
-        parts = [torch_ig.attribute(model, *row, method=method, steps=m) for row in rows]
-        seconds = time.perf_counter() - t
-        res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        out[method] = dict(result=res, seconds=seconds, prompts_per_s=len(rows) / seconds)
-    out["peak_rss_mib"] = _own_peak_rss_mib()
+        torch_ig.attribute(model, *rows[0], method="grad_x_act")  # warm-up, not timed (like our compile)
+        warmup = time.perf_counter() - t
+        research = rows[: jobs["research_prompts"]]
+        out["research_code"] = _timed(lambda row, method, m: torch_ig.attribute(model, *row, method=method, steps=m),
+                                      research, len(research), steps)  # fmt: skip
+        out["research_code"].update(warmup_seconds=warmup, prompts=len(research))
+    if jobs["captum_prompts"]:
+        out["captum"] = _captum(model, rows[: jobs["captum_prompts"]], steps, jobs["captum_batch_sizes"])
+    chunks = jobs["chunks"]
+    if chunks:
+        t = time.perf_counter()
+        torch_cached.attribute(model, *chunks[0], method="grad_x_act")  # warm-up, not timed
+        warmup = time.perf_counter() - t
+        groups = jobs["groups"]
+
+        def call(part, method, m):
+            return torch_cached.attribute(model, *part, method, m, RULE, groups)
+
+        out["torch_cached"] = _timed(call, chunks, sum(len(c[3]) for c in chunks), steps)
+        out["torch_cached"].update(warmup_seconds=warmup, prompts=sum(len(c[3]) for c in chunks), groups=groups,
+                                   chunk=len(chunks[0][3]))  # fmt: skip
+    out["peak_rss_mib"] = own_peak_rss_mib()
     return out
 
 
-def run_peer(path: str, arrays: dict, steps: int, prompts: int) -> dict:
-    """The PyTorch peer on the first `prompts` prompts, each run without its padding, in a
-    separate process: on a 2-core machine, torch's threads sharing a process with XLA's thread
-    pool ran 10x (IG) to 60x (grad x act) slower in our measurements."""
+def run_peers(path: str, arrays: dict, args) -> dict:
+    """Every PyTorch peer in one separate process: on a 2-core machine, torch's threads sharing
+    a process with XLA's thread pool ran 10x (IG) to 60x (grad x act) slower in our measurements.
+    The research-code and Captum peers get each prompt without its padding; the cached port gets
+    --chunk prompts per call, left-padded to the longest of the chunk."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    n = args.prompts
+    research, captum = min(args.peer_prompts, n), min(args.captum_prompts, n)
+    cached = min(n if args.cached_prompts is None else args.cached_prompts, n)
     rows = []
-    for b in range(prompts):
+    for b in range(max(research, captum)):
         keep = arrays["attention_mask"][b] == 1
         rows.append((arrays["input_ids"][b][keep][None], arrays["attention_mask"][b][keep][None],
                      arrays["option_ids"][b : b + 1], arrays["gold"][b : b + 1]))  # fmt: skip
+    chunks = []
+    for lo in range(0, cached, args.chunk):
+        hi = min(lo + args.chunk, cached)
+        part = [arrays[k][lo:hi] for k in ("input_ids", "attention_mask", "option_ids", "gold")]
+        first = int(np.argmax(part[1].any(axis=0)))  # columns that are padding in every row go
+        chunks.append((part[0][:, first:], part[1][:, first:], part[2], part[3]))
+    jobs = {
+        "rows": rows,
+        "chunks": chunks,
+        "steps": args.steps,
+        "research_prompts": research,
+        "captum_prompts": captum,
+        "captum_batch_sizes": args.captum_batch_sizes,
+        "groups": args.groups,
+        "matmul_rounds": args.matmul_rounds,
+    }
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_peer_worker, path, rows, steps).result()
+        return pool.submit(_peer_worker, path, jobs).result()
 
 
 def agreement(ours, peer: dict, p: int) -> dict:
@@ -263,131 +401,296 @@ def agreement(ours, peer: dict, p: int) -> dict:
     a, b = np.asarray(ours.scores)[:p].astype(np.float64), peer["scores"].astype(np.float64)
     d = np.abs(a - b)
     big = np.abs(b) > 1e-2 * np.abs(b).max()
-    return dict(max_abs=float(d.max()), max_score=float(np.abs(b).max()), max_rel=float(d.max() / np.abs(b).max()),
-                max_rel_elementwise_above_1pct=float((d[big] / np.abs(b[big])).max()),
-                max_f_diff=float(np.abs(np.asarray(ours.f)[:p] - peer["f"]).max()),
-                max_option_score_diff=float(np.abs(np.asarray(ours.option_scores)[:p] - peer["option_scores"]).max()),
-                )  # fmt: skip
+    return {
+        "max_abs": float(d.max()),
+        "max_score": float(np.abs(b).max()),
+        "max_rel": float(d.max() / np.abs(b).max()),
+        "max_rel_elementwise_above_1pct": float((d[big] / np.abs(b[big])).max()),
+        "max_f_diff": float(np.abs(np.asarray(ours.f)[:p] - peer["f"]).max()),
+        "max_option_score_diff": float(np.abs(np.asarray(ours.option_scores)[:p] - peer["option_scores"]).max()),
+    }
+
+
+def summarize_peer(ours: dict, peer: dict) -> dict:
+    """{prompts_per_s, ratio, max_rel_diff, ...} of IG and, under grad_x_act, of grad x act."""
+    out = {k: v for k, v in peer.items() if k not in ("ig", "grad_x_act")}
+    if "skipped" in peer:
+        return out
+    for method in ("ig", "grad_x_act"):
+        a = agreement(ours[method]["result"], peer[method]["result"], peer["prompts"])
+        d = {
+            "prompts_per_s": peer[method]["prompts_per_s"],
+            "seconds": peer[method]["seconds"],
+            "ratio": ours[method]["prompts_per_s"] / peer[method]["prompts_per_s"],
+            "max_rel_diff": a["max_rel"],
+            "agreement": a,
+        }
+        if method == "ig":
+            out.update(d)
+        else:
+            out["grad_x_act"] = d
+    return out
+
+
+def rel_l2(scores, ref: np.ndarray) -> np.ndarray:
+    """Per prompt ||scores - ref|| / ||ref|| over every layer and neuron; scores [>= prompts, ...]."""
+    s = np.asarray(scores, np.float64)[: len(ref)]
+    return np.sqrt(((s - ref) ** 2).sum(axis=(1, 2)) / (ref**2).sum(axis=(1, 2)))
+
+
+def _error(scores, ref) -> dict:
+    e = rel_l2(scores, ref)
+    return {"median": float(np.median(e)), "max": float(e.max()), "per_prompt": e.tolist(), "prompts": len(e)}
 
 
 def run(args) -> dict:
     import jax
 
     import neuronjax
+    from neuronjax.attribution import PromptBatch, attribute
 
     load = os.getloadavg()
+    cpu = jax.default_backend() == "cpu"
+    n_mat = 2048 if cpu else 4096
+    readings = {"jnp.dot": [matmul_peak(n_mat, dtype=args.dtype) for _ in range(args.matmul_rounds)]}
+    if args.dtype == "float32" and cpu:
+        readings["numpy"] = [numpy_matmul_peak(n_mat) for _ in range(args.matmul_rounds)]
     if args.random_weights:
         if not args.model_config:
             raise ConfigError("--random-weights needs --model-config FILE (a Hugging Face config.json)")
         path = args.model_config
-        peak = matmul_peak(4096 if jax.default_backend() != "cpu" else 2048, dtype=args.dtype)
         lm = random_model(path, args.dtype)
         arrays = synthetic_arrays(lm.config.vocab_size, args.prompts, args.seq)
-        args.peer_prompts = 0  # no weights to share with a peer
+        args.peer_prompts = args.captum_prompts = args.cached_prompts = args.reference_prompts = 0  # no shared weights
     else:
         path = args.model or neuronjax.default_model_path()
-        peak = matmul_peak(dtype=args.dtype)
         lm = neuronjax.load_model(path, dtype=args.dtype)
         arrays = prompt_arrays(lm.tokenizer, args.prompts, lm.pad_id)
     c = lm.config
     lengths = arrays["attention_mask"].sum(axis=1)
-    r: dict = dict(model=os.path.basename(path), layers=c.num_layers, mlp=c.intermediate_size, steps=args.steps,
-                   prompts=args.prompts, prompt_tokens_mean=float(lengths.mean()), prompt_tokens_max=int(lengths.max()),
-                   machine=dict(cpu_count=os.cpu_count(), platform=platform.platform(), jax=jax.__version__,
-                                device=str(jax.devices()[0]), loadavg_at_start=load),
-                   matmul_peak_flops=peak, dtype=args.dtype, random_weights=bool(args.random_weights))  # fmt: skip
+    r: dict = {
+        "model": os.path.basename(path),
+        "layers": c.num_layers,
+        "mlp": c.intermediate_size,
+        "steps": args.steps,
+        "prompts": args.prompts,
+        "prompt_tokens_mean": float(lengths.mean()),
+        "prompt_tokens_max": int(lengths.max()),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "jax": jax.__version__,
+            "device": str(jax.devices()[0]),
+            "loadavg_at_start": load,
+        },
+        "dtype": args.dtype,
+        "random_weights": bool(args.random_weights),
+    }
     neurons = c.num_layers * c.intermediate_size
 
-    # --- ours: neuronjax.attribution.attribute ---
-    ours = run_ours(lm, arrays, args.steps, args.chunk)
-    r["ours"] = {m: {k: v for k, v in ours[m].items() if k != "result"} for m in ("ig", "grad_x_act")}
+    # --- ours: the peers' rule at m = --steps, and our default rule and m ---
+    defaults = {k: v.default for k, v in inspect.signature(attribute).parameters.items()}
+    runs = {"ig": ("ig", args.steps, RULE), "grad_x_act": ("grad_x_act", 1, RULE),
+            "ig_default": ("ig", defaults["steps"], defaults["rule"])}  # fmt: skip
+    ours = run_ours(lm, arrays, runs, args.chunk)
+    r["ours"] = {m: {k: v for k, v in ours[m].items() if k != "result"} for m in runs}
     r["ours"]["ig"]["neuron_attributions_per_s"] = ours["ig"]["prompts_per_s"] * neurons
     r["ours"].update({k: ours[k] for k in ("chunk", "seq_padded", "flops_analytic", "flops_xla")})
     if "flops_xla_error" in ours:
         r["ours"]["flops_xla_error"] = ours["flops_xla_error"]
     r["ours"]["ig"]["flops_per_s"] = ours["flops_analytic"] / ours["ig"]["seconds"]
-    r["ours"]["ig"]["fraction_of_peak"] = r["ours"]["ig"]["flops_per_s"] / peak
+    r["ours"]["peak_rss_mib"] = _rss_mib()
 
-    # --- the PyTorch peer ---
-    p = min(args.peer_prompts, args.prompts)
-    if p > 0:
-        peer = run_peer(path, arrays, args.steps, p)
-        r["peer"] = {m: {k: v for k, v in peer[m].items() if k != "result"} for m in ("ig", "grad_x_act")}
-        r["peer"].update({k: peer[k] for k in ("torch", "torch_threads", "attn_implementation", "warmup_seconds",
-                                               "peak_rss_mib")}, prompts=p)  # fmt: skip
-        r["peer"]["ig"]["neuron_attributions_per_s"] = peer["ig"]["prompts_per_s"] * neurons
-        for m in ("ig", "grad_x_act"):
-            r[f"speedup_{m}"] = ours[m]["prompts_per_s"] / peer[m]["prompts_per_s"]
-        r["agreement_ig"] = agreement(ours["ig"]["result"], peer["ig"]["result"], p)
-        r["agreement_grad_x_act"] = agreement(ours["grad_x_act"]["result"], peer["grad_x_act"]["result"], p)
+    # --- the PyTorch peers ---
+    wanted = cpu or args.peer_prompts or args.captum_prompts or args.cached_prompts != 0
+    if not args.random_weights and wanted and importlib.util.find_spec("torch") is None:
+        why = "torch is not installed (pip install 'neuronjax[test]' installs torch and captum)"
+        r["peers"] = {name: {"skipped": why} for name, _ in PEERS}
+    elif not args.random_weights and wanted:
+        got = run_peers(path, arrays, args)
+        readings["torch"] = got.pop("matmul_torch")
+        r["peers_process"] = {k: got.pop(k) for k in ("torch", "torch_threads", "attn_implementation", "peak_rss_mib")}
+        r["peers"] = {name: summarize_peer(ours, peer) for name, peer in got.items()}
+
+    # --- the machine's matmul limit and our fraction of it ---
+    best = {lib: max(v) for lib, v in readings.items()}
+    limit_by = max(best, key=best.get)
+    r["matmul"] = {
+        "n": n_mat,
+        "dtype": args.dtype,
+        "readings": readings,
+        "best": best,
+        "limit": best[limit_by],
+        "limit_by": limit_by,
+    }
+    r["matmul_peak_flops"] = best[limit_by]
+    r["ours"]["ig"]["fraction_of_peak"] = r["ours"]["ig"]["flops_per_s"] / best[limit_by]
+
+    # --- quadrature error against a converged reference ---
+    research = r.get("peers", {}).get("research_code")
+    p_ref = min(args.prompts, max(args.reference_prompts, research["prompts"] if research else 0))
+    if args.reference_prompts > 0 and p_ref > 0:
+        from neuronjax.bench import quadrature
+
+        t = time.perf_counter()
+        first = PromptBatch(**{k: v[:p_ref] for k, v in arrays.items()})
+        ref = quadrature.ig(lm, first, "gauss_legendre", REFERENCE_NODES, args.chunk_rows)
+        r["quadrature"] = {
+            "rule": RULE,
+            "steps": args.steps,
+            "rel_error": _error(ours["ig"]["result"].scores, ref),
+            "reference": f"gauss_legendre, {REFERENCE_NODES} nodes",
+            "prompts": p_ref,
+            "reference_seconds": time.perf_counter() - t,
+            "default": {
+                "rule": runs["ig_default"][2],
+                "steps": runs["ig_default"][1],
+                "rel_error": _error(ours["ig_default"]["result"].scores, ref),
+            },
+        }
+        if research and "ig" in got.get("research_code", {}):
+            p = research["prompts"]
+            mine, theirs = ours["ig_default"], got["research_code"]["ig"]
+            r["ratio_equal_accuracy"] = {
+                "ratio": mine["prompts_per_s"] / theirs["prompts_per_s"],
+                "prompts": p,
+                "ours": {
+                    "rule": mine["rule"],
+                    "steps": mine["steps"],
+                    "prompts_per_s": mine["prompts_per_s"],
+                    "rel_error": _error(mine["result"].scores[:p], ref[:p]),
+                },
+                "research_code": {
+                    "rule": RULE,
+                    "steps": args.steps,
+                    "prompts_per_s": theirs["prompts_per_s"],
+                    "rel_error": _error(theirs["result"]["scores"], ref[:p]),
+                },
+            }
     r["machine"]["loadavg_at_end"] = os.getloadavg()
     r["peak_rss_mib"] = _rss_mib()
     return r
 
 
+PEERS = (("research_code", "research code"), ("captum", "Captum"), ("torch_cached", "torch cached port"))
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else (f"{x:,.0f}" if x >= 1000 else f"{x:.4g}")
+
+
 def report(r: dict) -> str:
-    o, peer = r["ours"], r.get("peer")
-    rows = [("IG prompts/s", o["ig"]["prompts_per_s"], peer and peer["ig"]["prompts_per_s"], r.get("speedup_ig")),
-            ("IG neuron attributions/s", o["ig"]["neuron_attributions_per_s"],
-             peer and peer["ig"]["neuron_attributions_per_s"], None),
-            ("grad x act prompts/s", o["grad_x_act"]["prompts_per_s"], peer and peer["grad_x_act"]["prompts_per_s"],
-             r.get("speedup_grad_x_act"))]  # fmt: skip
-    fmt = lambda x: "-" if x is None else (f"{x:,.0f}" if x >= 1000 else f"{x:.4g}")  # noqa: E731
+    o, peers = r["ours"], r.get("peers", {})
     lines = [
-        f"{r['model']}{' (random weights)' if r.get('random_weights') else ''}: {r['layers']} layers x {r['mlp']} "
-        f"neurons, {r.get('dtype', 'float32')}, IG m={r['steps']}, {r['prompts']} "
-        f"{'random-token' if r.get('random_weights') else 'one-shot proxy'} prompts of "
-        f"{r['prompt_tokens_mean']:.0f} tokens (max {r['prompt_tokens_max']}), "
-        f"{r['machine']['cpu_count']} CPU cores, load average {r['machine']['loadavg_at_start'][0]:.1f} at start",
+        (
+            f"{r['model']}{' (random weights)' if r.get('random_weights') else ''}: {r['layers']} layers x {r['mlp']} "
+            f"neurons, {r.get('dtype', 'float32')}, IG m={r['steps']} ({RULE}), {r['prompts']} "
+            f"{'random-token' if r.get('random_weights') else 'one-shot proxy'} prompts of "
+            f"{r['prompt_tokens_mean']:.0f} tokens (max {r['prompt_tokens_max']}), "
+            f"{r['machine']['cpu_count']} CPU cores, load average {r['machine']['loadavg_at_start'][0]:.1f} at start, "
+            f"{r['machine']['loadavg_at_end'][0]:.1f} at end"
+        ),
         "",
-        f"{'':26} {'ours (JAX)':>12} {'peer (torch)':>13} {'ours/peer':>10}",
+        (
+            f"{'':22} {'prompts':>7} {'IG prompts/s':>13} {'ours/it':>8} {'max rel diff':>13} "
+            f"{'gxa prompts/s':>14} {'ours/it':>8} {'max rel diff':>13}"
+        ),
+        (
+            f"{'ours (JAX)':22} {r['prompts']:>7} {_fmt(o['ig']['prompts_per_s']):>13} {'':>8} {'':>13} "
+            f"{_fmt(o['grad_x_act']['prompts_per_s']):>14}"
+        ),
     ]
-    for name, a, b, s in rows:
-        lines.append(f"{name:26} {fmt(a):>12} {fmt(b):>13} {('-' if s is None else f'{s:.1f}x'):>10}")
+    for key, name in PEERS:
+        p = peers.get(key)
+        if p is None:
+            continue
+        if "skipped" in p:
+            lines.append(f"{name:22} skipped: {p['skipped']}")
+            continue
+        g = p["grad_x_act"]
+        lines.append(f"{name:22} {p['prompts']:>7} {_fmt(p['prompts_per_s']):>13} {p['ratio']:>7.1f}x "
+                     f"{p['max_rel_diff']:>13.1e} {_fmt(g['prompts_per_s']):>14} {g['ratio']:>7.1f}x "
+                     f"{g['max_rel_diff']:>13.1e}")  # fmt: skip
+    d, mm = o["ig_default"], r["matmul"]
     lines += [
         "",
-        f"ours: IG {o['ig']['seconds']:.1f} s for {r['prompts']} prompts (first call incl. compile "
-        f"{o['ig']['first_call_seconds']:.1f} s), grad x act {o['grad_x_act']['seconds']:.2f} s "
-        f"(first call {o['grad_x_act']['first_call_seconds']:.1f} s); chunk {o['chunk']}, "
-        f"seq padded to {o['seq_padded']}",
-        f"ours: {o['flops_analytic'] / 1e12:.2f} TFLOP counted analytically ({o['flops_xla'] / 1e12:.2f} by XLA "
-        f"cost_analysis, which counts a scan body once) -> {o['ig']['flops_per_s'] / 1e9:.1f} GFLOP/s = "
-        f"{100 * o['ig']['fraction_of_peak']:.1f}% of the measured {r['dtype']} matmul peak "
-        f"({r['matmul_peak_flops'] / 1e9:.1f} GFLOP/s, jnp.dot)",
+        (
+            f"ours: IG {o['ig']['seconds']:.1f} s (first call incl. compile {o['ig']['first_call_seconds']:.1f} s), "
+            f"grad x act {o['grad_x_act']['seconds']:.2f} s, IG with our default {d['rule']} m={d['steps']} "
+            f"{d['seconds']:.1f} s ({_fmt(d['prompts_per_s'])} prompts/s); chunk {o['chunk']}, seq padded to "
+            f"{o['seq_padded']}"
+        ),
+        (
+            f"ours: {o['flops_analytic'] / 1e12:.2f} TFLOP counted analytically ({o['flops_xla'] / 1e12:.2f} by XLA "
+            f"cost_analysis, which counts a scan body once) -> {o['ig']['flops_per_s'] / 1e9:.1f} GFLOP/s = "
+            f"{100 * o['ig']['fraction_of_peak']:.1f}% of the machine's {r['dtype']} matmul limit"
+        ),
+        f"matmul limit {mm['limit'] / 1e9:.1f} GFLOP/s ({mm['limit_by']}, {mm['n']}^3); best of each: "
+        + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in mm["best"].items())
+        + " GFLOP/s",
     ]
-    if peer:
-        a, g = r["agreement_ig"], r["agreement_grad_x_act"]
-        lines += [
-            f"peer: {peer['prompts']} prompts, IG {peer['ig']['seconds']:.1f} s, grad x act "
-            f"{peer['grad_x_act']['seconds']:.1f} s (warm-up call {peer['warmup_seconds']:.1f} s not counted; "
-            f"torch {peer['torch']}, {peer['torch_threads']} threads, {peer['attn_implementation']} attention, "
-            "own process)",
-            f"agreement, IG scores on the shared prompts: max |ours - peer| = {a['max_abs']:.2e}, "
-            f"max relative = {a['max_rel']:.2e} of the largest |score| ({a['max_score']:.3g}); "
-            f"elementwise on |score| > 1% of max: {a['max_rel_elementwise_above_1pct']:.2e}; "
-            f"max |F diff| = {a['max_f_diff']:.1e}",
-            f"agreement, grad x act: max |ours - peer| = {g['max_abs']:.2e} ({g['max_rel']:.2e} of the largest)",
-        ]
-    lines.append(f"peak resident memory (ru_maxrss): ours {r['peak_rss_mib']:.0f} MiB (benchmark process: model, "
-                 "prompts, both methods)" + (f", peer {peer['peak_rss_mib']:.0f} MiB (own process)" if peer else ""))
+    if "captum" in peers and "internal_batch_size" in peers["captum"]:
+        cp = peers["captum"]
+        trials = ", ".join(f"{k}: {v:.2f} s" for k, v in cp["internal_batch_size_trials"].items())
+        lines.append(f"Captum {cp['captum']}: internal_batch_size {cp['internal_batch_size']} (trials, {cp['trial']}: "
+                     f"{trials})")  # fmt: skip
+    if "torch_cached" in peers and "groups" in peers["torch_cached"]:
+        lines.append(f"torch cached port: {peers['torch_cached']['chunk']} prompts per call, "
+                     f"{peers['torch_cached']['groups']} layer groups")  # fmt: skip
+    if "peers_process" in r:
+        pp = r["peers_process"]
+        lines.append(f"peers: torch {pp['torch']}, {pp['torch_threads']} threads, {pp['attn_implementation']} "
+                     "attention, own process, untimed warm-up call each; peak resident memory "
+                     f"{pp['peak_rss_mib']:.0f} MiB")  # fmt: skip
+    q = r.get("quadrature")
+    if q:
+        e, de = q["rel_error"], q["default"]["rel_error"]
+        lines.append(f"quadrature error against {q['reference']} on {q['prompts']} prompts (relative L2, median / "
+                     f"max): {q['rule']} m={q['steps']} {e['median']:.2e} / {e['max']:.2e}; {q['default']['rule']} "
+                     f"m={q['default']['steps']} {de['median']:.2e} / {de['max']:.2e}")  # fmt: skip
+    eq = r.get("ratio_equal_accuracy")
+    if eq:
+        a, b = eq["ours"], eq["research_code"]
+        lines.append(f"ratio_equal_accuracy on {eq['prompts']} prompts: ours {a['rule']} m={a['steps']} (median error "
+                     f"{a['rel_error']['median']:.2e}) against research code {b['rule']} m={b['steps']} (median error "
+                     f"{b['rel_error']['median']:.2e}): {eq['ratio']:.1f}x")  # fmt: skip
+    lines.append(f"peak resident memory (ru_maxrss): ours {r['peak_rss_mib']:.0f} MiB (benchmark process)")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="neuronjax bench attribution", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    ap.add_argument("--model", default=None,
-                    help="checkpoint: GGUF file or directory (default: the embedded SmolLM2-135M-Instruct)")
+    ap.add_argument(
+        "--model", default=None, help="checkpoint: GGUF file or directory (default: the embedded SmolLM2-135M-Instruct)"
+    )
     ap.add_argument("--prompts", type=int, default=32, help="proxy prompts for our runs")
-    ap.add_argument("--peer-prompts", type=int, default=2, help="prompts for the PyTorch peer (0: skip it)")
-    ap.add_argument("--steps", type=int, default=16, help="IG steps m")
-    ap.add_argument("--chunk", type=int, default=8, help="prompts per compiled call of ours")
+    ap.add_argument("--peer-prompts", type=int, default=2, help="prompts for the research-code peer (0: skip it)")
+    ap.add_argument("--captum-prompts", type=int, default=None, help="prompts for Captum (default: --peer-prompts)")
+    ap.add_argument("--cached-prompts", type=int, default=None, help="prompts for the torch cached port (default: all)")
+    ap.add_argument("--captum-batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[2, 4, 8, 16],
+                    help="Captum internal_batch_size values tried")  # fmt: skip
+    ap.add_argument("--groups", type=int, default=4, help="layer groups of the torch cached port")
+    ap.add_argument("--steps", type=int, default=16, help="IG steps m (right Riemann, as the peers)")
+    ap.add_argument("--chunk", type=int, default=8, help="prompts per call of ours and of the torch cached port")
+    ap.add_argument(
+        "--reference-prompts",
+        type=int,
+        default=4,
+        help=f"prompts scored against Gauss-Legendre {REFERENCE_NODES} (0: skip; at least the peer's)",
+    )
+    ap.add_argument("--chunk-rows", type=int, default=128, help="prompts x nodes per call of the reference")
+    ap.add_argument("--matmul-rounds", type=int, default=3, help="readings of each library's matmul rate")
     ap.add_argument("--json", default=None, help="also write every figure here")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="parameter and matmul dtype")
     ap.add_argument("--model-config", default=None, help="a Hugging Face config.json (with --random-weights)")
-    ap.add_argument("--random-weights", action="store_true", help="random weights of --model-config, random token prompts")
+    ap.add_argument(
+        "--random-weights", action="store_true", help="random weights of --model-config, random token prompts"
+    )
     ap.add_argument("--seq", type=int, default=128, help="prompt tokens with --random-weights")
     args = ap.parse_args(argv)
+    if args.captum_prompts is None:
+        args.captum_prompts = args.peer_prompts
     r = run(args)
     print(report(r))
     if args.json:

@@ -19,7 +19,17 @@ Definitions, as in NeuronLLM (Li et al., arXiv 2601.04548, Sec. 3, "neuron attri
   gradient x activation.
 
 Left padding: each row is run with its attention mask and position ids cumsum(mask) - 1
-(clipped at 0), as transformers' ``generate`` does. Only this module (and the tests) imports torch.
+(clipped at 0), as transformers' ``generate`` does.
+
+`attribute_captum` is the same attribution through Captum's `LayerIntegratedGradients` (and
+`LayerGradientXActivation` for grad x act), the library a researcher reaches for first: per
+layer, one Captum call over the down projection's input at the last position, right Riemann
+(Captum's ``riemann_right``: alpha_k = k / m), ``internal_batch_size`` rows per forward. Captum
+interpolates a layer between the layer values of its inputs and of its baselines, both given in
+the model's input space; so the forward function takes a gate besides the token ids, the last
+position's neuron vector passes through a tap (an identity module, the layer Captum hooks) as
+gate * h, and the gate is 1 for the input and 0 for the baseline: the layer's baseline is then
+h = 0 at the last position and every other position is untouched, as in IG above.
 """
 
 from __future__ import annotations
@@ -121,6 +131,26 @@ def attribute_prompt(model, ids, mask, option_ids, gold: int, method: str = "ig"
     return torch.stack(attr).numpy(), float(f[0]), scores[0].numpy()
 
 
+def _each_prompt(one, model, input_ids, attention_mask, option_ids, gold) -> dict:
+    """Run one(ids, mask, option_ids, gold) -> (scores, f, option scores) per prompt with the
+    model's parameters frozen; stack the results."""
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    out = {"scores": [], "f": [], "option_scores": []}
+    try:
+        for b in range(np.shape(input_ids)[0]):
+            row = (np.asarray(input_ids[b]), np.asarray(attention_mask[b]), np.asarray(option_ids[b]), int(gold[b]))
+            s, f, sc = one(*row)
+            out["scores"].append(s)
+            out["f"].append(f)
+            out["option_scores"].append(sc)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    return {k: np.asarray(np.stack(v), np.float32) for k, v in out.items()}
+
+
 def attribute(model, input_ids, attention_mask, option_ids, gold, method: str = "ig", steps: int = 16) -> dict:
     """Every prompt of a left-padded batch, one prompt at a time.
 
@@ -129,18 +159,74 @@ def attribute(model, input_ids, attention_mask, option_ids, gold, method: str = 
     "option_scores": float32 [batch, 4]}. The model's parameters are frozen for the call (only
     gradients with respect to the neurons are needed) and restored afterwards.
     """
-    frozen = [p for p in model.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    out = {"scores": [], "f": [], "option_scores": []}
-    try:
-        for b in range(np.shape(input_ids)[0]):
-            s, f, sc = attribute_prompt(model, np.asarray(input_ids[b]), np.asarray(attention_mask[b]),
-                                        np.asarray(option_ids[b]), int(gold[b]), method, steps)  # fmt: skip
-            out["scores"].append(s)
-            out["f"].append(f)
-            out["option_scores"].append(sc)
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-    return {k: np.asarray(np.stack(v), np.float32) for k, v in out.items()}
+    return _each_prompt(lambda *row: attribute_prompt(model, *row, method, steps), model, input_ids, attention_mask,
+                        option_ids, gold)  # fmt: skip
+
+
+class _Gate:
+    """Forward pre-hook of a down projection: the last position's h goes through ``tap`` as
+    gate * h (gate [rows, 1], set by the forward function before each call)."""
+
+    def __init__(self, tap):
+        self.tap, self.gate = tap, None
+
+    def __call__(self, module, args):
+        (x,) = args
+        last = self.tap(self.gate.to(x.dtype) * x[:, -1])
+        return (torch.cat([x[:, :-1], last[:, None]], dim=1),)
+
+
+def captum_prompt(model, ids, mask, option_ids, gold: int, method: str = "ig", steps: int = 16,
+                  internal_batch_size=None, layers=None):  # fmt: skip
+    """One prompt through Captum: (scores [layers, mlp], F, option scores [4]). layers: the layers
+    to attribute (default all; IG runs one Captum call per layer)."""
+    from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
+
+    downs = down_projections(model)
+    layers = list(range(len(downs))) if layers is None else list(layers)
+    ids_t = torch.as_tensor(np.asarray(ids), dtype=torch.long)[None]
+    extra = (torch.as_tensor(np.asarray(mask), dtype=torch.long)[None],
+             torch.as_tensor(position_ids(np.asarray(mask)), dtype=torch.long)[None])  # fmt: skip
+    gates = {layer: _Gate(torch.nn.Identity()) for layer in layers}
+
+    def forward(ids_rows, gate, mask_rows, pos_rows):
+        for g in gates.values():
+            g.gate = gate
+        logits = model(input_ids=ids_rows, attention_mask=mask_rows, position_ids=pos_rows, logits_to_keep=1).logits
+        return target_f(option_scores(logits[:, -1].float(), option_ids), gold)
+
+    one, zero = torch.ones(1, 1), torch.zeros(1, 1)
+    with torch.no_grad():
+        f, scores = _run(model, {}, ids_t, *extra, option_ids, gold)
+    if method == "grad_x_act":
+        handles = [downs[layer].register_forward_pre_hook(gates[layer]) for layer in layers]
+        try:
+            lgxa = LayerGradientXActivation(forward, [gates[layer].tap for layer in layers])
+            attr = lgxa.attribute((ids_t, one), additional_forward_args=extra, attribute_to_layer_input=True)
+        finally:
+            for handle in handles:
+                handle.remove()
+        attr = [a[0] if isinstance(a, (tuple, list)) else a for a in attr]
+    elif method == "ig":
+        attr = []
+        for layer in layers:
+            handle = downs[layer].register_forward_pre_hook(gates[layer])
+            try:
+                lig = LayerIntegratedGradients(forward, gates[layer].tap, multiply_by_inputs=True)
+                a = lig.attribute((ids_t, one), baselines=(ids_t, zero), additional_forward_args=extra, n_steps=steps,
+                                  method="riemann_right", internal_batch_size=internal_batch_size,
+                                  attribute_to_layer_input=True)  # fmt: skip
+            finally:
+                handle.remove()
+            attr.append(a[0] if isinstance(a, (tuple, list)) else a)
+    else:
+        raise ConfigError(f"method {method!r} unknown; expected 'ig' or 'grad_x_act'")
+    return torch.stack([a[0] for a in attr]).detach().numpy(), float(f[0]), scores[0].numpy()
+
+
+def attribute_captum(model, input_ids, attention_mask, option_ids, gold, method: str = "ig", steps: int = 16,
+                     internal_batch_size=None, layers=None) -> dict:  # fmt: skip
+    """`attribute` through Captum (see the module docstring), one prompt at a time; same arrays in
+    and out (scores over ``layers`` only when given). Captum's right Riemann rule needs steps >= 2."""
+    return _each_prompt(lambda *row: captum_prompt(model, *row, method, steps, internal_batch_size, layers), model,
+                        input_ids, attention_mask, option_ids, gold)  # fmt: skip
