@@ -326,8 +326,9 @@ def inspect_neuron(run_dir: str, neuron: str, method: str | None = None, lm=None
                    prompts: int = PROMPTS, progress: bool = False) -> NeuronCard:  # fmt: skip
     """The card of one neuron ("L:I") of a saved run, read on the run's held-out split; its side,
     rank and score come from `method`'s saved set (default: the run's main method). A card the
-    evaluation saved in <run>/cards.json is read from there; any other is computed (the model is
-    loaded unless `lm` is given, and the held-out prompts run once)."""
+    evaluation saved in <run>/cards.json is read from there (cut to `tokens` and `prompts`); any
+    other, or one asking for more, is computed (the model is loaded unless `lm` is given, and the
+    held-out prompts run once)."""
     from neuronjax.config import config_of_run
     from neuronjax.errors import InputError
     from neuronjax.io.neurons import load_neurons
@@ -342,11 +343,14 @@ def inspect_neuron(run_dir: str, neuron: str, method: str | None = None, lm=None
     ns = load_neurons(os.path.join(run_dir, NEURONS, method))
     layer, index = parse_neuron(neuron, *np.shape(ns.scores))
     path = os.path.join(run_dir, CARDS)
-    if os.path.exists(path) and (tokens, prompts) == (TOKENS, PROMPTS):
+    if tokens < 1 or prompts < 1:
+        raise InputError(f"--tokens {tokens} / --prompts {prompts}: both must be at least 1")
+    if os.path.exists(path) and tokens <= TOKENS and prompts <= PROMPTS:
         saved = NeuronCards.load(path)
         card = saved.find(layer, index) if saved.method == method else None
         if card is not None:
-            return card
+            return dataclasses.replace(card, promoted=card.promoted[:tokens], suppressed=card.suppressed[:tokens],
+                                       prompts=card.prompts[:prompts])  # fmt: skip
     lm = lm or load_model_for(config)
     encoded = encode(config, lm, "evaluate")
     bar = Progress(len(encoded.records), f"activations {encoded.config.name}", progress)

@@ -249,7 +249,9 @@ def _export(args) -> int:
 def _inspect(args) -> int:
     from neuronjax.cards import inspect_neuron
 
-    print(inspect_neuron(args.run, args.neuron, args.method, progress=not args.quiet).text())
+    card = inspect_neuron(args.run, args.neuron, args.method, tokens=args.tokens, prompts=args.prompts,
+                          progress=not args.quiet)  # fmt: skip
+    print(card.text())
     return 0
 
 
@@ -349,6 +351,10 @@ def main(argv=None) -> int:
     insp.add_argument("--neuron", required=True, metavar="L:I", help="layer:index, both 0-based (e.g. 17:1446)")
     insp.add_argument("--method", default=None,
                       help="whose saved set gives the neuron's score and rank (default: neuronllm, else the first)")
+    insp.add_argument("--tokens", type=int, default=10, metavar="N",
+                      help="promoted and suppressed tokens shown (default: %(default)s)")  # fmt: skip
+    insp.add_argument("--prompts", type=int, default=5, metavar="N",
+                      help="most active held-out items shown (default: %(default)s)")  # fmt: skip
     insp.add_argument("--quiet", action="store_true", help="no progress bar")
     insp.set_defaults(handler=_inspect)
     bench = sub.add_parser("bench", help="benchmarks")

@@ -4,6 +4,7 @@ package), and the held-out prompts a neuron fires on against activations compute
 transformers' PyTorch Llama (a hook on the down projection's input), through a whole run, its
 cards.json, its report and `neuronjax inspect`."""
 
+import dataclasses
 import json
 import os
 
@@ -198,10 +199,39 @@ def test_inspect_prints_a_card(tiny_run, held_out, capsys):
     card = NeuronCards.load(str(tiny_run / "cards.json")).cards[0]
     assert main(["inspect", str(tiny_run), "--neuron", card.name, "--quiet"]) == 0
     assert capsys.readouterr().out == card.text() + "\n"
+    # fewer tokens and prompts: the saved card cut; more: computed again
+    assert main(["inspect", str(tiny_run), "--neuron", card.name, "--tokens", "3", "--prompts", "2", "--quiet"]) == 0
+    cut = dataclasses.replace(
+        card, promoted=card.promoted[:3], suppressed=card.suppressed[:3], prompts=card.prompts[:2]
+    )
+    assert capsys.readouterr().out == cut.text() + "\n" and len(cut.promoted) == 3 and len(cut.prompts) == 2
+    assert main(["inspect", str(tiny_run), "--neuron", "1:3", "--tokens", "0"]) == 2
+    assert "must be at least 1" in capsys.readouterr().err
     assert main(["inspect", str(tiny_run), "--neuron", "2:0"]) == 2
     assert "outside the model's 2 layers x 24 neurons" in capsys.readouterr().err
     assert main(["inspect", str(tiny_run), "--neuron", "0:0", "--method", "lape"]) == 2
     assert "no saved neurons of method 'lape'" in capsys.readouterr().err
+
+
+@pytest.mark.torch
+@pytest.mark.real_model
+def test_inspect_more_tokens_than_saved_against_the_pytorch_weights(tiny_run, tiny_dir, held_out):
+    import torch
+    import transformers
+
+    from neuronjax.cards import inspect_neuron
+
+    lm, _, _ = held_out
+    model = transformers.LlamaForCausalLM.from_pretrained(str(tiny_dir), torch_dtype=torch.float32)
+    layer, i = 1, 3
+    with torch.no_grad():  # the down projection's column i times the final norm's scale, through the head
+        row = model.model.layers[layer].mlp.down_proj.weight[:, i].double() * model.model.norm.weight.double()
+        want = (model.lm_head.weight.double() @ row).numpy()
+    card = inspect_neuron(str(tiny_run), f"{layer}:{i}", lm=lm, tokens=12, prompts=7)
+    assert [t.token for t in card.promoted] == np.argsort(-want, kind="stable")[:12].tolist()
+    assert [t.token for t in card.suppressed] == np.argsort(want, kind="stable")[:12].tolist()
+    np.testing.assert_allclose([t.logit for t in card.promoted], np.sort(want)[::-1][:12], rtol=1e-4, atol=1e-6)
+    assert len(card.prompts) == 5  # every held-out item (5) once
 
 
 def test_cards_round_trip_through_json(tmp_path):
