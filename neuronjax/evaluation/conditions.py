@@ -17,6 +17,7 @@ the head-to-head pairs (`neuronjax.evaluation.stats`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Callable, Optional
 
 import numpy as np
@@ -140,6 +141,8 @@ class Measured:
         return out
 
 
+log = logging.getLogger("neuronjax.evaluation")
+
 CORRECTION = {
     "method": "holm",
     "alpha": ALPHA,
@@ -159,6 +162,22 @@ def corrected_rows(rows: list[ConditionResult]) -> tuple[ConditionResult, ...]:
             vs_random = dataclasses.replace(out[j].vs_random, **{metric: iv})
             out[j] = dataclasses.replace(out[j], vs_random=vs_random)
     return tuple(out)
+
+
+def resolution_problem(families: dict[str, int], bootstrap: int, alpha: float = ALPHA) -> Optional[str]:
+    """Why no verdict of a family can be significant, or None: a bootstrap p-value is at least
+    1 / (bootstrap + 1), so Holm's smallest adjusted p over m tests is m / (bootstrap + 1), and at
+    or above alpha every corrected verdict is n.s. whatever the data. families: {name: tests}."""
+    m = max(families.values(), default=0)
+    if m == 0 or m / (bootstrap + 1) < alpha:
+        return None
+    name = max(families, key=families.get)
+    need = max(int(m / alpha) - 1, 0)  # the smallest bootstrap with m / (bootstrap + 1) < alpha
+    while m / (need + 1) >= alpha:
+        need += 1
+    return (f"evaluate.bootstrap: {bootstrap} resamples give p-values of at least 1 / {bootstrap + 1}, so Holm over "
+            f"the {m} tests of the {name} can never reach {alpha} and every corrected verdict is n.s.; "
+            f"expected evaluate.bootstrap >= {need}")  # fmt: skip
 
 
 def corrected_pairs(pairs: list[Comparison]) -> tuple[Comparison, ...]:
@@ -234,4 +253,9 @@ def measure_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConfi
         compare=corrected_pairs([comparison(a, b, mode) for a, b in config.compare for mode in config.modes]),
         correction=CORRECTION,
     )
+    tested = lambda rows: sum(1 for r in rows if r.vs_random is not None and not r.empty)  # noqa: E731
+    problem = resolution_problem({"table's rows": tested(evaluation.rows), "K curve": tested(evaluation.curve),
+                                  "head-to-head pairs": len(evaluation.compare)}, config.bootstrap)  # fmt: skip
+    if problem:
+        log.warning(problem)
     return Measured(evaluation, scored, {c: tuple(i) for c, i in plan.index.items()}, seeds)

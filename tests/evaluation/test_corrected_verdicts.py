@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from neuronjax.evaluation.conditions import corrected_pairs, corrected_rows
+from neuronjax.evaluation.conditions import corrected_pairs, corrected_rows, resolution_problem
 from neuronjax.evaluation.results import Comparison, ConditionResult, Evaluation, Interval, Metrics
 from neuronjax.evaluation.stats import adjust, bootstrap_p, difference_stats, holm
 from neuronjax.report.tables import conditions, head_to_head, summary
@@ -155,3 +155,19 @@ def test_sweep_cells_of_a_corrected_row():
     assert _md_cells(row, numbers(ev, row))[-3:] == ["lower", "0.020", "lower"]
     assert _holm_csv_cells(row.vs_random.accuracy) == [0.01, pytest.approx(0.02), "lower"]
     assert _holm_csv_cells(None) == ["", "", ""]
+
+
+def test_too_few_resamples_for_the_family_is_named():
+    """The smallest bootstrap p is 1 / (B + 1), Holm's smallest adjusted p m / (B + 1): 4 tests need
+    B + 1 > 4 / 0.05 = 80, so 79 resamples can never give a verdict and 80 can (4 / 81 = 0.0494)."""
+    assert resolution_problem({"table's rows": 4, "K curve": 0}, 80) is None
+    message = resolution_problem({"table's rows": 4, "K curve": 2}, 79)
+    assert message == ("evaluate.bootstrap: 79 resamples give p-values of at least 1 / 80, so Holm over the 4 tests "
+                       "of the table's rows can never reach 0.05 and every corrected verdict is n.s.; expected "
+                       "evaluate.bootstrap >= 80")  # fmt: skip
+    assert resolution_problem({"K curve": 0}, 10) is None  # nothing tested
+    # 3 tests: 3 / 60 = 0.05 exactly is not below alpha, 3 / 61 is
+    assert resolution_problem({"pairs": 3}, 59).endswith(">= 60") and resolution_problem({"pairs": 3}, 60) is None
+    # the floor is real: every p-value of 79 resamples is >= 1/80, Holm over four >= 4/80 = 0.05
+    p = bootstrap_p(np.full(79, 0.3))
+    assert p == pytest.approx(1 / 80) and holm([p] * 4).min() == pytest.approx(0.05)
