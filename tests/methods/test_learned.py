@@ -106,7 +106,8 @@ def test_budget_gates_sum_to_k_with_the_implicit_gradient():
     for i in (0, 5, 11):
         e = jnp.zeros(12).at[i].set(eps)
         fd = (value(theta + e) - value(theta - e)) / (2 * eps)
-        np.testing.assert_allclose(float(grad[i]), float(fd), rtol=2e-2, atol=2e-3)
+        # measured: |grad - fd| <= 1.6e-4 (relative <= 5e-4, the O(eps^2) error of the central difference)
+        np.testing.assert_allclose(float(grad[i]), float(fd), rtol=5e-4, atol=1e-5)
 
 
 def test_closed_gates_equal_the_hard_intervention_on_the_full_prompt(lm):
@@ -147,7 +148,9 @@ def test_objective_gradient_matches_a_finite_difference(lm):
             up = dict(params, **{side: params[side].at[i].add(eps)})
             down = dict(params, **{side: params[side].at[i].add(-eps)})
             fd = (float(loss(up)) - float(loss(down))) / (2 * eps)
-            np.testing.assert_allclose(float(grad[side][i]), fd, rtol=3e-2, atol=1e-3)
+            # measured: |grad - fd| <= 3.1e-6 with gradients of 1e-3 to 4e-2 (float32 round-off of
+            # the difference); the allowance, 1e-5, is 1% of the smallest gradient (1.1e-3)
+            np.testing.assert_allclose(float(grad[side][i]), fd, rtol=0, atol=1e-5)
 
 
 @pytest.mark.multidevice
