@@ -120,6 +120,9 @@ class EvaluateConfig:
     # pairs [a, b] of methods: a's accuracy minus b's in every mode, paired over the same items
     # and resamples (e.g. [[learned, neuronllm]]: two ways of choosing K neurons head to head)
     compare: tuple[tuple[str, str], ...] = ()
+    # neuron cards (cards.json, the report's "Neuron cards"): the main method's strongest good and
+    # bad neurons given one each, per side; costs one unedited pass over the held-out prompts; 0: none
+    cards: int = 8
 
     def __post_init__(self):
         allowed = [m for m in ALL_MODES if m != "none"]
@@ -130,6 +133,8 @@ class EvaluateConfig:
         for key in ("random_seeds", "bootstrap"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} = {getattr(self, key)}: expected >= 1")
+        if self.cards < 0:
+            raise ConfigError(f"cards = {self.cards}: expected >= 0 (0: no neuron cards)")
         for k in self.k_values:
             if k < 1:
                 raise ConfigError(f"k_values: {k} is not a positive neuron count")

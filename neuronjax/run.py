@@ -190,13 +190,15 @@ def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -
         identify={name: ns.meta.get("stats", {}) for name, ns in sets.items()},
         methods={name: ns.meta.get("method", {}) for name, ns in sets.items()},
     )
-    cards = run_cards(lm, encoded, sets, progress)
+    cards = run_cards(lm, encoded, sets, progress, config.evaluate.cards)
     cross = cross_run(config, lm, sets, progress) if config.cross_tasks else None
     if is_primary():
         result.save(os.path.join(config.run_dir, EVALUATION))
         write_predictions(config.run_dir, measured.predictions())
         if cards is not None:
             cards.save(os.path.join(config.run_dir, CARDS))
+        elif os.path.exists(os.path.join(config.run_dir, CARDS)):  # an earlier evaluation's: not of these sets
+            os.remove(os.path.join(config.run_dir, CARDS))
         if cross is not None:
             cross.save(os.path.join(config.run_dir, CROSS))
         write_report(config.run_dir)
@@ -204,17 +206,18 @@ def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -
     return result
 
 
-def run_cards(lm, encoded, sets, progress: bool = True):
-    """The cards of the main method's top good and bad neurons on the held-out split (one
-    unedited forward pass per batch, activations captured; `neuronjax.cards`); None without sets."""
+def run_cards(lm, encoded, sets, progress: bool = True, per_side: int = 8):
+    """The cards of the main method's `per_side` top good and bad neurons on the held-out split
+    (one unedited forward pass per batch, activations captured; `neuronjax.cards`); None without
+    sets or with per_side 0 (`evaluate.cards`)."""
     from neuronjax.cards import build_cards, main_method
 
     method = main_method(list(sets))
-    if method is None:
+    if method is None or per_side == 0:
         return None
     bar = Progress(len(encoded.records), "neuron cards", progress)
     try:
-        return build_cards(lm, encoded, sets[method], method, progress=bar)
+        return build_cards(lm, encoded, sets[method], method, per_side=per_side, progress=bar)
     finally:
         bar.close()
 

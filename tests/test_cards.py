@@ -234,6 +234,27 @@ def test_inspect_more_tokens_than_saved_against_the_pytorch_weights(tiny_run, ti
     assert len(card.prompts) == 5  # every held-out item (5) once
 
 
+@pytest.mark.torch
+@pytest.mark.real_model
+def test_evaluate_cards_sets_how_many_cards(tiny_run, tmp_path):
+    import shutil
+
+    from neuronjax.config import EvaluateConfig
+    from neuronjax.errors import ConfigError
+
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run)
+    assert main(["evaluate", str(run), "evaluate.cards=2", "--quiet"]) == 0
+    cards = NeuronCards.load(str(run / "cards.json"))
+    assert [c.rank for c in cards.side("good")] == [1, 2] and [c.rank for c in cards.side("bad")] == [1, 2]
+    # none: no cards.json (the earlier one removed, it is not of this evaluation), said in the report
+    assert main(["evaluate", str(run), "evaluate.cards=0", "--quiet"]) == 0
+    assert not (run / "cards.json").exists()
+    assert "No neuron cards: " in (run / "report.md").read_text()
+    with pytest.raises(ConfigError, match="cards = -1"):
+        EvaluateConfig(cards=-1)
+
+
 def test_cards_round_trip_through_json(tmp_path):
     from neuronjax.cards import ActivePrompt, NeuronCard, TokenLogit
 

@@ -84,8 +84,8 @@ def settings_text(run_dir: str, ev: Evaluation) -> str:
 def card_blocks(cards: Optional[NeuronCards], run_dir: str) -> list[Block]:
     """The neuron cards of a run: what they are, then the good and the bad neurons' cards."""
     if cards is None:
-        return [Paragraph(f"No neuron cards: {run_dir}/cards.json is missing (runs evaluated before cards "
-                          f"existed); `neuronjax evaluate {run_dir}` writes it.")]  # fmt: skip
+        return [Paragraph(f"No neuron cards: {run_dir}/cards.json is missing (evaluated before neuron cards "
+                          f"existed, or with evaluate.cards=0); `neuronjax evaluate {run_dir}` writes it.")]  # fmt: skip
     good, bad = cards.side("good"), cards.side("bad")
     out: list[Block] = [Paragraph(
         f"What {cards.method}'s strongest {len(good)} good and {len(bad)} bad neurons (by score) do. Promotes / "
