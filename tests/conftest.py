@@ -33,6 +33,18 @@ def tiny_dir(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+    """Drop JAX's compiled programs and tracing caches after each test module: one pytest process
+    runs the whole suite, and without this it holds every program ever compiled (memory that
+    only grows, and an ever larger XLA state for each later compilation to live beside)."""
+    yield
+    import gc
+
+    jax.clear_caches()
+    gc.collect()
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "torch" in item.keywords and not HAS_TORCH:
