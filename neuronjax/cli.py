@@ -11,7 +11,7 @@
     neuronjax info [MODEL]                      what a checkpoint is and how it loads
     neuronjax export RUN_DIR --format safetensors|csv|json   a run's neuron sets for other tools
     neuronjax inspect RUN_DIR --neuron L:I [--method M]      one neuron's card: tokens it promotes, prompts it fires on
-    neuronjax bench load-memory|attribution|scaling   benchmarks
+    neuronjax bench attribution|evaluation|quadrature|layout|agreement|scaling|load-memory   benchmarks
     neuronjax plan CONFIG --model-config F --topology v5e-64 [--find-batch]   will it fit on a slice
 
 Overrides are dotted `key=value` pairs (YAML values): `identify.k=50`, `task.split.seed=1`.
