@@ -5,6 +5,7 @@
     neuronjax evaluate RUN_DIR|CONFIG [k=v ...] held-out evaluation of a run's saved neurons
     neuronjax config show CONFIG [k=v ...]     the resolved config: every key, its default and help
     neuronjax report RUN_DIR [RUN_DIR ...]      markdown tables of evaluated runs + RUN_DIR/report/ (HTML, PNG)
+    neuronjax stability CONFIG --replicates N   identify on N disjoint item blocks: Jaccard of the sets vs chance
     neuronjax sweep SWEEP [--dry-run] [k=v ...] every point of a sweep file not finished yet, one table
     neuronjax sweep SWEEP --point I | --gather  one point (a job array's task) | the table so far
     neuronjax generate [RUN_DIR] --prompt ...   free generation under an intervention
@@ -179,6 +180,21 @@ def _report(args) -> int:
     return 0
 
 
+def _stability(args) -> int:
+    from neuronjax.stability import STABILITY, parse_seeds, stability
+
+    config = _config(args.config, args.overrides)
+    seeds = parse_seeds(args.split_seeds)
+    result = stability(config, replicates=args.replicates, split_seeds=seeds, items=args.items,
+                       bootstrap=args.bootstrap, progress=not args.quiet)  # fmt: skip
+    print(result.table())
+    print(result.summary())
+    import os
+
+    print(f"results in {os.path.abspath(os.path.join(config.run_dir, STABILITY))}")
+    return 0
+
+
 def _sweep(args) -> int:
     from neuronjax.configlib import parse_overrides
     from neuronjax.errors import ConfigError
@@ -304,6 +320,34 @@ def main(argv=None) -> int:
     rep.add_argument("--summary", action="store_true", help="one line per (task, method) across runs")
     rep.add_argument("--methods", nargs="*", default=(), help="with --summary: only these methods")
     rep.set_defaults(handler=_report)
+    stab = sub.add_parser("stability", help="identify on N disjoint blocks of the identification items and compare "
+                          "the K sets pair by pair (Jaccard) against random sets with the same per-layer counts")  # fmt: skip
+    with_config(stab, "run config YAML (or a shipped config's name, or a run directory)")
+    stab.add_argument(
+        "--replicates",
+        type=int,
+        required=True,
+        metavar="N",
+        help="disjoint blocks of the identification items, one identification each (>= 2)",
+    )
+    stab.add_argument(
+        "--split-seeds",
+        default=None,
+        metavar="S,S,...",
+        help="repeat for these split seeds (e.g. 0,1); pairs across seeds are reported apart "
+        "(default: the task's split.seed only)",
+    )
+    stab.add_argument(
+        "--items",
+        type=int,
+        default=None,
+        metavar="M",
+        help="identification items per replicate (default: an equal share of them all)",
+    )
+    stab.add_argument(
+        "--bootstrap", type=int, default=1000, help="resamples of the pairs for the intervals (default: %(default)s)"
+    )
+    stab.set_defaults(handler=_stability)
     sweep = sub.add_parser("sweep", help="run every unfinished point of a sweep file and gather one table")
     sweep.add_argument("sweep", help="sweep YAML (e.g. configs/sweeps/example.yaml)")
     sweep.add_argument("overrides", nargs="*", help="dotted key=value overrides for every point, e.g. evaluate.bootstrap=200")
