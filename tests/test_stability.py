@@ -3,6 +3,7 @@ hand, the replicates' item blocks, the planted model (NeuronLLM finds the same p
 every disjoint block: Jaccard 1, far above chance), the JSON round trip, the CLI's errors, and a
 run of the CLI on a tiny on-disk model."""
 
+import importlib.util
 import itertools
 import json
 import math
@@ -278,3 +279,28 @@ def test_cli_on_a_tiny_model(tiny_dir, tmp_path, capsys):
     for r in result.replicates:
         assert len(r.sets["neuronllm"]["good"]) <= 5
     assert "| neuronllm | good | within seed | 2 |" in out and "stability.json" in out
+
+
+def test_report_shows_the_stability_table(planted_replicates, tmp_path):
+    from neuronjax.evaluation.results import Interval
+    from neuronjax.report import markdown_report
+    from neuronjax.report.pictures import stability_picture
+    from tests.sweep.files import evaluation_of
+
+    reps, _ = planted_replicates
+    grid = (planted.LAYERS, planted.MLP)
+    rows = compare(reps, ("neuronllm", "random"), grid, bootstrap=50, seed=0)
+    run = tmp_path / "run"
+    run.mkdir()
+    evaluation_of(Interval(0.5, 0.4, 0.6)).save(str(run / "evaluation.json"))
+    assert "Stability" not in markdown_report([str(run)])
+    assert stability_picture(str(run), str(tmp_path), "stability", "here") is None
+    Stability("run", "planted", {}, grid, ("neuronllm", "random"), 2, {}, (0,), 4, {0: 1}, 50, 0, tuple(reps), rows,
+              2.0).save(str(run / STABILITY))  # fmt: skip
+    text = markdown_report([str(run)])
+    assert "### Stability" in text and "3 replicates x 4 identification items per split seed [0]" in text
+    assert "| neuronllm | bad | within seed | 3 | 2 | 1.000 [1.000, 1.000] |" in text
+    if importlib.util.find_spec("matplotlib") is not None:
+        pic = stability_picture(str(run), str(tmp_path), "stability", "here")
+        assert pic.file and os.path.exists(tmp_path / pic.file)
+        np.testing.assert_array_equal(pic.data["observed"][0], [1.0, 1.0, 1.0])

@@ -158,6 +158,34 @@ def overlap_picture(name: str, labels: list[str], sets: list, out_dir: str, titl
     return pic
 
 
+def stability_picture(run_dir: str, out_dir: str, name: str, where: str) -> Picture | None:
+    """The Jaccard index of each method's sets between replicates against chance (stability.json);
+    None when the run has no stability.json."""
+    from neuronjax.stability import load_stability
+
+    result = load_stability(run_dir)
+    if result is None:
+        return None
+    rows = [r for r in result.rows if not np.isnan(r.jaccard.value)]
+    pic = Picture(name, "Stability of the sets across identification items")
+    if not rows:
+        pic.skipped = "stability.json: no pair of replicates has a non-empty set"
+        return pic
+    labels = [f"{r.method} {r.side}" + (" (across seeds)" if r.scope != "within seed" else "") for r in rows]
+    observed = np.array([[r.jaccard.value, r.jaccard.low, r.jaccard.high] for r in rows])
+    chance = np.array([r.chance for r in rows])
+    pic.data = {"labels": labels, "observed": observed, "chance": chance}
+    pic.file = name + ".png"
+    plots.stability(os.path.join(out_dir, pic.file), labels, observed, chance,
+                    f"Jaccard of the K sets between replicates ({where})")  # fmt: skip
+    pic.caption = (
+        f"{result.summary()}. Dots: the mean Jaccard index of each method's good / bad sets over the pairs of "
+        "replicates, with the 95% percentile interval over resampled pairs; grey crosses: its exact "
+        "expectation for random sets with the same per-layer counts."
+    )
+    return pic
+
+
 def run_pictures(run_dir: str, out_dir: str, prefix: str = "", evaluation: Optional[Evaluation] = None) -> list[Picture]:
     """Draw the pictures of one evaluated run into out_dir (file names start with prefix)."""
     ev = evaluation or load_evaluation(run_dir)
@@ -247,6 +275,9 @@ def run_pictures(run_dir: str, out_dir: str, prefix: str = "", evaluation: Optio
         pic.skipped = "evaluation.json rows have no \"letters\" field"
     pics.append(pic)
 
+    stable = stability_picture(run_dir, out_dir, prefix + "stability", where)
+    if stable is not None:
+        pics.append(stable)
     pics.append(overlap_picture(prefix + "overlap_methods", list(sets), list(sets.values()), out_dir,
                                 f"Overlap of neuron sets across methods ({where})",
                                 f"The sets of every method of run {run}"))  # fmt: skip

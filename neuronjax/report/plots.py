@@ -292,6 +292,28 @@ def overlap_heatmap(path: str, labels: Sequence[str], good: Sequence[np.ndarray]
     return _save(fig, path)
 
 
+def stability(path: str, labels: Sequence[str], observed: np.ndarray, chance: Sequence[float], title: str = "") -> str:
+    """One row per label: the mean Jaccard index between replicates (dot, `observed` [rows, 3] =
+    value, low, high) and its chance value (grey cross), on the 0-1 scale."""
+    observed = np.asarray(observed, float)
+    n = len(labels)
+    fig = _figure(7.0, 0.45 * n + 1.4)
+    ax = fig.subplots()
+    y = np.arange(n)
+    for i, label in enumerate(labels):
+        v, lo, hi = observed[i]
+        color = CONTROL_COLOR if label.split()[0] in CONTROL_METHODS else GOOD_COLOR if " good" in label else BAD_COLOR
+        ax.errorbar([v], [y[i]], xerr=[[v - lo], [hi - v]], fmt="o", ms=6, color=color, capsize=3, lw=1.5)
+        ax.plot([chance[i]], [y[i]], marker="x", color=CONTROL_COLOR, ms=7, ls="")
+    ax.set_yticks(y, list(labels))
+    ax.invert_yaxis()
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("Jaccard index between replicates (dot, 95% over pairs); x: random sets, same per-layer counts")
+    ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title or "Stability across identification items", fontsize=11)
+    return _save(fig, path)
+
+
 def _cmap(name: str):
     import matplotlib
 

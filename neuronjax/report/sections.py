@@ -60,6 +60,9 @@ def run_parts(run_dir: str, evaluation: Optional[Evaluation] = None) -> RunParts
         Part("where", "Where the neurons are", (), ("layer_counts", "overlap_methods")),
         Part("cards", "Neuron cards", tuple(card_blocks(load_cards(run_dir), run_dir))),
     ]
+    stable = stability_blocks(run_dir)
+    if stable:
+        parts.append(Part("stability", "Stability", tuple(stable), ("stability",)))
     cross = load_cross(run_dir)
     if cross is not None:
         parts.append(Part("cross", "Other tasks", (
@@ -67,6 +70,21 @@ def run_parts(run_dir: str, evaluation: Optional[Evaluation] = None) -> RunParts
     parts.append(Part("settings", "Settings", (Paragraph(settings_text(run_dir, ev)),)))
     return RunParts(Heading(f"{run_name(ev, run_dir)}: task {ev.task}"),
                     Paragraph(found.text(), lead=True) if found else None, tuple(parts))  # fmt: skip
+
+
+def stability_blocks(run_dir: str) -> list[Block]:
+    """The run's stability table (`neuronjax stability`, stability.json), or nothing without one."""
+    from neuronjax.stability import load_stability, stability_table
+
+    result = load_stability(run_dir)
+    if result is None:
+        return []
+    return [Paragraph(f"Would the same neurons come back from other identification items? {result.summary()}. "
+                      "Per method and side, the Jaccard index |A∩B| / |A∪B| of the K sets of every pair of "
+                      "replicates (mean, 95% percentile interval over resampled pairs, range), against its exact "
+                      "expectation for random sets with the same per-layer counts; max pair p: the largest exact "
+                      "P(a random pair shares at least as many neurons) over the pairs."),
+            stability_table(result)]  # fmt: skip
 
 
 def settings_text(run_dir: str, ev: Evaluation) -> str:
