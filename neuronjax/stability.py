@@ -279,8 +279,12 @@ class Stability:
     def summary(self) -> str:
         per_seed = len(self.replicates) // max(1, len(self.split_seeds))
         return (f"{per_seed} replicates x {self.items_per_replicate} identification items per split seed "
-                f"{list(self.split_seeds)} (left out per seed: {self.unused_items}); K = {self.k}; "
+                f"{', '.join(map(str, self.split_seeds))} ({self._left_out()}); K = {self.k}; "
                 f"{len(self.replicates)} identifications in {self.seconds:.0f} s")  # fmt: skip
+
+    def _left_out(self) -> str:
+        left = [f"{n} (seed {s})" for s, n in self.unused_items.items() if n]
+        return "identification items left out: " + ", ".join(left) if left else "every identification item used"
 
     def to_json(self) -> dict:
         return {

@@ -298,7 +298,8 @@ def test_report_shows_the_stability_table(planted_replicates, tmp_path):
     Stability("run", "planted", {}, grid, ("neuronllm", "random"), 2, {}, (0,), 4, {0: 1}, 50, 0, tuple(reps), rows,
               2.0).save(str(run / STABILITY))  # fmt: skip
     text = markdown_report([str(run)])
-    assert "### Stability" in text and "3 replicates x 4 identification items per split seed [0]" in text
+    assert "### Stability" in text
+    assert "3 replicates x 4 identification items per split seed 0 (identification items left out: 1 (seed 0))" in text
     assert "| neuronllm | bad | within seed | 3 | 2 | 1.000 [1.000, 1.000] |" in text
     if importlib.util.find_spec("matplotlib") is not None:
         pic = stability_picture(str(run), str(tmp_path), "stability", "here")
