@@ -16,6 +16,9 @@
     neuronjax plan CONFIG --model-config F --topology v5e-64 [--find-batch]   will it fit on a slice
 
 Overrides are dotted `key=value` pairs (YAML values): `identify.k=50`, `task.split.seed=1`.
+
+Size: every subcommand's arguments and help text are defined here, next to one another, so that
+the whole command line reads in one place; each handler only calls library code.
 """
 
 from __future__ import annotations
