@@ -189,7 +189,7 @@ def stability_table(result: Stability):
         spread = f"{min(finite):.3f}-{max(finite):.3f}" if finite else "-"
         ratio = r.jaccard.value / r.chance if finite and r.chance > 0 else math.nan
         rows.append((r.method, r.side, r.scope, str(len(r.pairs)), f"{r.mean_size:.0f}",
-                     "-" if not finite else str(r.jaccard), spread, num(r.chance),
+                     "-" if not finite else str(r.jaccard), spread, "-" if math.isnan(r.chance) else f"{r.chance:.4f}",
                      "-" if math.isnan(ratio) else f"{ratio:.1f}x", pval(r.p_max)))  # fmt: skip
     header = ("method", "side", "replicate pairs", "pairs", "mean size", "Jaccard [95% over pairs]", "pair range",
               "chance (exact)", "vs chance", "max pair p")  # fmt: skip
