@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from neuronjax.cli import main
-from neuronjax.errors import ConfigError
+from neuronjax.errors import ConfigError, InputError
 from neuronjax.identify import AttributionConfig
 from neuronjax.methods import NeuronLLM, Random
 from neuronjax.stability import (
@@ -151,7 +151,7 @@ def test_subset_keeps_only_the_block_items_proxies():
         source = old[({0: 4, 1: 1}[r.item_index], r.proxy_index)]
         np.testing.assert_array_equal(r.prompt_ids, source.prompt_ids)
         assert r.gold == source.gold
-    with pytest.raises(ConfigError, match="planted-99"):
+    with pytest.raises(InputError, match="planted-99"):
         subset(enc, ("planted-99",))
 
 

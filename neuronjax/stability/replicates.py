@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from neuronjax.errors import ConfigError
+from neuronjax.errors import ConfigError, InputError
 from neuronjax.stability.results import SIDES, STABILITY, Replicate, Stability, compare
 
 
@@ -46,7 +46,7 @@ def subset(encoded, ids: Sequence[str]):
     index = {_item_id(item): j for j, item in enumerate(encoded.items)}
     missing = [i for i in ids if i not in index]
     if missing:
-        raise ConfigError(f"subset: item ids {missing[:3]} are not among the task's {encoded.part} items")
+        raise InputError(f"subset: item ids {missing[:3]} are not among the task's {encoded.part} items")
     old = [index[i] for i in ids]
     new = {j: k for k, j in enumerate(old)}
     records = tuple(
