@@ -305,3 +305,9 @@ def test_report_shows_the_stability_table(planted_replicates, tmp_path):
         pic = stability_picture(str(run), str(tmp_path), "stability", "here")
         assert pic.file and os.path.exists(tmp_path / pic.file)
         np.testing.assert_array_equal(pic.data["observed"][0], [1.0, 1.0, 1.0])
+        from neuronjax.report import write_html_report
+
+        page = write_html_report([str(run)], str(tmp_path / "page"))
+        assert any(p.name == "stability" and p.file for p in page.pictures)
+        html = (tmp_path / "page" / "index.html").read_text()
+        assert '<h3 id="stability">Stability</h3>' in html and "stability.png" in html
