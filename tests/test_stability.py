@@ -35,7 +35,9 @@ from neuronjax.stability import (
     subset,
 )
 from tests.methods import planted
-from tests.sweep.files import base_config
+from tests.sweep.files import TASKS, base_config
+
+TASK = os.path.join(TASKS, "world_facts.yaml")
 
 # ----------------------------------------------------------------------------- the numbers
 
@@ -268,9 +270,14 @@ def test_cli_on_a_tiny_model(tiny_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     result = Stability.load(str(tmp_path / "base" / STABILITY))
     assert result.split_seeds == (0, 1) and result.items_per_replicate == 2 and len(result.replicates) == 4
+    from neuronjax.tasks.config import load_task_and_split, load_task_config
+
     for seed in (0, 1):
         a, b = (r for r in result.replicates if r.split_seed == seed)
         assert not set(a.items) & set(b.items)
+        # the blocks are the split's identification items, in split order, all of them (4 = 2 x 2)
+        task_config = load_task_config(TASK, {"split.max_identify": 4, "split.seed": seed})
+        assert a.items + b.items == load_task_and_split(task_config)[1].identify
     assert {(r.method, r.side, r.scope) for r in result.rows} == {
         (m, s, scope) for m in ("neuronllm", "random") for s in ("good", "bad") for scope in (WITHIN, ACROSS)
     }
