@@ -138,7 +138,7 @@ def test_prob_completeness(tmp_path):
     res = attribute(lm, batch, "ig", 128, target="prob")  # P is steeper in alpha than log P: more steps
     sums = np.asarray(res.scores).sum(axis=-1)  # [batch, layers]
     coarse = np.asarray(attribute(lm, batch, "ig", 4, target="prob").scores).sum(axis=-1)
-    for layer in layers:
+    for layer in range(c.num_layers):
         iv = Intervention.on_neurons(
             c.num_layers, c.intermediate_size, [(layer, i) for i in range(c.intermediate_size)], 0.0
         )
