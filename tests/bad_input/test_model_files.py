@@ -46,7 +46,7 @@ def _edit_config(folder, **fields) -> str:
 @pytest.mark.torch
 def test_unknown_architecture(ckpt):
     path = _edit_config(ckpt, model_type="mamba")
-    message = (f"{path}: field 'model_type' = 'mamba' is not supported; expected one of llama, mistral, qwen2, "
+    message = (f"{path}: field 'model_type' = 'mamba' is not supported; expected one of llama, mistral, mixtral, qwen2, "
                "qwen3, gemma, gemma2, gemma3_text, gpt2, gpt_neox, olmo2, phi3")  # fmt: skip
     with pytest.raises(UnsupportedModelError, match=re.escape(message)):
         neuronjax.load_model(str(ckpt))
