@@ -12,19 +12,11 @@ import pytest
 
 from tests import tiny_models
 
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_thread")]
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("captum", reason="captum is an optional peer of the benchmark (pip install captum; in [test])")
 torch_ig = pytest.importorskip("neuronjax.bench.torch_ig")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", ["llama3_rope", "gpt2"])

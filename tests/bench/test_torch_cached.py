@@ -14,20 +14,11 @@ import neuronjax
 from neuronjax.attribution import PromptBatch, attribute
 from tests import tiny_models
 
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_thread")]
 
 torch = pytest.importorskip("torch")
 torch_ig = pytest.importorskip("neuronjax.bench.torch_ig")
 torch_cached = pytest.importorskip("neuronjax.bench.torch_cached")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: a second thread only adds synchronisation."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _prompts(vocab: int):
