@@ -13,18 +13,29 @@ tokens (the intervention acts on the prompt pass).
 Functions that take ``state`` and ``graphdef`` are pure and compiled (the parameters are an
 argument, never a constant of the compiled function); `prefix_cache` works on a merged model
 inside another trace.
+
+Shared prefixes: the prompts of a task start with the same role block and demonstration. `split_prefix`
+finds, on the host, the token prefix every row of a batch starts with and cuts it off the rows;
+`shared_prefix_cache` (or `compute_shared_prefix_cache`) then runs that prefix once as a one-row
+batch, gives every row a copy of its keys and values, and runs only the rows' suffixes (minus their
+last tokens) against it. The cache it returns is used like `prefix_cache`'s: positions count real
+tokens and the masked padding slots of the suffixes sit between the prefix and the suffix tokens.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Literal, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from flax import nnx
 
 from neuronjax.intervention import Intervention
 from neuronjax.lm import forward
+from neuronjax.models.config import ModelConfig
 from neuronjax.models.decoder import Decoder, KVCache
 from neuronjax.tasks.scoring import candidate_log_probs, score_continuations
 
@@ -43,6 +54,107 @@ def compute_prefix_cache(state, input_ids: jax.Array, attention_mask: jax.Array,
     last-position intervention of a batch."""
     return forward(state, input_ids[:, :-1], attention_mask[:, :-1], None, None, graphdef=graphdef,
                    logits_at="none", return_cache=True).cache  # fmt: skip
+
+
+PREFIX_BUCKET = 16  # shared prefix lengths are multiples of this (few compiled shapes)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrefixSplit:
+    """A left-padded batch cut into the token prefix every row starts with and the rows' rest."""
+
+    shared: np.ndarray  # int32 [1, P]: the common prefix (P > 0, a multiple of the bucket)
+    input_ids: np.ndarray  # int32 [batch, S]: each row's tokens after the prefix, left-padded
+    attention_mask: np.ndarray  # int32 [batch, S]
+
+    @property
+    def length(self) -> int:
+        return self.shared.shape[1]
+
+
+def _real_rows(input_ids: np.ndarray, attention_mask: np.ndarray) -> list[np.ndarray]:
+    ids, mask = np.asarray(input_ids), np.asarray(attention_mask).astype(bool)
+    return [ids[r][mask[r]] for r in range(ids.shape[0])]
+
+
+def common_prefix_length(input_ids: np.ndarray, attention_mask: np.ndarray) -> int:
+    """How many tokens at the start of their real tokens all rows share, at most the shortest
+    row's length - 1 (every row keeps its last token out of the prefix)."""
+    rows = _real_rows(input_ids, attention_mask)
+    if not rows:
+        return 0
+    n = min(len(r) for r in rows) - 1
+    if n <= 0:
+        return 0
+    heads = np.stack([r[:n] for r in rows])
+    same = (heads == heads[:1]).all(axis=0)
+    return int(n if same.all() else np.argmin(same))
+
+
+def smallest_window(cfg: ModelConfig) -> Optional[int]:
+    """The smallest sliding attention window of any layer, or None (every layer attends globally)."""
+    windows = [w for w in (cfg.window_of(k) for k in cfg.attention_kinds) if w is not None]
+    return min(windows) if windows else None
+
+
+def split_prefix(input_ids: np.ndarray, attention_mask: np.ndarray, *, bucket: int = PREFIX_BUCKET,
+                 seq_bucket: int = 32, window: Optional[int] = None,
+                 extra_slots: int = 0) -> Optional[PrefixSplit]:  # fmt: skip
+    """Cut a left-padded batch (numpy [batch, seq]) into its common prefix and suffixes, or None
+    when nothing is worth sharing (run the batch unshared then).
+
+    The prefix is the longest one common to every row's real tokens (`common_prefix_length`),
+    rounded down to a multiple of `bucket` (P); None when P is 0. Each row's remaining tokens (at
+    least its last one) are left-padded to S columns, the longest suffix rounded up to a multiple
+    of `seq_bucket` (at least 2, so that the suffix minus its last token is not empty).
+    Sliding-window attention measures distances in slots, and the padding between prefix and
+    suffix tokens would stretch them: with a `window` (`smallest_window`) smaller than the P + S
+    slots of the prompt plus `extra_slots` (tokens run after the prompt on its cache, e.g. option
+    texts), None.
+    """
+    ids, mask = np.asarray(input_ids), np.asarray(attention_mask)
+    p = (common_prefix_length(ids, mask) // bucket) * bucket
+    if p <= 0:
+        return None
+    rows = _real_rows(ids, mask)
+    longest = max(len(r) for r in rows) - p
+    s = max(2, -(-longest // seq_bucket) * seq_bucket)
+    if window is not None and window < p + s + extra_slots:
+        return None
+    suffix = np.zeros((len(rows), s), np.int32)
+    suffix_mask = np.zeros((len(rows), s), np.int32)
+    pad = ids[~mask.astype(bool)]
+    if pad.size:
+        suffix[:] = pad.flat[0]  # the batch's own padding id in the padding slots
+    for r, row in enumerate(rows):
+        n = len(row) - p
+        suffix[r, s - n :] = row[p:]
+        suffix_mask[r, s - n :] = 1
+    return PrefixSplit(rows[0][:p][None].astype(np.int32), suffix, suffix_mask)
+
+
+def shared_prefix_cache(model: Decoder, shared_ids: jax.Array, input_ids: jax.Array,
+                        attention_mask: jax.Array) -> KVCache:  # fmt: skip
+    """`prefix_cache` of the rows shared_ids [1, P] + input_ids [batch, S] (left-padded suffixes,
+    mask attention_mask), from a merged model (inside a trace): the prefix runs once, every row
+    reads a copy of its keys and values, and the suffixes minus their last tokens run on it. The
+    cache has P + S - 1 slots: the prefix, then each row's padding (masked), then its tokens."""
+    b = input_ids.shape[0]
+    head = model(shared_ids, jnp.ones_like(shared_ids), logits_at="none", return_cache=True).cache
+
+    def rows(x):
+        return jnp.broadcast_to(x, x.shape[:1] + (b,) + x.shape[2:])
+
+    head = KVCache(rows(head.keys), rows(head.values), jnp.broadcast_to(head.mask, (b, head.length)))
+    return model(input_ids[:, :-1], attention_mask[:, :-1], None, head, logits_at="none", return_cache=True).cache
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def compute_shared_prefix_cache(state, shared_ids: jax.Array, input_ids: jax.Array, attention_mask: jax.Array,
+                                *, graphdef) -> KVCache:  # fmt: skip
+    """`shared_prefix_cache` compiled, from the parameter state (`compute_prefix_cache` of a batch
+    cut by `split_prefix`)."""
+    return shared_prefix_cache(nnx.merge(graphdef, state), shared_ids, input_ids, attention_mask)
 
 
 def continuation_scores(state, graphdef, cache: KVCache, last_logits: jax.Array, continuation: jax.Array,

@@ -37,7 +37,7 @@ from flax import nnx
 
 from neuronjax.attribution import last_token as lt
 from neuronjax.attribution import quadrature
-from neuronjax.cached import prefix_cache
+from neuronjax.cached import prefix_cache, shared_prefix_cache, smallest_window, split_prefix
 from neuronjax.errors import InputError
 
 Method = Literal["ig", "grad_x_act", "activation"]
@@ -125,12 +125,17 @@ def _ig(
 
 
 def _attribute(
-    state, batch: PromptBatch, *, graphdef, method: str, steps: int, groups: int, target: str = "ce",
-    rule: str = "gauss_legendre",
+    state, batch: PromptBatch, shared: Optional[jax.Array] = None, *, graphdef, method: str, steps: int, groups: int,
+    target: str = "ce", rule: str = "gauss_legendre",
 ) -> Attribution:
+    """shared: None, or int32 [1, P], the token prefix common to every row, cut off the rows of
+    `batch` (`cached.split_prefix`): it runs once for the whole batch."""
     model = nnx.merge(graphdef, state)
     cfg = model.cfg
-    cache = prefix_cache(model, batch.input_ids, batch.attention_mask)
+    if shared is None:
+        cache = prefix_cache(model, batch.input_ids, batch.attention_mask)
+    else:
+        cache = shared_prefix_cache(model, shared, batch.input_ids, batch.attention_mask)
     block_def, replay = lt.replay_inputs(model, batch.input_ids[:, -1], cache)
     b = batch.gold.shape[0]
 
@@ -181,6 +186,7 @@ def attribute(
     groups: int = 4,
     target: Target = "ce",
     rule: Rule = "gauss_legendre",
+    share_prefix: bool = True,
 ) -> Attribution:
     """Attribute the target to every neuron at the last prompt position, for every prompt of
     ``batch``.
@@ -192,6 +198,12 @@ def attribute(
     contrastive F over the four options, "prob" for the gold option's probability over the whole
     vocabulary (see the module docstring). steps, rule: IG's m nodes and the quadrature rule
     that places and weights them (`quadrature`).
+    share_prefix: the token prefix common to every prompt of ``batch`` (a multiple of
+    `cached.PREFIX_BUCKET` tokens) runs once per chunk instead of once per prompt, and only the
+    rest of each prompt, left-padded to a multiple of ``seq_bucket``, runs per row
+    (`cached.split_prefix`, decided once for the whole batch so that every chunk has one shape).
+    Models with a sliding window shorter than the prompt, and batches without a common prefix,
+    run unshared.
     """
     if method not in METHODS:
         raise InputError(f"method {method!r} unknown; expected one of {METHODS}")
@@ -205,13 +217,21 @@ def attribute(
     n, s = np.shape(batch.input_ids)
     chunk = chunk or n
     seq = -(-s // seq_bucket) * seq_bucket
+    split = shared = None
+    if share_prefix:
+        split = split_prefix(batch.input_ids, batch.attention_mask, seq_bucket=seq_bucket,
+                             window=smallest_window(lm.config))  # fmt: skip
+    if split is not None:  # the rows become their suffixes after the shared prefix
+        batch = dataclasses.replace(batch, input_ids=split.input_ids, attention_mask=split.attention_mask)
+        seq, shared = split.input_ids.shape[1], lm.place(split.shared)
     outs = []
     for lo in range(0, n, chunk):
         part = jax.tree.map(lambda x: np.asarray(x)[lo : lo + chunk], batch)
         part = pad_rows(part, chunk, seq)
         part = jax.tree.map(lm.place, part)
         out = attribute_compiled(
-            lm.state, part, graphdef=lm.graphdef, method=method, steps=steps, groups=groups, target=target, rule=rule
+            lm.state, part, shared, graphdef=lm.graphdef, method=method, steps=steps, groups=groups, target=target,
+            rule=rule,
         )
         outs.append(jax.tree.map(lambda x, k=min(chunk, n - lo): x[:k], out))
     if len(outs) == 1:

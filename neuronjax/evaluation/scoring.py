@@ -2,8 +2,10 @@
 
 For last-position interventions the prompt minus its last token runs once per batch and the last
 token once per intervention against that cache, the interventions of a group in one compiled
-call (`neuronjax.cached.score_last_position`). Interventions on all positions run the whole prompt
-per intervention (`score_all_positions`).
+call (`neuronjax.cached.score_last_position`). The token prefix every prompt of a batch starts with
+(the role block and demonstration) runs once for the batch when it can (`cached.split_prefix`).
+Interventions on all positions edit that prefix too, so they run the whole prompt per
+intervention (`score_all_positions`).
 """
 
 from __future__ import annotations
@@ -66,10 +68,26 @@ def _groups(interventions: Sequence[Intervention], size: int, identity: Interven
     return out
 
 
+def _prompt_cache(lm, batch, ids, mask, share: bool, window: Optional[int], seq_bucket: int, extra: int):
+    """The cache of every prompt position but the last (the prefix common to every row run once
+    where `cached.split_prefix` allows); ids and mask are the batch's arrays, already placed."""
+    split = None
+    if share:
+        split = cached.split_prefix(batch["input_ids"], batch["attention_mask"], seq_bucket=seq_bucket, window=window,
+                                    extra_slots=extra)  # fmt: skip
+    if split is None:
+        return cached.compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef)
+    return cached.compute_shared_prefix_cache(lm.state, lm.place(split.shared), lm.place(split.input_ids),
+                                              lm.place(split.attention_mask), graphdef=lm.graphdef)  # fmt: skip
+
+
 def score_interventions(
-    lm, encoded, interventions: Sequence[Intervention], progress: Optional[Callable[[int], None]] = None
+    lm, encoded, interventions: Sequence[Intervention], progress: Optional[Callable[[int], None]] = None,
+    share_prefix: bool = True,
 ) -> Scored:
-    """Score every proxy of `encoded` (an `EncodedTask`) under each intervention."""
+    """Score every proxy of `encoded` (an `EncodedTask`) under each intervention. share_prefix:
+    build each batch's cache for last-position interventions with its common prefix run once
+    (False: every row runs its whole prompt; both give the same scores)."""
     if not interventions:
         raise InputError("score_interventions: no interventions given (pass Intervention.identity for none)")
     c = lm.config
@@ -82,10 +100,14 @@ def score_interventions(
     any_last = any(policy == "last" for policy, _, _ in groups)
     scores, gold, items, proxies = [], [], [], []
     static = dict(graphdef=lm.graphdef, kind=kind, pad_id=encoded.pad_id)
+    window = cached.smallest_window(c)
     for batch in global_batches(encoded):
         valid = np.asarray(batch["valid"], bool)
         ids, mask, options, cont = (lm.place(batch[k]) for k in ("input_ids", "attention_mask", "option_tokens", "continuation"))
-        cache = cached.compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef) if any_last else None
+        cache = None
+        if any_last:
+            cache = _prompt_cache(lm, batch, ids, mask, share_prefix, window, encoded.config.pipeline.bucket_multiple,
+                                  0 if kind == "first_token" else batch["continuation"].shape[-1])  # fmt: skip
         out = np.zeros((len(interventions), int(valid.sum()), batch["option_tokens"].shape[1]), np.float32)
         for policy, idx, ivs in groups:
             if policy == "all":

@@ -28,10 +28,13 @@ axis) runs once without its last token to build its key/value cache (`cached.com
 the optimisation then only runs the last token against those caches (`cached.last_token_scores`,
 the path held-out evaluation scores interventions with). Every batch is left-padded to the
 task's widest batch first (masked slots change nothing), so all caches have one shape and the
-step function compiles once. The caches stay on the device for the whole fit: rebuilding them
-would cost a full prompt pass per use, against a single token per use when kept; they take
-layers x 2 x proxies x positions x kv_heads x head_dim values (about 2 GB in float32 for 360
-proxies of SmolLM2-135M at 128 positions).
+step function compiles once. The token prefix common to every proxy of the task (role block and
+demonstration, `cached.split_prefix` over all batches at once) runs once per batch instead of once
+per row; each batch's rows then keep only their tokens after it, left-padded to one width. The
+caches stay on the device for the whole fit: rebuilding them would cost a full prompt pass per
+use, against a single token per use when kept; they take layers x 2 x proxies x positions x
+kv_heads x head_dim values (about 2 GB in float32 for 360 proxies of SmolLM2-135M at 128
+positions; every row holds its own copy of the shared prefix's keys and values).
 
 Objective
 ---------
@@ -181,8 +184,10 @@ def _right_pad(x: np.ndarray, width: int, value) -> np.ndarray:
     return np.pad(x, pad, constant_values=value)
 
 
-def prompt_states(lm, encoded) -> PromptStates:
-    """Prefix caches of every identification proxy (see the module docstring)."""
+def prompt_states(lm, encoded, share_prefix: bool = True) -> PromptStates:
+    """Prefix caches of every identification proxy (see the module docstring). share_prefix:
+    the token prefix common to every proxy runs once per batch (False: each row runs its whole
+    prompt; the caches differ in layout, not in what the last token reads from them)."""
     from neuronjax.distributed import global_batches
 
     batches = list(global_batches(encoded))
@@ -190,12 +195,24 @@ def prompt_states(lm, encoded) -> PromptStates:
         raise ConfigError(f"task {encoded.config.name!r}: no identification batches to fit on")
     width = max(b["input_ids"].shape[1] for b in batches)
     variants = max(b["option_tokens"].shape[-1] for b in batches)
+    ids = [_left_pad(np.asarray(b["input_ids"], np.int32), width, encoded.pad_id) for b in batches]
+    masks = [_left_pad(np.asarray(b["attention_mask"], np.int32), width, 0) for b in batches]
+    split = None
+    if share_prefix:  # one prefix and one suffix width for every batch: one cache shape
+        split = cached.split_prefix(np.concatenate(ids), np.concatenate(masks), seq_bucket=1,
+                                    window=cached.smallest_window(lm.config))  # fmt: skip
+    if split is not None:
+        shared = lm.place(split.shared)
+        cuts = np.cumsum([len(i) for i in ids])[:-1]
+        ids, masks = np.split(split.input_ids, cuts), np.split(split.attention_mask, cuts)
     out = PromptStates([], [], [], [], [])
-    for b in batches:
-        ids = lm.place(_left_pad(np.asarray(b["input_ids"], np.int32), width, encoded.pad_id))
-        mask = lm.place(_left_pad(np.asarray(b["attention_mask"], np.int32), width, 0))
-        out.ids.append(ids)
-        out.caches.append(cached.compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef))
+    for b, rows, mask in zip(batches, ids, masks):
+        rows, mask = lm.place(rows), lm.place(mask)
+        out.ids.append(rows)
+        if split is None:
+            out.caches.append(cached.compute_prefix_cache(lm.state, rows, mask, graphdef=lm.graphdef))
+        else:
+            out.caches.append(cached.compute_shared_prefix_cache(lm.state, shared, rows, mask, graphdef=lm.graphdef))
         out.options.append(lm.place(_right_pad(np.asarray(b["option_tokens"], np.int32), variants, -1)))
         out.gold.append(lm.place(np.asarray(b["gold"], np.int32)))
         out.valid.append(lm.place(np.asarray(b["valid"], bool)))

@@ -1,0 +1,241 @@
+"""Shared prefixes: the token prefix common to every prompt of a batch runs once, and attribution,
+held-out scoring and the learned method's caches give what the unshared path gives; the split's
+properties; and the fallback for sliding-window attention."""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import neuronjax
+from neuronjax import cached
+from neuronjax.attribution import PromptBatch, attribute
+from neuronjax.evaluation import score_interventions
+from neuronjax.intervention import Intervention
+from neuronjax.methods import learned
+from neuronjax.models.config import ModelConfig
+from tests import tiny_models
+from tests.methods import planted
+
+# Measured on a 2-core CPU (float32, highest matmul precision), over two seeds of these batches on
+# both tiny models: the largest difference relative to the largest |value| was 1.4e-6 for IG
+# scores (2.0e-6 with 4 layer groups), 4.6e-7 for F and option scores, 5.8e-7 for activations,
+# 9.5e-7 for evaluation scores and 7.4e-7 for the learned method's F (rounding: the prefix's keys
+# come from a one-row pass). The tolerances leave two to four times that.
+REL_IG = 5e-6
+REL = 2e-6
+
+
+def _prefixed(vocab: int, prefix: int, suffixes, seed: int = 0, pad: int = 0):
+    """Left-padded int32 (ids, mask): one random prefix of `prefix` tokens, then each row's own
+    random suffix of the given length (the suffixes start with different tokens)."""
+    rng = np.random.default_rng(seed)
+    head = rng.integers(3, vocab, prefix)
+    rows = []
+    for r, n in enumerate(suffixes):
+        tail = rng.integers(3, vocab, n)
+        if n:
+            tail[0] = 3 + (r % (vocab - 3))  # the prefix ends where the rows part
+        rows.append(np.concatenate([head, tail]))
+    width = max(len(r) for r in rows) + 2
+    ids = np.full((len(rows), width), pad, np.int32)
+    mask = np.zeros((len(rows), width), np.int32)
+    for r, row in enumerate(rows):
+        ids[r, width - len(row) :] = row
+        mask[r, width - len(row) :] = 1
+    return ids, mask
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+# ----------------------------------------------------------------------------- the split
+
+
+@pytest.mark.parametrize("prefix,suffixes,bucket", [(20, (5, 1, 9, 3), 16), (37, (2, 30), 8), (16, (1, 1), 16)])
+def test_split_properties(prefix, suffixes, bucket):
+    ids, mask = _prefixed(50, prefix, suffixes, pad=7)
+    split = cached.split_prefix(ids, mask, bucket=bucket, seq_bucket=32)
+    assert split is not None
+    p = split.length
+    assert p == prefix // bucket * bucket  # the common prefix rounded down
+    assert split.input_ids.shape[1] % 32 == 0 and split.attention_mask.shape == split.input_ids.shape
+    for r in range(len(suffixes)):
+        real = ids[r][mask[r] == 1]
+        np.testing.assert_array_equal(split.shared[0], real[:p])  # a prefix of every row
+        keep = split.attention_mask[r] == 1
+        assert keep[-1] and keep.sum() >= 1  # the last token stays in the suffix
+        assert (np.diff(split.attention_mask[r]) >= 0).all()  # left-padded
+        np.testing.assert_array_equal(np.concatenate([split.shared[0], split.input_ids[r][keep]]), real)
+    assert (split.input_ids[split.attention_mask == 0] == 7).all()  # the batch's padding id
+
+
+def test_split_falls_back_without_a_long_enough_common_prefix():
+    ids, mask = _prefixed(50, 20, (5, 9))
+    ids[1, mask[1].argmax()] += 1  # the rows differ at their first token
+    assert cached.common_prefix_length(ids, mask) == 0
+    assert cached.split_prefix(ids, mask) is None
+    short, short_mask = _prefixed(50, 15, (5, 9))  # 15 common tokens: 0 after rounding down to 16
+    assert cached.common_prefix_length(short, short_mask) == 15
+    assert cached.split_prefix(short, short_mask) is None
+    assert cached.split_prefix(short, short_mask, bucket=5).length == 15
+
+
+def test_identical_rows_keep_their_last_token():
+    ids, mask = _prefixed(50, 33, (0,))
+    ids, mask = np.repeat(ids, 3, axis=0), np.repeat(mask, 3, axis=0)
+    assert cached.common_prefix_length(ids, mask) == 32  # every row's length - 1
+    split = cached.split_prefix(ids, mask)
+    assert split.length == 32 and (split.attention_mask.sum(axis=1) == 1).all()
+
+
+def test_sliding_window_falls_back():
+    ids, mask = _prefixed(50, 20, (5, 9))  # P = 16, S = 32: 48 slots
+    assert cached.split_prefix(ids, mask, window=48) is not None
+    assert cached.split_prefix(ids, mask, window=47) is None
+    assert cached.split_prefix(ids, mask, window=60, extra_slots=13) is None  # option texts run after it
+    cfg = ModelConfig(model_type="llama", vocab_size=64, hidden_size=32, intermediate_size=48, num_layers=2,
+                      num_heads=4, num_kv_heads=2, head_dim=8)  # fmt: skip
+    assert cached.smallest_window(cfg) is None
+    gemma_like = dataclasses.replace(cfg, sliding_window=4, layer_kinds=("sliding", "full"))
+    assert cached.smallest_window(gemma_like) == 4
+
+
+# ----------------------------------------------------------------------------- attribution
+
+
+@pytest.fixture(scope="module", params=["llama3_rope", "gpt2"])
+def lm(request, tmp_path_factory):
+    d = tmp_path_factory.mktemp(request.param)
+    tiny_models.save(request.param, d)
+    return neuronjax.load_model(str(d))
+
+
+def _batch(vocab, rows=3, seed=0):
+    ids, mask = _prefixed(vocab, 21, (6, 1, 11)[:rows], seed=seed)
+    rng = np.random.default_rng(seed)
+    opts = rng.integers(0, vocab, (rows, 4, 2)).astype(np.int32)
+    opts[0, 1, 1] = -1
+    return PromptBatch(ids, mask, opts, (np.arange(rows) % 4).astype(np.int32))
+
+
+@pytest.mark.torch
+def test_attribution_equals_the_unshared_path(lm):
+    batch = _batch(lm.config.vocab_size)
+    assert cached.split_prefix(batch.input_ids, batch.attention_mask).length == 16
+    # chunk 2 of 3 rows: the last chunk is padded, every chunk reads the one shared prefix
+    shared = attribute(lm, batch, "ig", 4, chunk=2, groups=1)
+    plain = attribute(lm, batch, "ig", 4, chunk=2, groups=1, share_prefix=False)
+    assert np.abs(np.asarray(plain.scores)).max() > 1e-2
+    assert _rel(shared.scores, plain.scores) < REL_IG
+    assert _rel(shared.f, plain.f) < REL
+    assert _rel(shared.option_scores, plain.option_scores) < REL
+    assert _rel(shared.activations, plain.activations) < REL
+
+
+@pytest.mark.torch
+def test_sliding_window_model_is_not_split(tmp_path):
+    """Mistral (window 4): sharing would stretch slot distances across the padding gap and
+    change what a query sees, so the split is refused (`attribute`, `score_interventions` and
+    the learned method pass the model's window)."""
+    tiny_models.save("mistral", tmp_path)
+    lm = neuronjax.load_model(str(tmp_path))
+    batch = _batch(lm.config.vocab_size, rows=2)
+    split = cached.split_prefix(batch.input_ids, batch.attention_mask)
+    assert split is not None
+    assert cached.split_prefix(batch.input_ids, batch.attention_mask, window=cached.smallest_window(lm.config)) is None
+    iv = Intervention.identity(lm.config.num_layers, lm.config.intermediate_size)
+    opts = jnp.asarray(batch.option_ids)
+    forced = cached.compute_shared_prefix_cache(lm.state, split.shared, split.input_ids, split.attention_mask,
+                                                graphdef=lm.graphdef)  # fmt: skip
+    plain = cached.compute_prefix_cache(lm.state, batch.input_ids, batch.attention_mask, graphdef=lm.graphdef)
+    wrong = cached.last_token_scores(lm.state, lm.graphdef, batch.input_ids, forced, iv, opts, None, "first_token", 0)
+    right = cached.last_token_scores(lm.state, lm.graphdef, batch.input_ids, plain, iv, opts, None, "first_token", 0)
+    assert _rel(wrong, right) > 1e-3  # the reason for the fallback
+
+
+@pytest.mark.torch
+@pytest.mark.multidevice
+def test_shared_prefix_on_a_mesh_equals_one_device(tmp_path):
+    """The one-row prefix pass is replicated over the data axis, its cache broadcast to the rows."""
+    from neuronjax import sharding as sh
+
+    tiny_models.save("llama3_rope", tmp_path)
+    one = neuronjax.load_model(str(tmp_path))
+    many = neuronjax.load_model(str(tmp_path), mesh=sh.make_mesh({"data": 2, "tensor": 4}))
+    batch = _batch(one.config.vocab_size, rows=2)
+    a = attribute(one, batch, "activation", share_prefix=False)
+    b = attribute(many, batch, "activation")
+    assert len(b.scores.sharding.device_set) == 8
+    assert _rel(b.activations, a.activations) < REL
+    assert _rel(b.option_scores, a.option_scores) < REL
+
+
+# ----------------------------------------------------------------------------- evaluation, learned
+
+
+def _prefixed_task(kind: str, vocab: int):
+    """The planted task with a 40-token prefix before every prompt (P = 32); "whole": option texts
+    of 1 to 3 tokens scored after the prompt."""
+    enc = planted.task(num_items=4, batch_size=4)
+    head = np.random.default_rng(1).integers(30, 64, 40).astype(np.int32)
+    rng = np.random.default_rng(2)
+    records = []
+    for r in enc.records:
+        r = dataclasses.replace(r, prompt_ids=np.concatenate([head, r.prompt_ids]))
+        if kind == "whole":
+            cont = np.full((4, 3), -1, np.int32)
+            for o in range(4):
+                n = int(rng.integers(1, 4))
+                cont[o, 0] = r.option_tokens[o, 0]
+                cont[o, 1:n] = rng.integers(30, min(vocab, 64), n - 1)
+            r = dataclasses.replace(r, continuation=cont)
+        records.append(r)
+    config = enc.config
+    if kind == "whole":
+        config = dataclasses.replace(config, prompt=dataclasses.replace(config.prompt, option_score="whole"))
+    return dataclasses.replace(enc, records=tuple(records), config=config)
+
+
+def _interventions(cfg, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (cfg.num_layers, cfg.intermediate_size)
+    out = [Intervention.identity(*shape)]
+    for policy in ("last", "last", "all"):
+        scale = np.where(rng.random(shape) < 0.2, rng.choice([0.0, 2.0], shape), 1.0).astype(np.float32)
+        shift = np.where(rng.random(shape) < 0.05, 0.7, 0.0).astype(np.float32)
+        out.append(Intervention(jnp.asarray(scale), jnp.asarray(shift), policy))
+    return out
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kind", ["first_token", "whole"])
+def test_evaluation_scores_equal_the_unshared_path(lm, kind):
+    enc = _prefixed_task(kind, lm.config.vocab_size)
+    batch = next(enc.batches(process_index=0, process_count=1))
+    assert cached.split_prefix(batch["input_ids"], batch["attention_mask"]).length == 32
+    ivs = _interventions(lm.config)
+    shared = score_interventions(lm, enc, ivs)
+    plain = score_interventions(lm, enc, ivs, share_prefix=False)
+    assert np.abs(shared.scores[1] - shared.scores[0]).max() > 1e-2  # the edits matter
+    assert _rel(shared.scores, plain.scores) < REL
+
+
+@pytest.mark.torch
+def test_learned_caches_equal_the_unshared_path(lm):
+    enc = _prefixed_task("first_token", lm.config.vocab_size)
+    shared, plain = learned.prompt_states(lm, enc), learned.prompt_states(lm, enc, share_prefix=False)
+    assert shared.caches[0].length != plain.caches[0].length  # the shared layout
+    assert len({c.length for c in shared.caches}) == 1  # one shape for every batch
+    rng = np.random.default_rng(0)
+    shape = (3, lm.config.num_layers, lm.config.intermediate_size)
+    scales = jnp.asarray(np.where(rng.random(shape) < 0.3, 0.0, 1.0).astype(np.float32))
+    for i in range(len(shared)):
+        ids, cache, options, gold, _ = shared.batch(i)
+        got = learned.batch_f(lm.state, lm.graphdef, ids, cache, options, gold, scales)
+        ids, cache, options, gold, _ = plain.batch(i)
+        want = learned.batch_f(lm.state, lm.graphdef, ids, cache, options, gold, scales)
+        assert _rel(got, want) < REL
