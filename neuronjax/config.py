@@ -74,6 +74,9 @@ class AttributionConfig:
     # the converged IG than right Riemann at the same cost (docs/attribution.md, Quadrature)
     rule: Literal["right_riemann", "trapezoid", "gauss_legendre"] = "gauss_legendre"
     groups: int = 4  # layer groups of the IG staircase (speed / compile-time trade-off)
+    # nodes for single layers instead of `steps`, {layer: m} (negative: from the last layer), e.g.
+    # {0: 32}: the embedded model's first layer needs many nodes, the others few (docs/attribution.md)
+    layer_steps: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         for key in ("steps", "groups"):
@@ -81,6 +84,24 @@ class AttributionConfig:
                 raise ConfigError(f"attribution.{key} = {getattr(self, key)}: expected >= 1")
         if self.rule == "trapezoid" and self.steps < 2:
             raise ConfigError(f"attribution.steps = {self.steps}: the trapezoid rule needs >= 2 nodes (both ends)")
+        low = 2 if self.rule == "trapezoid" else 1
+        for key, m in self.layer_steps.items():
+            try:
+                int(key)
+            except ValueError:
+                raise ConfigError(f"attribution.layer_steps: key {key!r} is not a layer index "
+                                  "(an integer; negative counts from the last layer)") from None  # fmt: skip
+            if m < low:
+                raise ConfigError(f"attribution.layer_steps.{key} = {m}: expected >= {low} nodes for rule {self.rule}")
+
+    def schedule(self, num_layers: int) -> tuple:
+        """IG nodes per layer for a model of num_layers layers (`quadrature.layer_schedule`)."""
+        from neuronjax.attribution.quadrature import layer_schedule
+
+        try:
+            return layer_schedule(num_layers, self.steps, self.layer_steps)
+        except ValueError as e:
+            raise ConfigError(f"attribution.{e}") from None
 
 
 @dataclasses.dataclass(frozen=True)

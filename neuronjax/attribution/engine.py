@@ -28,7 +28,7 @@ reference it is tested against.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Optional
+from typing import Literal, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -96,36 +96,30 @@ def alphas(steps: int, rule: Rule = "right_riemann") -> np.ndarray:
     return quadrature.nodes(rule, steps)[0].astype(np.float32)
 
 
-def layer_groups(num_layers: int, groups: int) -> list[tuple[int, int]]:
-    """Contiguous groups of about equal size. The work a group wastes on layers below its rows'
-    edits is n (n - 1) / 2 layer passes for n layers, so equal sizes waste the least."""
-    parts = np.array_split(np.arange(num_layers), max(1, min(groups, num_layers)))
-    return [(int(p[0]), int(p[-1]) + 1) for p in parts]
-
-
 def _ig(
-    model, block_def, replay, x_in, h, batch: PromptBatch, steps: int, groups: int, target: str, rule: str
+    model, block_def, replay, x_in, h, batch: PromptBatch, schedule: tuple, groups: int, target: str, rule: str
 ) -> jax.Array:
-    """IG [layers, batch, mlp] from staircase groups of (layer, alpha) variants; each variant's
-    gradient is weighted by its node's weight after the backward pass."""
+    """IG [layers, batch, mlp] from staircase groups of (layer, alpha) variants, schedule[l] nodes
+    for layer l; each variant's gradient is weighted by its node's weight after the backward
+    pass and summed into its layer."""
     b, f = h.shape[1], h.shape[2]
-    a, w = (jnp.asarray(x, jnp.float32) for x in quadrature.nodes(rule, steps))
     per_group = []
-    for lo, hi in layer_groups(model.cfg.num_layers, groups):
-        n = hi - lo
-        start = jnp.repeat(jnp.arange(lo, hi), steps)  # variant = (layer, alpha)
-        alpha = jnp.tile(a, n)
+    for lo, hi in quadrature.schedule_groups(schedule, groups):
+        layer, a, w = quadrature.variants(rule, schedule, lo, hi)
+        start, alpha = jnp.asarray(layer, jnp.int32), jnp.asarray(a, jnp.float32)
         total = lambda shift, lo=lo, start=start, alpha=alpha: lt.staircase_f(  # noqa: E731
             model, block_def, replay, lo, x_in[lo], start, alpha, shift, batch.option_ids, batch.gold, target
         ).sum()
-        g = jax.grad(total)(jnp.zeros((n * steps, b, f), h.dtype))
-        g = jnp.einsum("k,nkbf->nbf", w, g.astype(jnp.float32).reshape(n, steps, b, f))
+        g = jax.grad(total)(jnp.zeros((len(layer), b, f), h.dtype))
+        weights = np.zeros((hi - lo, len(layer)), np.float32)  # [layer of the group, variant]
+        weights[layer - lo, np.arange(len(layer))] = w
+        g = jnp.einsum("nv,vbf->nbf", jnp.asarray(weights), g.astype(jnp.float32))
         per_group.append(h[lo:hi].astype(jnp.float32) * g)
     return jnp.concatenate(per_group)
 
 
 def _attribute(
-    state, batch: PromptBatch, shared: Optional[jax.Array] = None, *, graphdef, method: str, steps: int, groups: int,
+    state, batch: PromptBatch, shared: Optional[jax.Array] = None, *, graphdef, method: str, steps, groups: int,
     target: str = "ce", rule: str = "gauss_legendre",
 ) -> Attribution:
     """shared: None, or int32 [1, P], the token prefix common to every row, cut off the rows of
@@ -152,7 +146,8 @@ def _attribute(
         if method == "activation":
             attr = h.astype(jnp.float32)
         else:
-            attr = _ig(model, block_def, replay, x_in, h, batch, steps, groups, target, rule)
+            schedule = quadrature.layer_schedule(cfg.num_layers, steps)  # one count, or one per layer
+            attr = _ig(model, block_def, replay, x_in, h, batch, schedule, groups, target, rule)
     h32 = h.astype(jnp.float32)
     return Attribution(
         scores=jnp.swapaxes(attr, 0, 1), f=f, option_scores=scores, activations=jnp.swapaxes(h32, 0, 1)
@@ -180,12 +175,13 @@ def attribute(
     lm,
     batch: PromptBatch,
     method: Method = "ig",
-    steps: int = 16,
+    steps: Union[int, Sequence[int]] = 16,
     chunk: Optional[int] = None,
     seq_bucket: int = 32,
     groups: int = 4,
     target: Target = "ce",
     rule: Rule = "gauss_legendre",
+    layer_steps: Optional[Mapping] = None,
     share_prefix: bool = True,
 ) -> Attribution:
     """Attribute the target to every neuron at the last prompt position, for every prompt of
@@ -197,7 +193,8 @@ def attribute(
     layer groups the IG variants are split into (see `last_token`). target: "ce" for the
     contrastive F over the four options, "prob" for the gold option's probability over the whole
     vocabulary (see the module docstring). steps, rule: IG's m nodes and the quadrature rule
-    that places and weights them (`quadrature`).
+    that places and weights them (`quadrature`); steps may be one count for every layer or one
+    per layer, and layer_steps ({layer: m}) overrides single layers (`quadrature.layer_schedule`).
     share_prefix: the token prefix common to every prompt of ``batch`` (a multiple of
     `cached.PREFIX_BUCKET` tokens) runs once per chunk instead of once per prompt, and only the
     rest of each prompt, left-padded to a multiple of ``seq_bucket``, runs per row
@@ -211,8 +208,11 @@ def attribute(
         raise InputError(f"target {target!r} unknown; expected one of {TARGETS}")
     if rule not in RULES:
         raise InputError(f"rule {rule!r} unknown; expected one of {RULES}")
-    if method == "ig" and steps < quadrature.min_nodes(rule):
-        raise InputError(f"steps must be >= {quadrature.min_nodes(rule)} for rule {rule}, got {steps}")
+    schedule = quadrature.layer_schedule(lm.config.num_layers, steps, layer_steps)
+    if method == "ig":
+        quadrature.check_schedule(rule, schedule)
+    else:
+        schedule = ()  # unused: one compiled program whatever steps says
     batch.validate()
     n, s = np.shape(batch.input_ids)
     chunk = chunk or n
@@ -230,7 +230,7 @@ def attribute(
         part = pad_rows(part, chunk, seq)
         part = jax.tree.map(lm.place, part)
         out = attribute_compiled(
-            lm.state, part, shared, graphdef=lm.graphdef, method=method, steps=steps, groups=groups, target=target,
+            lm.state, part, shared, graphdef=lm.graphdef, method=method, steps=schedule, groups=groups, target=target,
             rule=rule,
         )
         outs.append(jax.tree.map(lambda x, k=min(chunk, n - lo): x[:k], out))

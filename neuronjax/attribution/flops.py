@@ -6,13 +6,14 @@ prompt pass, the base pass and the IG variants (forward, and backward with respe
 activations, which costs the same products again); not counted: elementwise work (norms,
 activations, softmax), which is small next to them.
 
-IG's cost depends on the number of nodes m (``steps``) and not on the quadrature rule: every
-node is one (layer, alpha) variant, and a node at alpha = 0 (the trapezoid's) costs like any other.
+IG's cost depends on the number of nodes m (``steps``, or one count per layer) and not on the
+quadrature rule: every node is one (layer, alpha) variant, and a node at alpha = 0 (the
+trapezoid's) costs like any other.
 """
 
 from __future__ import annotations
 
-from neuronjax.attribution.engine import layer_groups
+from neuronjax.attribution.quadrature import layer_schedule, schedule_groups
 from neuronjax.models.config import ModelConfig
 
 
@@ -24,17 +25,18 @@ def layer_macs(cfg: ModelConfig, tokens: int, keys: int) -> int:
     return tokens * (projections + mlp) + 2 * h * d * tokens * keys
 
 
-def attribution_flops(cfg: ModelConfig, batch: int, seq: int, method: str, steps: int, groups: int) -> dict:
-    """FLOPs (2 x MACs) of one `attribute` call on [batch, seq] prompts, by phase; steps = IG
-    nodes m, whatever the rule."""
+def attribution_flops(cfg: ModelConfig, batch: int, seq: int, method: str, steps, groups: int, layer_steps=None) -> dict:
+    """FLOPs (2 x MACs) of one `attribute` call on [batch, seq] prompts, by phase; steps (and
+    layer_steps) = IG nodes m per layer as in `attribute`, whatever the rule."""
     n = cfg.num_layers
     prefix = batch * n * layer_macs(cfg, seq - 1, seq - 1)
     one = layer_macs(cfg, 1, seq)  # one token against the cache and itself
     base = batch * n * one * (2 if method == "grad_x_act" else 1)
     variants = 0
     if method == "ig":
-        for lo, hi in layer_groups(n, groups):
-            variants += (hi - lo) * steps * batch * (n - lo) * one * 2
+        schedule = layer_schedule(n, steps, layer_steps)
+        for lo, hi in schedule_groups(schedule, groups):
+            variants += sum(schedule[lo:hi]) * batch * (n - lo) * one * 2
     out = {"prefix": 2 * prefix, "base": 2 * base, "variants": 2 * variants}
     out["total"] = sum(out.values())
     return out

@@ -30,17 +30,18 @@ def _f(lm, ids, mask, option_ids, gold, scale, shift, target="ce"):
 
 
 def naive_attribute(
-    lm, batch: PromptBatch, method: str = "ig", steps: int = 16, target: str = "ce", rule: str = "gauss_legendre"
+    lm, batch: PromptBatch, method: str = "ig", steps=16, target: str = "ce", rule: str = "gauss_legendre",
+    layer_steps=None,
 ) -> Attribution:
-    """One prompt at a time; for ``ig`` a full forward and backward per (layer, alpha). target and
-    rule as in `engine.attribute`."""
+    """One prompt at a time; for ``ig`` a full forward and backward per (layer, alpha). target,
+    rule, steps and layer_steps (nodes per layer) as in `engine.attribute`."""
     if target not in ("ce", "prob"):
         raise InputError(f"target {target!r} unknown; expected 'ce' or 'prob'")
     c = lm.config
     shape = (c.num_layers, c.intermediate_size)
     grad_f = jax.jit(jax.grad(lambda *a: _f(*a, target=target)[0], argnums=6), static_argnums=0)
     value_f = jax.jit(lambda *a: _f(*a, target=target), static_argnums=0)
-    alpha, weight = quadrature.nodes(rule, steps) if method == "ig" else ((), ())
+    schedule = quadrature.layer_schedule(c.num_layers, steps, layer_steps)
     out = {"scores": [], "f": [], "option_scores": [], "activations": []}
     ones, zeros = jnp.ones(shape), jnp.zeros(shape)
     for i in range(np.shape(batch.input_ids)[0]):
@@ -57,7 +58,7 @@ def naive_attribute(
             attr = np.zeros(shape, np.float32)
             for layer in range(c.num_layers):
                 g = np.zeros(c.intermediate_size)
-                for a, w in zip(alpha, weight):
+                for a, w in zip(*quadrature.nodes(rule, schedule[layer])):
                     scale = ones.at[layer].set(np.float32(a))
                     g += w * np.asarray(grad_f(lm, ids, mask, opts, gold, scale, zeros))[layer]
                 attr[layer] = h[layer] * g

@@ -46,3 +46,77 @@ def nodes(rule: str, m: int) -> tuple[np.ndarray, np.ndarray]:
         return np.arange(m) / (m - 1), w
     x, w = np.polynomial.legendre.leggauss(m)
     return (x + 1) / 2, w / 2
+
+
+def layer_schedule(num_layers: int, steps, layer_steps=None) -> tuple[int, ...]:
+    """Nodes per layer, a tuple of num_layers counts: ``steps`` for every layer, except the layers
+    named in ``layer_steps`` ({layer index: m}, a negative index counts from the last layer; keys
+    may be strings, as config files give them). ``steps`` may itself be a per-layer sequence.
+
+    One number for every layer spends the same nodes where the integrand is smooth (a few
+    Gauss-Legendre nodes are exact there to float32 rounding) as where it is not; a schedule puts
+    them where they are needed (docs/attribution.md, Quadrature)."""
+    if isinstance(steps, (int, np.integer)):
+        schedule = [int(steps)] * num_layers
+    else:
+        schedule = [int(m) for m in steps]
+        if len(schedule) != num_layers:
+            raise InputError(f"steps: {len(schedule)} per-layer node counts given for a {num_layers}-layer model")
+    for key, m in (layer_steps or {}).items():
+        try:
+            layer = int(key)
+        except (TypeError, ValueError):
+            raise InputError(f"layer_steps: key {key!r} is not a layer index (an integer; negative counts from the end)") from None
+        if not -num_layers <= layer < num_layers:
+            raise InputError(f"layer_steps: layer {layer} is out of range for a {num_layers}-layer model "
+                             f"(expected {-num_layers}..{num_layers - 1})")  # fmt: skip
+        schedule[layer % num_layers] = int(m)
+    return tuple(schedule)
+
+
+def check_schedule(rule: str, schedule) -> None:
+    """Every layer's node count is one the rule is defined with."""
+    low = [(j, m) for j, m in enumerate(schedule) if m < min_nodes(rule)]
+    if low:
+        j, m = low[0]
+        raise InputError(f"IG rule {rule} needs m >= {min_nodes(rule)} nodes per layer; layer {j} has {m}")
+
+
+def variants(rule: str, schedule, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(layer [V], alpha [V], weight [V]) of the (layer, node) variants of layers lo..hi-1, layer
+    by layer, each layer with its own schedule[layer] nodes."""
+    parts = [(np.full(schedule[j], j), *nodes(rule, schedule[j])) for j in range(lo, hi)]
+    return tuple(np.concatenate(p) for p in zip(*parts))
+
+
+def schedule_groups(schedule, groups: int) -> list[tuple[int, int]]:
+    """At most ``groups`` contiguous layer groups (lo, hi) that minimise the replay's work.
+
+    A group's variants all start at its first layer lo and run to the last, so it costs
+    (its node count) x (layers - lo) one-token layer passes. For equal counts per layer the best
+    groups have about equal sizes; a layer with many more nodes than the rest gets a group of its
+    own or shares one with few layers. Found exactly by dynamic programming over the cut points."""
+    n = len(schedule)
+    g = max(1, min(groups, n))
+    total = np.concatenate([[0], np.cumsum(schedule)])
+
+    def cost(lo, hi):
+        return int(total[hi] - total[lo]) * (n - lo)
+
+    inf = float("inf")
+    best = [[inf] * (n + 1) for _ in range(g + 1)]  # best[k][i]: layers 0..i-1 in k groups
+    cut = [[0] * (n + 1) for _ in range(g + 1)]
+    best[0][0] = 0
+    for k in range(1, g + 1):
+        for i in range(1, n + 1):
+            for j in range(k - 1, i):
+                c = best[k - 1][j] + cost(j, i)
+                if c < best[k][i]:
+                    best[k][i], cut[k][i] = c, j
+    k = min(range(1, g + 1), key=lambda k: (best[k][n], k))
+    out, i = [], n
+    while k:
+        j = cut[k][i]
+        out.append((j, i))
+        i, k = j, k - 1
+    return out[::-1]

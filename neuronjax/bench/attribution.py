@@ -226,9 +226,24 @@ def own_peak_rss_mib() -> float:
     return _rss_mib()
 
 
+def default_attribution():
+    """The attribution settings of the main command's config (`neuronjax run default`): its rule,
+    steps and layer_steps are "our default" of the benchmark."""
+    from neuronjax.config import load_run_config
+    from neuronjax.shipped import config_path
+
+    return load_run_config(config_path("default")).identify.attribution
+
+
+def nodes_label(run: dict) -> str:
+    """'m=4' or 'm=4 (layer 0: 32)' for a run's record."""
+    extra = ", ".join(f"layer {k}: {v}" for k, v in (run.get("layer_steps") or {}).items())
+    return f"m={run['steps']}" + (f" ({extra})" if extra else "")
+
+
 def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
-    """Our timed runs, runs = {name: (method, m, rule)}: each a warm-up call on the first chunk
-    (compile), then the timed call on every prompt; the FLOPs of the run named "ig"."""
+    """Our timed runs, runs = {name: (method, m, rule[, layer_steps])}: each a warm-up call on the
+    first chunk (compile), then the timed call on every prompt; the FLOPs of the run named "ig"."""
     import jax
 
     from neuronjax.attribution import PromptBatch, attribute
@@ -240,12 +255,13 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
     chunk = min(chunk, n)
     first = PromptBatch(**{k: v[:chunk] for k, v in arrays.items()})
     out: dict = {"chunk": chunk}
-    for name, (method, m, rule) in runs.items():
+    for name, (method, m, rule, *extra) in runs.items():
+        layer_steps = extra[0] if extra else None
         t = time.perf_counter()
-        jax.block_until_ready(attribute(lm, first, method, m, chunk=chunk, rule=rule))
+        jax.block_until_ready(attribute(lm, first, method, m, chunk=chunk, rule=rule, layer_steps=layer_steps))
         compile_s = time.perf_counter() - t
         t = time.perf_counter()
-        res = attribute(lm, batch, method, m, chunk=chunk, rule=rule)
+        res = attribute(lm, batch, method, m, chunk=chunk, rule=rule, layer_steps=layer_steps)
         jax.block_until_ready(res)
         seconds = time.perf_counter() - t
         out[name] = {
@@ -256,9 +272,11 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
             "steps": m,
             "rule": rule,
         }
+        if layer_steps:
+            out[name]["layer_steps"] = {str(k): v for k, v in layer_steps.items()}
 
     # FLOPs of the IG run: the analytic matmul count, and XLA's count of one compiled call.
-    _, steps, rule = runs["ig"]
+    _, steps, rule, *_ = runs["ig"]
     defaults = {k: v.default for k, v in inspect.signature(attribute).parameters.items()}
     groups, bucket = defaults["groups"], defaults["seq_bucket"]
     seq_padded = -(-seq // bucket) * bucket
@@ -447,7 +465,7 @@ def run(args) -> dict:
     import jax
 
     import neuronjax
-    from neuronjax.attribution import PromptBatch, attribute
+    from neuronjax.attribution import PromptBatch
 
     load = os.getloadavg()
     cpu = jax.default_backend() == "cpu"
@@ -488,10 +506,10 @@ def run(args) -> dict:
     }
     neurons = c.num_layers * c.intermediate_size
 
-    # --- ours: the peers' rule at m = --steps, and our default rule and m ---
-    defaults = {k: v.default for k, v in inspect.signature(attribute).parameters.items()}
+    # --- ours: the peers' rule at m = --steps, and the default run's rule and nodes ---
+    d = default_attribution()
     runs = {"ig": ("ig", args.steps, RULE), "grad_x_act": ("grad_x_act", 1, RULE),
-            "ig_default": ("ig", defaults["steps"], defaults["rule"])}  # fmt: skip
+            "ig_default": ("ig", d.steps, d.rule, dict(d.layer_steps))}  # fmt: skip
     ours = run_ours(lm, arrays, runs, args.chunk)
     r["ours"] = {m: {k: v for k, v in ours[m].items() if k != "result"} for m in runs}
     r["ours"]["ig"]["neuron_attributions_per_s"] = ours["ig"]["prompts_per_s"] * neurons
@@ -545,6 +563,7 @@ def run(args) -> dict:
             "default": {
                 "rule": runs["ig_default"][2],
                 "steps": runs["ig_default"][1],
+                "layer_steps": runs["ig_default"][3],
                 "rel_error": _error(ours["ig_default"]["result"].scores, ref),
             },
         }
@@ -557,6 +576,7 @@ def run(args) -> dict:
                 "ours": {
                     "rule": mine["rule"],
                     "steps": mine["steps"],
+                    "layer_steps": mine.get("layer_steps", {}),
                     "prompts_per_s": mine["prompts_per_s"],
                     "rel_error": _error(mine["result"].scores[:p], ref[:p]),
                 },
@@ -616,7 +636,7 @@ def report(r: dict) -> str:
         "",
         (
             f"ours: IG {o['ig']['seconds']:.1f} s (first call incl. compile {o['ig']['first_call_seconds']:.1f} s), "
-            f"grad x act {o['grad_x_act']['seconds']:.2f} s, IG with our default {d['rule']} m={d['steps']} "
+            f"grad x act {o['grad_x_act']['seconds']:.2f} s, IG with our default {d['rule']} {nodes_label(d)} "
             f"{d['seconds']:.1f} s ({_fmt(d['prompts_per_s'])} prompts/s); chunk {o['chunk']}, seq padded to "
             f"{o['seq_padded']}"
         ),
@@ -647,11 +667,11 @@ def report(r: dict) -> str:
         e, de = q["rel_error"], q["default"]["rel_error"]
         lines.append(f"quadrature error against {q['reference']} on {q['prompts']} prompts (relative L2, median / "
                      f"max): {q['rule']} m={q['steps']} {e['median']:.2e} / {e['max']:.2e}; {q['default']['rule']} "
-                     f"m={q['default']['steps']} {de['median']:.2e} / {de['max']:.2e}")  # fmt: skip
+                     f"{nodes_label(q['default'])} {de['median']:.2e} / {de['max']:.2e}")  # fmt: skip
     eq = r.get("ratio_equal_accuracy")
     if eq:
         a, b = eq["ours"], eq["research_code"]
-        lines.append(f"ratio_equal_accuracy on {eq['prompts']} prompts: ours {a['rule']} m={a['steps']} (median error "
+        lines.append(f"ratio_equal_accuracy on {eq['prompts']} prompts: ours {a['rule']} {nodes_label(a)} (median error "
                      f"{a['rel_error']['median']:.2e}) against research code {b['rule']} m={b['steps']} (median error "
                      f"{b['rel_error']['median']:.2e}): {eq['ratio']:.1f}x")  # fmt: skip
     lines.append(f"peak resident memory (ru_maxrss): ours {r['peak_rss_mib']:.0f} MiB (benchmark process)")

@@ -1,7 +1,7 @@
 """What each IG quadrature rule costs in accuracy, against a converged reference.
 
-    neuronjax bench quadrature [--prompts 8] [--nodes 1,2,4,8,16,32] [--reference 128] [--check 96]
-        [--json OUT] [--markdown OUT] [--plot OUT]
+    neuronjax bench quadrature [--prompts 8] [--nodes 1,2,4,8,16,32] [--rules R,..] [--reference 128]
+        [--check 96] [--schedules 4:0=32,...] [--json OUT] [--markdown OUT] [--plot OUT]
 
 Model: the embedded SmolLM2-135M-Instruct (float32). Prompts: the first --prompts identification
 items of configs/tasks/world_facts.yaml, each as its first AQUA proxy, tokenized and padded by
@@ -19,6 +19,10 @@ with --reference nodes (its convergence is shown by Gauss-Legendre with --check 
   forward with the layer's neurons zeroed at the last position;
 - top-100 overlap: the share of the 100 largest (good) and 100 most negative (bad) IG scores of
   a prompt that are also the reference's.
+
+--schedules adds Gauss-Legendre rows with a node count per layer: ``4:0=32`` is 4 nodes on every
+layer but layer 0, which gets 32 (``4:0=32;-1=8`` names more layers), as the run config's
+``steps`` and ``layer_steps`` give them.
 
 Every figure is given as the median and the worst over prompts. IG's cost grows with m (each
 node is one (layer, alpha) variant per layer; `neuronjax.attribution.flops`), and the reference
@@ -85,12 +89,29 @@ def zeroed_deltas(lm, batch) -> np.ndarray:
     return np.stack(out, axis=1)
 
 
-def ig(lm, batch, rule: str, m: int, chunk_rows: int) -> np.ndarray:
-    """float64 [prompt, layers, mlp] under one rule with m nodes."""
+def ig(lm, batch, rule: str, m: int, chunk_rows: int, layer_steps=None) -> np.ndarray:
+    """float64 [prompt, layers, mlp] under one rule with m nodes (layer_steps: {layer: m} for
+    single layers)."""
     from neuronjax.attribution import attribute
 
-    chunk = max(1, min(len(batch.gold), chunk_rows // m))
-    return np.asarray(attribute(lm, batch, "ig", m, chunk=chunk, rule=rule).scores, np.float64)
+    widest = max([m, *(layer_steps or {}).values()])
+    chunk = max(1, min(len(batch.gold), chunk_rows // widest))
+    out = attribute(lm, batch, "ig", m, chunk=chunk, rule=rule, layer_steps=layer_steps)
+    return np.asarray(out.scores, np.float64)
+
+
+def parse_schedule(text: str) -> tuple[int, dict]:
+    """'4:0=32;-1=8' -> (4, {0: 32, -1: 8}); '4' -> (4, {})."""
+    steps, _, rest = text.partition(":")
+    try:
+        layers = dict((int(k), int(v)) for k, v in (p.split("=") for p in rest.split(";") if p))
+        return int(steps), layers
+    except ValueError:
+        raise SystemExit(f"--schedules: {text!r} is not STEPS[:LAYER=M;LAYER=M...], e.g. 4:0=32") from None
+
+
+def schedule_label(steps: int, layers: dict) -> str:
+    return ", ".join([str(steps)] + [f"layer {k}: {v}" for k, v in layers.items()])
 
 
 def _top(x: np.ndarray, k: int) -> set:
@@ -139,7 +160,7 @@ def run(args) -> dict:
     r["reference_check"] = dict(nodes=args.check, **compare(check, ref, delta, args.top))
     r["reference_completeness_gap"] = compare(ref, ref, delta, args.top)["completeness_gap"]
     r["rows"] = []
-    for rule in RULES:
+    for rule in args.rules or RULES:
         for m in args.nodes:
             if m < min_nodes(rule):
                 continue
@@ -149,6 +170,16 @@ def run(args) -> dict:
             r["rows"].append(dict(rule=rule, m=m, seconds_with_compile=time.perf_counter() - t,
                                   gflop_per_prompt=gflop, **compare(scores, ref, delta, args.top)))  # fmt: skip
             print(f"{rule} m={m}: median rel L2 {np.median(r['rows'][-1]['rel_l2']):.2e}", file=sys.stderr)
+    for text in args.schedules:
+        steps, layers = parse_schedule(text)
+        t = time.perf_counter()
+        scores = ig(lm, batch, "gauss_legendre", steps, args.chunk_rows, layers)
+        gflop = attribution_flops(c, 1, -(-seq // 32) * 32, "ig", steps, 4, layers)["total"] / 1e9
+        r["rows"].append(dict(rule="gauss_legendre", m=schedule_label(steps, layers), steps=steps,
+                              layer_steps={str(k): v for k, v in layers.items()},
+                              seconds_with_compile=time.perf_counter() - t, gflop_per_prompt=gflop,
+                              **compare(scores, ref, delta, args.top)))  # fmt: skip
+        print(f"schedule {text}: median rel L2 {np.median(r['rows'][-1]['rel_l2']):.2e}", file=sys.stderr)
     r["seconds"] = time.perf_counter() - t0
     return r
 
@@ -211,7 +242,7 @@ def plot(r: dict, path: str) -> None:
     axes = fig.subplots(1, 2, sharey=True)
     for ax, key, what in zip(axes, ("rel_l2", "rel_l2_above_first_layer"), ("all layers", "all but the first layer")):
         for rule, marker in zip(LABELS, "osD"):
-            rows = [x for x in r["rows"] if x["rule"] == rule]
+            rows = [x for x in r["rows"] if x["rule"] == rule and isinstance(x["m"], int)]
             m = [x["m"] for x in rows]
             (line,) = ax.plot(m, [np.median(x[key]) for x in rows], marker=marker, label=f"{LABELS[rule]} (median)")
             ax.plot(m, [np.max(x[key]) for x in rows], marker=marker, linestyle=":", color=line.get_color(), alpha=0.6,
@@ -234,6 +265,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="checkpoint (default: the embedded SmolLM2-135M-Instruct)")
     ap.add_argument("--prompts", type=int, default=8, help="world_facts items, one proxy prompt each")
     ap.add_argument("--nodes", type=lambda s: [int(x) for x in s.split(",")], default=list(NODES), help="m values")
+    ap.add_argument("--rules", type=lambda s: s.split(","), default=None, help="rules of the --nodes rows (default: all)")
+    ap.add_argument("--schedules", type=lambda s: s.split(","), default=[],
+                    help="Gauss-Legendre rows with per-layer nodes, STEPS:LAYER=M;..., comma-separated")
     ap.add_argument("--reference", type=int, default=128, help="Gauss-Legendre nodes of the reference")
     ap.add_argument("--check", type=int, default=96, help="Gauss-Legendre nodes compared with the reference")
     ap.add_argument("--top", type=int, default=100, help="size of the good / bad sets compared per prompt")

@@ -63,8 +63,8 @@ def attribute_batch(lm, batch, needs: set[str], attribution: AttributionConfig) 
     rows: dict[str, np.ndarray] = {}
     for key, target in (("attr", "ce"), ("attr_prob", "prob")):
         if key in needs:
-            out = attribute(lm, pb, attribution.method, attribution.steps, groups=attribution.groups, target=target,
-                            rule=attribution.rule)  # fmt: skip
+            out = attribute(lm, pb, attribution.method, attribution.schedule(lm.config.num_layers),
+                            groups=attribution.groups, target=target, rule=attribution.rule)  # fmt: skip
             rows[key] = to_host(out.scores)
     if not needs & {"attr", "attr_prob"}:  # activations (and correctness) only: one plain pass
         out = attribute(lm, pb, "activation")
@@ -142,6 +142,7 @@ def identify(
                          "identifies neurons (e.g. neuronllm) with them")  # fmt: skip
     stats = stats if stats is not None else IdentifyStats()
     c = lm.config
+    attribution.schedule(c.num_layers)  # a layer_steps layer the model does not have fails here, not mid-run
     grid = (c.num_layers, c.intermediate_size)
     states = {m.name: m.init(*grid) for m in streamed}
     stats.devices = lm.mesh.size if lm.mesh is not None else 1

@@ -120,8 +120,10 @@ def plan(config, model_config: str, topology: str, batch: Optional[int] = None, 
 
     hbm = sl.hbm_bytes * sl.chips // len(devices)  # v4 shows each chip's two TensorCores as two devices
 
+    schedule = a.schedule(cfg.num_layers) if a.method == "ig" else ()
+
     def identify(b):
-        return st.identify_step(cfg, graphdef, state, dev_mesh, rules, b, seq, a.steps, a.groups, a.method, hbm)
+        return st.identify_step(cfg, graphdef, state, dev_mesh, rules, b, seq, schedule, a.groups, a.method, hbm)
 
     if find_batch:
         ident = _largest_batch(identify, dp, log)
@@ -135,14 +137,14 @@ def plan(config, model_config: str, topology: str, batch: Optional[int] = None, 
     methods = st.method_step(cfg, dev_mesh, rules, make_methods(config.identify), _round_up(config.identify.block_items, dp),
                              proxies, hbm)  # fmt: skip
     evaluate = st.evaluate_step(cfg, graphdef, state, dev_mesh, rules, b, seq, hbm)
-    flops = attribution_flops(cfg, 1, seq, a.method, a.steps, a.groups)["total"]
+    flops = attribution_flops(cfg, 1, seq, a.method, a.steps, a.groups, a.layer_steps)["total"]
     peak = sl.chips * sl.chip.peak_bf16_flops
     out = {
         "topology": sl.name, "topology_name": sl.topology, "chips": sl.chips, "chip": sl.chip.name,
         "hbm_per_chip_gib": sl.chip.hbm_gib, "mesh": sizes, "dtype": dtype, "model_config": model_config,
         "parameters": n_params, "parameter_gib_per_chip": round(param_bytes / GIB, 3),
         "parameter_bytes_per_chip": param_bytes, "seq": seq,
-        "attribution": {"method": a.method, "steps": a.steps, "groups": a.groups},
+        "attribution": {"method": a.method, "steps": a.steps, "layer_steps": dict(a.layer_steps), "groups": a.groups},
         "steps": {"identify": ident.to_json(), "methods": methods.to_json(), "evaluate": evaluate.to_json()},
     }  # fmt: skip
     out["steps"]["identify"]["flops_per_prompt"] = flops

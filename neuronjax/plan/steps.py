@@ -109,7 +109,7 @@ def _first_lines(text: str, n: int = 4) -> str:
     return "\n".join(lines[:n])
 
 
-def identify_step(cfg, graphdef, state, mesh, rules, batch: int, seq: int, steps: int, groups: int,
+def identify_step(cfg, graphdef, state, mesh, rules, batch: int, seq: int, steps: tuple, groups: int,
                   method: str = "ig", hbm: Optional[int] = None) -> StepPlan:  # fmt: skip
     """The prompt pass and the IG step of `batch` prompts of `seq` tokens (one `attribute` call)."""
     pb = PromptBatch(

@@ -10,7 +10,6 @@ import neuronjax
 from neuronjax import Intervention
 from neuronjax.attribution import PromptBatch, alphas, attribute
 from neuronjax.attribution import last_token as lt
-from neuronjax.attribution.engine import layer_groups
 from neuronjax.attribution.naive import naive_attribute
 from tests import tiny_models
 
@@ -176,10 +175,8 @@ def test_gold_probability_in_slices_equals_one_pass(tmp_path):
     np.testing.assert_allclose(np.asarray(whole), np.array(want), rtol=1e-5)
 
 
-def test_alphas_and_groups():
+def test_alphas():
     np.testing.assert_allclose(alphas(4), [0.25, 0.5, 0.75, 1.0])
-    assert layer_groups(30, 4) == [(0, 8), (8, 16), (16, 23), (23, 30)]
-    assert layer_groups(3, 8) == [(0, 1), (1, 2), (2, 3)]
 
 
 def test_chunks_and_buckets_do_not_change_results(lm):

@@ -142,3 +142,80 @@ def test_run_config_names_the_rules():
         load_run_config(path, {"identify.attribution.rule": "gauss"})
     with pytest.raises(ValueError, match="trapezoid rule needs >= 2 nodes"):
         load_run_config(path, {"identify.attribution.rule": "trapezoid", "identify.attribution.steps": 1})
+
+
+def test_layer_schedule():
+    from neuronjax.attribution.quadrature import check_schedule, layer_schedule
+
+    assert layer_schedule(4, 2) == (2, 2, 2, 2)
+    assert layer_schedule(4, 2, {0: 8, "-1": 3}) == (8, 2, 2, 3)  # config files give string keys
+    assert layer_schedule(3, [1, 2, 3], {"1": 5}) == (1, 5, 3)
+    with pytest.raises(ValueError, match="layer 4 is out of range for a 4-layer model"):
+        layer_schedule(4, 2, {4: 8})
+    with pytest.raises(ValueError, match="key 'first' is not a layer index"):
+        layer_schedule(4, 2, {"first": 8})
+    with pytest.raises(ValueError, match="3 per-layer node counts given for a 4-layer model"):
+        layer_schedule(4, [1, 2, 3])
+    with pytest.raises(ValueError, match="trapezoid needs m >= 2 nodes per layer; layer 2 has 1"):
+        check_schedule("trapezoid", (2, 2, 1))
+
+
+def _work(schedule, groups):
+    n = len(schedule)
+    return sum(sum(schedule[lo:hi]) * (n - lo) for lo, hi in groups)
+
+
+def test_schedule_groups_are_the_cheapest_partition():
+    """Against every partition into at most g contiguous groups (brute force over the cut points)."""
+    import itertools
+
+    from neuronjax.attribution.quadrature import schedule_groups
+
+    rng = np.random.default_rng(0)
+    for n, g in [(1, 3), (5, 1), (6, 2), (7, 3), (9, 4)]:
+        for schedule in [(4,) * n, tuple(rng.integers(1, 40, n))]:
+            got = schedule_groups(schedule, g)
+            assert got[0][0] == 0 and got[-1][1] == n and len(got) <= g
+            assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(got, got[1:]))
+            best = min(
+                _work(schedule, list(zip((0,) + cuts, cuts + (n,))))
+                for k in range(min(g, n)) for cuts in itertools.combinations(range(1, n), k)
+            )  # fmt: skip
+            assert _work(schedule, got) == best
+    # equal counts: groups of equal size (30 layers in 4: 7 or 8 each)
+    assert sorted(hi - lo for lo, hi in schedule_groups((16,) * 30, 4)) == [7, 7, 8, 8]
+
+
+@pytest.mark.torch
+def test_replay_equals_full_prompt_rerun_with_a_layer_schedule(lm):
+    """Per-layer node counts: each layer's IG is its own rule with its own m, replay against the
+    naive rerun (same tolerance as above); a schedule's layer equals a uniform run at its m."""
+    batch = _batch(lm)
+    layer_steps = {0: 5, -1: 1}
+    fast = attribute(lm, batch, "ig", 2, groups=2, layer_steps=layer_steps)
+    slow = naive_attribute(lm, batch, "ig", 2, layer_steps=layer_steps)
+    scale = np.abs(np.asarray(slow.scores)).max()
+    assert scale > 1e-2
+    np.testing.assert_allclose(np.asarray(fast.scores), np.asarray(slow.scores), atol=1e-5 * scale, rtol=1e-5)
+    uniform = {m: np.asarray(attribute(lm, batch, "ig", m, groups=2).scores) for m in (1, 2, 5)}
+    fast = np.asarray(fast.scores)
+    np.testing.assert_allclose(fast[:, 0], uniform[5][:, 0], atol=1e-5 * scale, rtol=1e-5)
+    np.testing.assert_allclose(fast[:, 1:-1], uniform[2][:, 1:-1], atol=1e-5 * scale, rtol=1e-5)
+    np.testing.assert_allclose(fast[:, -1], uniform[1][:, -1], atol=1e-5 * scale, rtol=1e-5)
+    assert np.abs(uniform[5][:, 0] - uniform[2][:, 0]).max() > 1e-3 * scale  # m matters on layer 0
+
+
+def test_run_config_layer_steps():
+    import os
+
+    from neuronjax.config import load_run_config
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "default.yaml")
+    a = load_run_config(path, {"identify.attribution.layer_steps": {"0": 32, "-1": 8}}).identify.attribution
+    assert a.schedule(5) == (32, a.steps, a.steps, a.steps, 8)
+    with pytest.raises(ValueError, match="attribution.layer_steps: key 'x' is not a layer index"):
+        load_run_config(path, {"identify.attribution.layer_steps": {"x": 3}})
+    with pytest.raises(ValueError, match="attribution.layer_steps.0 = 0: expected >= 1"):
+        load_run_config(path, {"identify.attribution.layer_steps": {"0": 0}})
+    with pytest.raises(ValueError, match="attribution.layer_steps: layer 30 is out of range for a 30-layer model"):
+        load_run_config(path, {"identify.attribution.layer_steps": {"30": 3}}).identify.attribution.schedule(30)
