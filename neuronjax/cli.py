@@ -162,7 +162,9 @@ def _report(args) -> int:
     if args.summary:
         text = "Accuracy [95% CI]:\n\n" + summary_table(args.runs, args.methods, "accuracy")
         text += "\n\nPermutation-consistent accuracy [95% CI]:\n\n" + summary_table(args.runs, args.methods, "consistent")
-        text += "\n\nv / ^: lower / higher than the same mode on random sets of equal per-layer counts (paired 95% interval).\n"
+        text += ("\n\nv / ^: lower / higher than the same mode on random sets of equal per-layer counts: the "
+                 "Holm-corrected verdict (family-wise 5% over the run's tested rows), or, for an evaluation written "
+                 "before verdicts were corrected, the paired 95% interval excluding zero.\n")
         for mode in ("suppress_good", "suppress_bad"):
             text += f"\n\nCross-task accuracy change against no intervention [95% CI], {mode}:\n\n"
             text += cross_matrix(args.runs, (args.methods or ["neuronllm"])[0], mode) + "\n"
