@@ -25,12 +25,15 @@ def layer_macs(cfg: ModelConfig, tokens: int, keys: int) -> int:
     return tokens * (projections + mlp) + 2 * h * d * tokens * keys
 
 
-def attribution_flops(cfg: ModelConfig, batch: int, seq: int, method: str, steps, groups: int, layer_steps=None) -> dict:
+def attribution_flops(cfg: ModelConfig, batch: int, seq: int, method: str, steps, groups: int, layer_steps=None,
+                      shared: int = 0) -> dict:  # fmt: skip
     """FLOPs (2 x MACs) of one `attribute` call on [batch, seq] prompts, by phase; steps (and
-    layer_steps) = IG nodes m per layer as in `attribute`, whatever the rule."""
+    layer_steps) = IG nodes m per layer as in `attribute`, whatever the rule. shared: the length
+    of a prefix common to every row that runs once (`cached.split_prefix`); seq is then the
+    rows' width after it."""
     n = cfg.num_layers
-    prefix = batch * n * layer_macs(cfg, seq - 1, seq - 1)
-    one = layer_macs(cfg, 1, seq)  # one token against the cache and itself
+    prefix = batch * n * layer_macs(cfg, seq - 1, shared + seq - 1) + n * layer_macs(cfg, shared, shared)
+    one = layer_macs(cfg, 1, shared + seq)  # one token against the cache and itself
     base = batch * n * one * (2 if method == "grad_x_act" else 1)
     variants = 0
     if method == "ig":

@@ -249,6 +249,7 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
     from neuronjax.attribution import PromptBatch, attribute
     from neuronjax.attribution.engine import attribute_compiled, pad_rows
     from neuronjax.attribution.flops import attribution_flops
+    from neuronjax.cached import smallest_window, split_prefix
 
     batch = PromptBatch(**arrays)
     n, seq = arrays["input_ids"].shape
@@ -282,7 +283,12 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
     seq_padded = -(-seq // bucket) * bucket
     calls = -(-n // chunk)
     out["seq_padded"] = seq_padded
-    out["flops_analytic"] = calls * attribution_flops(lm.config, chunk, seq_padded, "ig", steps, groups)["total"]
+    # attribute() runs the prefix common to every prompt once per call: count what it runs
+    split = split_prefix(arrays["input_ids"], arrays["attention_mask"], seq_bucket=bucket,
+                         window=smallest_window(lm.config))  # fmt: skip
+    width, shared = (split.input_ids.shape[1], split.length) if split is not None else (seq_padded, 0)
+    out["shared_prefix"] = shared
+    out["flops_analytic"] = calls * attribution_flops(lm.config, chunk, width, "ig", steps, groups, shared=shared)["total"]
     try:
         part = jax.tree.map(lm.place, pad_rows(first, chunk, seq_padded))
         compiled = attribute_compiled.lower(lm.state, part, graphdef=lm.graphdef, method="ig", steps=steps,
