@@ -519,7 +519,7 @@ def run(args) -> dict:
     ours = run_ours(lm, arrays, runs, args.chunk)
     r["ours"] = {m: {k: v for k, v in ours[m].items() if k != "result"} for m in runs}
     r["ours"]["ig"]["neuron_attributions_per_s"] = ours["ig"]["prompts_per_s"] * neurons
-    r["ours"].update({k: ours[k] for k in ("chunk", "seq_padded", "flops_analytic", "flops_xla")})
+    r["ours"].update({k: ours[k] for k in ("chunk", "seq_padded", "shared_prefix", "flops_analytic", "flops_xla")})
     if "flops_xla_error" in ours:
         r["ours"]["flops_xla_error"] = ours["flops_xla_error"]
     r["ours"]["ig"]["flops_per_s"] = ours["flops_analytic"] / ours["ig"]["seconds"]
