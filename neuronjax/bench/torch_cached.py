@@ -155,7 +155,8 @@ def base_pass(model, layers, prompt: Prompt, option_ids, gold, shifts: bool = Fa
 
 
 def groups_of(num_layers: int, groups: int) -> list[tuple[int, int]]:
-    """Contiguous layer groups of about equal size (as `neuronjax.attribution.engine.layer_groups`)."""
+    """Contiguous layer groups of about equal size: for equal nodes per layer, the sizes
+    `neuronjax.attribution.quadrature.schedule_groups` finds cheapest."""
     parts = np.array_split(np.arange(num_layers), max(1, min(groups, num_layers)))
     return [(int(p[0]), int(p[-1]) + 1) for p in parts]
 
