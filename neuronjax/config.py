@@ -84,7 +84,9 @@ class AttributionConfig:
                 raise ConfigError(f"attribution.{key} = {getattr(self, key)}: expected >= 1")
         if self.rule == "trapezoid" and self.steps < 2:
             raise ConfigError(f"attribution.steps = {self.steps}: the trapezoid rule needs >= 2 nodes (both ends)")
-        low = 2 if self.rule == "trapezoid" else 1
+        from neuronjax.attribution.quadrature import min_nodes
+
+        low = min_nodes(self.rule)
         for key, m in self.layer_steps.items():
             try:
                 int(key)
