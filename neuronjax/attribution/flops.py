@@ -4,7 +4,11 @@ XLA's cost analysis counts the body of a `scan` once, not once per layer, so the
 benchmark divides by the run time is counted here instead. Counted: every matrix product of the
 prompt pass, the base pass and the IG variants (forward, and backward with respect to the
 activations, which costs the same products again); not counted: elementwise work (norms,
-activations, softmax), which is small next to them.
+activations, softmax), which is small next to them, and three small products: the output head's
+candidate columns, the sum of the variants' gradients into their layers by the quadrature
+weights, and the backward of the edited token's attention to its own key and value (about 0.05%
+of an IG call on SmolLM2; tests/attribution/test_flops.py checks the count against the products
+of the traced program).
 
 IG's cost depends on the number of nodes m (``steps``, or one count per layer) and not on the
 quadrature rule: every node is one (layer, alpha) variant, and a node at alpha = 0 (the
