@@ -217,7 +217,7 @@ def measure_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConfi
             good, bad = top_k_masks(ns.scores, kk)
             for mode in config.curve_modes:
                 plan.add(Condition(name, mode, kk), good, bad, curve_conds)
-    scored = score_interventions(lm, encoded, plan.interventions, progress)
+    scored = score_interventions(lm, encoded, plan.interventions, progress, share_prefix=config.share_prefix)
     right, total = per_item(scored.correct, scored.item_index, scored.num_items)
     resamples = bootstrap_indices(scored.num_items, config.bootstrap, config.seed)
     base = right[plan.index[Condition("none", "none", 0)]]

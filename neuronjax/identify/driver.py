@@ -64,10 +64,11 @@ def attribute_batch(lm, batch, needs: set[str], attribution: AttributionConfig) 
     for key, target in (("attr", "ce"), ("attr_prob", "prob")):
         if key in needs:
             out = attribute(lm, pb, attribution.method, attribution.schedule(lm.config.num_layers),
-                            groups=attribution.groups, target=target, rule=attribution.rule)  # fmt: skip
+                            groups=attribution.groups, target=target, rule=attribution.rule,
+                            share_prefix=attribution.share_prefix)  # fmt: skip
             rows[key] = to_host(out.scores)
     if not needs & {"attr", "attr_prob"}:  # activations (and correctness) only: one plain pass
-        out = attribute(lm, pb, "activation")
+        out = attribute(lm, pb, "activation", share_prefix=attribution.share_prefix)
     if "activations" in needs:
         rows["activations"] = to_host(out.activations)
     rows["correct"] = np.asarray(proxy_correct(to_host(out.option_scores), np.asarray(batch["gold"])))

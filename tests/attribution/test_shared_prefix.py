@@ -239,3 +239,41 @@ def test_learned_caches_equal_the_unshared_path(lm):
         ids, cache, options, gold, _ = plain.batch(i)
         want = learned.batch_f(lm.state, lm.graphdef, ids, cache, options, gold, scales)
         assert _rel(got, want) < REL
+
+
+# ----------------------------------------------------------------------------- the config switches
+
+
+@pytest.mark.torch
+def test_config_switches_reach_attribution_and_scoring(lm, monkeypatch):
+    """identify.attribution.share_prefix and evaluate.share_prefix decide whether a batch is cut."""
+    from neuronjax.attribution import engine
+    from neuronjax.config import AttributionConfig, EvaluateConfig
+    from neuronjax.evaluation import conditions
+    from neuronjax.identify.driver import attribute_batch
+
+    cuts = []
+    real = engine.split_prefix
+    monkeypatch.setattr(engine, "split_prefix", lambda *a, **k: cuts.append(1) or real(*a, **k))
+    pb = _batch(lm.config.vocab_size)
+    batch = {"input_ids": pb.input_ids, "attention_mask": pb.attention_mask, "option_tokens": pb.option_ids,
+             "gold": pb.gold}  # fmt: skip
+    rows = {}
+    for share in (True, False):
+        cuts.clear()
+        rows[share] = attribute_batch(lm, batch, {"attr"}, AttributionConfig(steps=2, groups=1, share_prefix=share))
+        assert bool(cuts) == share
+    assert _rel(rows[True]["attr"], rows[False]["attr"]) < REL_IG
+
+    seen = []
+
+    def spy(*args, share_prefix=True, **kwargs):
+        seen.append(share_prefix)
+        raise StopIteration  # the switch is what is checked here, not the scores
+
+    monkeypatch.setattr(conditions, "score_interventions", spy)
+    enc = _prefixed_task("first_token", lm.config.vocab_size)
+    for share in (True, False):
+        with pytest.raises(StopIteration):
+            conditions.measure_sets(lm, enc, {}, EvaluateConfig(share_prefix=share))
+    assert seen == [True, False]
