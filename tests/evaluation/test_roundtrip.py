@@ -34,7 +34,7 @@ def test_saved_sets_evaluate_like_the_in_memory_ones(tmp_path):
     np.testing.assert_array_equal(sets["random"].good.sum(axis=1), sets["neuronllm"].good.sum(axis=1))
 
 
-@pytest.mark.parametrize("name", ["default_rr16", "learned", "world_facts", "arithmetic", "default/evaluation",
+@pytest.mark.parametrize("name", ["default_rr16", "learned/evaluation", "world_facts", "arithmetic", "default/evaluation",
                                   "default_answer/evaluation", "world_facts_subject/evaluation"])  # fmt: skip
 def test_committed_evaluations_read_back_unchanged(name):
     """The evaluation.json files of the results in docs/ (the top-level ones written before the
