@@ -40,7 +40,7 @@ def run_key(lm, encoded, methods: Sequence[Method], attribution: AttributionConf
         "proxies": len(encoded.records),
         "global_batch_rows": encoded.config.pipeline.batch_size * jax.process_count(),
         "methods": [method_record(m) for m in methods],
-        # how the prompt pass is shared does not change the scores (within 2e-6): either continues
+        # sharing the prompt prefix changes the scores only by rounding: either setting continues
         "attribution": {k: v for k, v in dataclasses.asdict(attribution).items() if k != "share_prefix"},
         "block_items": block_items,
     }
