@@ -44,10 +44,11 @@ def program_flops(jaxpr) -> int:
             total += 2 * int(np.prod(eqn.outvars[0].aval.shape)) * int(np.prod([lhs[i] for i in contract]))
             continue
         assert eqn.primitive.name != "while", "a loop of unknown length: count it by hand"
-        inner = sum(program_flops(j) for p in eqn.params.values() for j in _jaxprs(p))
-        if eqn.primitive.name == "cond":
-            inner = max(program_flops(j) for p in eqn.params.values() for j in _jaxprs(p))
-        total += inner * (eqn.params["length"] if eqn.primitive.name == "scan" else 1)
+        inner = [program_flops(j) for p in eqn.params.values() for j in _jaxprs(p)]
+        if eqn.primitive.name == "cond":  # one branch runs: count the costliest
+            total += max(inner, default=0)
+        else:
+            total += sum(inner) * (eqn.params["length"] if eqn.primitive.name == "scan" else 1)
     return total
 
 
