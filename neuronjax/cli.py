@@ -440,8 +440,10 @@ def main(argv=None) -> int:
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
+        from neuronjax import compile_cache
         from neuronjax.distributed import initialize
 
+        compile_cache.enable()  # programs compiled by earlier runs are read back (NEURONJAX_COMPILE_CACHE)
         initialize()  # joins the other processes of a multi-host run (NEURONJAX_*, SLURM, TPU pod)
         return args.handler(args)
     except (NeuronJaxError, ValueError, FileNotFoundError, FileExistsError) as err:

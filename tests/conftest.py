@@ -11,6 +11,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # without a TPU either way.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+# The `neuronjax` command caches compiled programs in ~/.cache (neuronjax.compile_cache); the tests
+# call it in-process and must neither read programs compiled elsewhere nor write there.
+os.environ.setdefault("NEURONJAX_COMPILE_CACHE", "off")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
