@@ -91,16 +91,22 @@ def choose_mesh(cfg, chips: int, given: Optional[dict] = None) -> dict:
 
 def plan(config, model_config: str, topology: str, batch: Optional[int] = None, find_batch: bool = False,
          seq: int = 128, mfu: float = DEFAULT_MFU, mesh: Optional[dict] = None, dtype: Optional[str] = None,
-         log=print) -> dict:  # fmt: skip
+         log=print, shared_prefix: int = 0) -> dict:  # fmt: skip
     """Compile a run's steps for a slice; returns the plan as JSON-ready data (see the module
     docstring). `config` is a RunConfig (its attribution steps and groups, methods, block size,
-    batch and dtype are used unless overridden)."""
+    batch and dtype are used unless overridden). shared_prefix: how many of the `seq` tokens
+    every prompt of a batch starts with (role block, demonstration); with the run config's
+    `share_prefix` switches on (the default) they run once per batch, in identification and in
+    evaluation, and the steps are compiled that way."""
     from neuronjax.attribution.flops import attribution_flops
     from neuronjax.methods import make_methods
     from neuronjax.plan import steps as st
     from neuronjax.sharding import ShardingRules, make_mesh
     from neuronjax.tasks.config import load_task_config
 
+    if not 0 <= shared_prefix <= seq - 2:
+        raise ConfigError(f"--shared-prefix {shared_prefix}: expected 0 .. {seq - 2} (at most --seq {seq} minus 2: a "
+                          "prompt keeps at least two tokens of its own)")  # fmt: skip
     cfg = load_model_config(model_config)
     sl = parse_slice(topology)
     devices = slice_devices(sl)
@@ -121,9 +127,12 @@ def plan(config, model_config: str, topology: str, batch: Optional[int] = None, 
     hbm = sl.hbm_bytes * sl.chips // len(devices)  # v4 shows each chip's two TensorCores as two devices
 
     schedule = a.schedule(cfg.num_layers) if a.method == "ig" else ()
+    shared_id = shared_prefix if a.share_prefix else 0
+    shared_ev = shared_prefix if config.evaluate.share_prefix else 0
 
     def identify(b):
-        return st.identify_step(cfg, graphdef, state, dev_mesh, rules, b, seq, schedule, a.groups, a.method, hbm)
+        return st.identify_step(cfg, graphdef, state, dev_mesh, rules, b, seq, schedule, a.groups, a.method, hbm,
+                                shared_id)  # fmt: skip
 
     if find_batch:
         ident = _largest_batch(identify, dp, log)
@@ -136,14 +145,16 @@ def plan(config, model_config: str, topology: str, batch: Optional[int] = None, 
     b = ident.batch
     methods = st.method_step(cfg, dev_mesh, rules, make_methods(config.identify), _round_up(config.identify.block_items, dp),
                              proxies, hbm)  # fmt: skip
-    evaluate = st.evaluate_step(cfg, graphdef, state, dev_mesh, rules, b, seq, hbm)
-    flops = attribution_flops(cfg, 1, seq, a.method, a.steps, a.groups, a.layer_steps)["total"]
+    evaluate = st.evaluate_step(cfg, graphdef, state, dev_mesh, rules, b, seq, hbm, shared_ev)
+    # per prompt, the shared prefix's one pass spread over the step's batch
+    flops = attribution_flops(cfg, b, seq - shared_id, a.method, a.steps, a.groups, a.layer_steps, shared_id)["total"] / b
     peak = sl.chips * sl.chip.peak_bf16_flops
     out = {
         "topology": sl.name, "topology_name": sl.topology, "chips": sl.chips, "chip": sl.chip.name,
         "hbm_per_chip_gib": sl.chip.hbm_gib, "mesh": sizes, "dtype": dtype, "model_config": model_config,
         "parameters": n_params, "parameter_gib_per_chip": round(param_bytes / GIB, 3),
         "parameter_bytes_per_chip": param_bytes, "seq": seq,
+        "shared_prefix": {"identify": shared_id, "evaluate": shared_ev},
         "attribution": {"method": a.method, "steps": a.steps, "layer_steps": dict(a.layer_steps), "groups": a.groups},
         "steps": {"identify": ident.to_json(), "methods": methods.to_json(), "evaluate": evaluate.to_json()},
     }  # fmt: skip
@@ -205,8 +216,10 @@ def describe(out: dict) -> str:
         else:
             lines.append(f"{name:10s} {s['batch']:6d}  does not fit: " + s.get("message", "").replace("\n", " ")[:300])
     i = out["steps"]["identify"]
+    shared = out.get("shared_prefix", {}).get("identify", 0)
+    tokens = f"{out['seq']} tokens" + (f", the first {shared} shared by the batch" if shared else "")
     lines.append(f"identification: {i['flops_per_prompt'] / 1e12:.2f} TFLOP per prompt (IG m={out['attribution']['steps']}, "
-                 f"{out['seq']} tokens); projected {i['projected_prompts_per_s']:.1f} prompts/s at {i['mfu']:.0%} MFU")  # fmt: skip
+                 f"{tokens}); projected {i['projected_prompts_per_s']:.1f} prompts/s at {i['mfu']:.0%} MFU")  # fmt: skip
     lines.append("fits" if out["fits"] else "DOES NOT FIT")
     return "\n".join(lines)
 
@@ -224,6 +237,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=None, help="prompts per step (default: the task's batch size, at least data x fsdp)")
     ap.add_argument("--find-batch", action="store_true", help="find the largest batch whose identification step fits")
     ap.add_argument("--seq", type=int, default=128, help="tokens per prompt (default 128)")
+    ap.add_argument("--shared-prefix", type=int, default=0, metavar="P",
+                    help="tokens at the start of every prompt common to the batch (role block, demonstration), run "
+                         "once per batch as a run does (default 0: every prompt runs whole)")  # fmt: skip
     ap.add_argument("--mfu", type=float, default=DEFAULT_MFU, help=f"model FLOPs utilisation of the projection (default {DEFAULT_MFU})")
     ap.add_argument("--mesh", default=None, help="mesh sizes, e.g. fsdp=8,tensor=8 (default: run config, else chosen)")
     ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16"], help="parameter dtype (default: the run config's)")
@@ -239,7 +255,7 @@ def main(argv=None) -> int:
         except ValueError:
             raise ConfigError(f"--mesh {args.mesh!r}: expected axis=size pairs, e.g. fsdp=8,tensor=8") from None
     out = plan(config, args.model_config, args.topology, args.batch, args.find_batch, args.seq, args.mfu, mesh,
-               args.dtype, log=lambda s: print(s, file=sys.stderr))  # fmt: skip
+               args.dtype, log=lambda s: print(s, file=sys.stderr), shared_prefix=args.shared_prefix)  # fmt: skip
     print(describe(out))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

@@ -109,16 +109,26 @@ def _first_lines(text: str, n: int = 4) -> str:
     return "\n".join(lines[:n])
 
 
+def _shared_input(mesh, shared: int):
+    """The [1, P] prefix common to a batch's prompts (`cached.split_prefix`), on every device."""
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return _abstract((1, shared), jnp.int32, replicated)
+
+
 def identify_step(cfg, graphdef, state, mesh, rules, batch: int, seq: int, steps: tuple, groups: int,
-                  method: str = "ig", hbm: Optional[int] = None) -> StepPlan:  # fmt: skip
-    """The prompt pass and the IG step of `batch` prompts of `seq` tokens (one `attribute` call)."""
+                  method: str = "ig", hbm: Optional[int] = None, shared: int = 0) -> StepPlan:  # fmt: skip
+    """The prompt pass and the IG step of `batch` prompts of `seq` tokens (one `attribute` call).
+    shared: the first `shared` tokens of the prompts are common to the batch and run once (the
+    rows are then their seq - shared remaining tokens), as `attribute` runs a task's prompts."""
+    rows = seq - shared
     pb = PromptBatch(
-        input_ids=_batch_input(mesh, rules, (batch, seq), jnp.int32),
-        attention_mask=_batch_input(mesh, rules, (batch, seq), jnp.int32),
+        input_ids=_batch_input(mesh, rules, (batch, rows), jnp.int32),
+        attention_mask=_batch_input(mesh, rules, (batch, rows), jnp.int32),
         option_ids=_batch_input(mesh, rules, (batch, 4, CANDIDATES), jnp.int32),
         gold=_batch_input(mesh, rules, (batch,), jnp.int32),
     )
-    return compile_step("identify", batch, attribute_compiled, state, pb,
+    prefix = _shared_input(mesh, shared) if shared else None
+    return compile_step("identify", batch, attribute_compiled, state, pb, prefix,
                         static=dict(graphdef=graphdef, method=method, steps=steps, groups=groups, target="ce"), hbm=hbm)  # fmt: skip
 
 
@@ -137,21 +147,27 @@ def method_step(cfg, mesh, rules, methods, items: int, proxies: int, hbm: Option
     return compile_step("methods", items, update, states, block, hbm=hbm)
 
 
-def evaluate_step(cfg, graphdef, state, mesh, rules, batch: int, seq: int, hbm: Optional[int] = None) -> StepPlan:
+def evaluate_step(cfg, graphdef, state, mesh, rules, batch: int, seq: int, hbm: Optional[int] = None,
+                  shared: int = 0) -> StepPlan:  # fmt: skip
     """One group of last-position interventions scored on a batch: the prompt's prefix cache, then
-    the last token once per intervention."""
+    the last token once per intervention. shared: as in `identify_step` (the cache is then
+    `cached.compute_shared_prefix_cache`'s)."""
     grid = (cfg.num_layers, cfg.intermediate_size)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     ivs = Intervention(_abstract((GROUP,) + grid, jnp.float32, replicated),
                        _abstract((GROUP,) + grid, jnp.float32, replicated), "last")  # fmt: skip
 
     @jax.jit
-    def step(state, ids, mask, options, continuation, ivs):
-        cache = cached.compute_prefix_cache(state, ids, mask, graphdef=graphdef)
+    def step(state, ids, mask, options, continuation, ivs, prefix):
+        if prefix is None:
+            cache = cached.compute_prefix_cache(state, ids, mask, graphdef=graphdef)
+        else:
+            cache = cached.compute_shared_prefix_cache(state, prefix, ids, mask, graphdef=graphdef)
         return cached.score_last_position(state, cache, ids, options, continuation, ivs, graphdef=graphdef,
                                           kind="first_token", pad_id=0)  # fmt: skip
 
-    args = (state, _batch_input(mesh, rules, (batch, seq), jnp.int32), _batch_input(mesh, rules, (batch, seq), jnp.int32),
+    rows = seq - shared
+    args = (state, _batch_input(mesh, rules, (batch, rows), jnp.int32), _batch_input(mesh, rules, (batch, rows), jnp.int32),
             _batch_input(mesh, rules, (batch, 4, CANDIDATES), jnp.int32), _batch_input(mesh, rules, (batch, 4, 0), jnp.int32),
-            ivs)  # fmt: skip
+            ivs, _shared_input(mesh, shared) if shared else None)  # fmt: skip
     return compile_step("evaluate", batch, step, *args, hbm=hbm)

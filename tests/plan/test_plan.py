@@ -25,19 +25,30 @@ def _config(tmp_path, **changes):
     return str(path)
 
 
-def test_arguments_are_the_parameters_divided_by_their_sharding(tmp_path):
+E, F, LAYERS, VOCAB, HEADS, KV, D = 512, 1024, 8, 2048, 8, 8, 128
+BATCH, SEQ = 32, 128
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """(model config path, run config, the plan of BATCH prompts of SEQ tokens on v5e-4, fsdp=4)."""
+    from neuronjax.plan import plan
+
+    model = _config(tmp_path_factory.mktemp("model"), hidden_size=E, intermediate_size=F, num_hidden_layers=LAYERS,
+                    vocab_size=VOCAB, num_attention_heads=HEADS, num_key_value_heads=KV, head_dim=D)  # fmt: skip
+    config = load_run_config(os.path.join(ROOT, "configs", "default.yaml"), {"identify.attribution.steps": 2})
+    out = plan(config, model, "v5e-4", batch=BATCH, seq=SEQ, mesh={"fsdp": 4}, dtype="float32", log=lambda s: None)
+    return model, config, out
+
+
+def test_arguments_are_the_parameters_divided_by_their_sharding(small):
     """A Llama whose every parameter has an embed axis: on v5e-4 with fsdp=4 each is split four
     ways, so a chip holds a quarter of the parameter bytes, plus a quarter of the batch's inputs.
     The sizes are multiples of the TPU's (8, 128) float32 tiles, so the compiler pads nothing but
     the tiny per-prompt arrays (gold, candidates: at most a few tiles)."""
-    from neuronjax.plan import plan
-
-    e, f, layers, vocab, heads, kv, d = 512, 1024, 8, 2048, 8, 8, 128
-    model = _config(tmp_path, hidden_size=e, intermediate_size=f, num_hidden_layers=layers, vocab_size=vocab,
-                    num_attention_heads=heads, num_key_value_heads=kv, head_dim=d)  # fmt: skip
-    config = load_run_config(os.path.join(ROOT, "configs", "default.yaml"), {"identify.attribution.steps": 2})
-    batch, seq = 32, 128
-    out = plan(config, model, "v5e-4", batch=batch, seq=seq, mesh={"fsdp": 4}, dtype="float32", log=lambda s: None)
+    e, f, layers, vocab, heads, kv, d = E, F, LAYERS, VOCAB, HEADS, KV, D
+    batch, seq = BATCH, SEQ
+    out = small[2]
     per_layer = 2 * e + e * heads * d + 2 * e * kv * d + heads * d * e + 3 * e * f  # two norms, q, k, v, o, gate/up/down
     params = vocab * e + layers * per_layer + e + e * vocab  # embedding, blocks, final norm, untied head
     ids_and_mask = 2 * batch * seq * 4  # int32
@@ -69,3 +80,37 @@ def test_gpu_slices_say_what_they_need(capsys):
     assert main(["plan", os.path.join(ROOT, "configs", "default.yaml"), "--model-config", LLAMA_8B, "--topology",
                  "h100-8"]) == 2  # fmt: skip
     assert "CUDA plugin" in capsys.readouterr().err
+
+
+def test_shared_prefix_steps_take_the_rows_after_it(small):
+    """With --shared-prefix P, the identify and evaluate steps are compiled as a run executes them
+    with its prompts' common prefix run once: each chip holds a quarter of the batch's rows of
+    seq - P tokens plus the whole [1, P] prefix; the projection counts the prefix once per batch."""
+    from neuronjax.attribution.flops import layer_macs
+    from neuronjax.plan import load_model_config, plan
+
+    model, config, whole = small
+    p = 96
+    shared = plan(config, model, "v5e-4", batch=BATCH, seq=SEQ, mesh={"fsdp": 4}, dtype="float32", log=lambda s: None,
+                  shared_prefix=p)  # fmt: skip
+    assert shared["shared_prefix"] == {"identify": p, "evaluate": p} and whole["shared_prefix"]["identify"] == 0
+    for name in ("identify", "evaluate"):
+        assert shared["steps"][name]["fits"], shared["steps"][name]
+        fewer = whole["steps"][name]["per_chip_bytes"]["arguments"] - shared["steps"][name]["per_chip_bytes"]["arguments"]
+        expected = 2 * BATCH * p * 4 // 4 - p * 4  # ids and mask of P columns fewer per row; the prefix on every chip
+        assert abs(fewer - expected) <= 16 * 1024, (name, fewer, expected)  # tile padding of the small arrays
+    # the prompt pass: P tokens once per batch instead of once per prompt (hand count of the difference)
+    cfg = load_model_config(model)
+    saved_macs = LAYERS * (layer_macs(cfg, SEQ - 1, SEQ - 1) - layer_macs(cfg, SEQ - p - 1, SEQ - 1)
+                           - layer_macs(cfg, p, p) / BATCH)  # fmt: skip
+    got = whole["steps"]["identify"]["flops_per_prompt"] - shared["steps"]["identify"]["flops_per_prompt"]
+    assert abs(got - 2 * saved_macs) <= 1e-9 * got, (got, 2 * saved_macs)
+
+
+@pytest.mark.parametrize("value", ["-1", "127"])
+def test_shared_prefix_out_of_range_names_the_flag(value, capsys):
+    args = ["plan", os.path.join(ROOT, "configs", "default.yaml"), "--model-config", LLAMA_8B, "--topology", "v5e-4",
+            "--seq", "128", "--shared-prefix", value]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"--shared-prefix {value}" in err and "0 .. 126" in err
