@@ -34,15 +34,18 @@ def test_saved_sets_evaluate_like_the_in_memory_ones(tmp_path):
     np.testing.assert_array_equal(sets["random"].good.sum(axis=1), sets["neuronllm"].good.sum(axis=1))
 
 
-@pytest.mark.parametrize("name", ["default_rr16", "learned/evaluation", "world_facts", "arithmetic", "default/evaluation",
-                                  "default_answer/evaluation", "world_facts_subject/evaluation"])  # fmt: skip
+@pytest.mark.parametrize("name", ["data/pre_holm_default_rr16", "learned/evaluation", "world_facts/evaluation",
+                                  "arithmetic/evaluation", "default/evaluation", "default_answer/evaluation",
+                                  "world_facts_subject/evaluation", "default_rr16/evaluation"])  # fmt: skip
 def test_committed_evaluations_read_back_unchanged(name):
-    """The evaluation.json files of the results in docs/ (the top-level ones written before the
-    typed results existed, the run folders' with corrected verdicts) read into `Evaluation` and
-    write back to the same JSON."""
+    """The evaluation.json files of the results in docs/results/ (with corrected verdicts), and one
+    written before the typed results and the corrected verdicts existed (kept under
+    tests/evaluation/data/), read into `Evaluation` and write back to the same JSON."""
     import os
 
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "results", f"{name}.json")
+    here = os.path.dirname(__file__)
+    base = here if name.startswith("data/") else os.path.join(here, "..", "..", "docs", "results")
+    path = os.path.join(base, f"{name}.json")
     raw = json.load(open(path))
     back = Evaluation.from_json(raw).to_json()
     raw.setdefault("compare", [])
