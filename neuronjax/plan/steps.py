@@ -109,10 +109,14 @@ def _first_lines(text: str, n: int = 4) -> str:
     return "\n".join(lines[:n])
 
 
+def _replicated(mesh):
+    """A whole copy on every device of the mesh."""
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
 def _shared_input(mesh, shared: int):
     """The [1, P] prefix common to a batch's prompts (`cached.split_prefix`), on every device."""
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return _abstract((1, shared), jnp.int32, replicated)
+    return _abstract((1, shared), jnp.int32, _replicated(mesh))
 
 
 def identify_step(cfg, graphdef, state, mesh, rules, batch: int, seq: int, steps: tuple, groups: int,
@@ -138,7 +142,7 @@ def method_step(cfg, mesh, rules, methods, items: int, proxies: int, hbm: Option
     streamed = [m for m in methods if not m.derived]
     needs = {n for m in streamed for n in m.needs}
     states = {m.name: jax.eval_shape(lambda m=m: m.init(*grid)) for m in streamed}
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    replicated = _replicated(mesh)
     states = jax.tree.map(lambda x: _abstract(x.shape, x.dtype, replicated), states)
     arrays = {k: _batch_input(mesh, rules, (items, proxies) + grid, jnp.float32) for k in needs}
     block = ItemBlock(valid=_batch_input(mesh, rules, (items,), bool),
@@ -153,7 +157,7 @@ def evaluate_step(cfg, graphdef, state, mesh, rules, batch: int, seq: int, hbm: 
     the last token once per intervention. shared: as in `identify_step` (the cache is then
     `cached.compute_shared_prefix_cache`'s)."""
     grid = (cfg.num_layers, cfg.intermediate_size)
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    replicated = _replicated(mesh)
     ivs = Intervention(_abstract((GROUP,) + grid, jnp.float32, replicated),
                        _abstract((GROUP,) + grid, jnp.float32, replicated), "last")  # fmt: skip
 
