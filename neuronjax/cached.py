@@ -157,6 +157,36 @@ def compute_shared_prefix_cache(state, shared_ids: jax.Array, input_ids: jax.Arr
     return shared_prefix_cache(nnx.merge(graphdef, state), shared_ids, input_ids, attention_mask)
 
 
+def batch_prefix_cache(lm, batch: dict, ids: jax.Array, mask: jax.Array, share: bool = True, seq_bucket: int = 32,
+                       extra_slots: int = 0) -> KVCache:  # fmt: skip
+    """The cache of every prompt position but the last for one batch of a task (`batch`, the
+    pipeline's host arrays; ids and mask its input_ids and attention_mask already placed on the
+    mesh): the prefix common to every row run once where `split_prefix` allows it (share=True;
+    not for a model whose sliding window is shorter than the prompt's slots plus `extra_slots`),
+    else every row's whole prompt (`compute_prefix_cache`)."""
+    split = None
+    if share:
+        split = split_prefix(batch["input_ids"], batch["attention_mask"], seq_bucket=seq_bucket,
+                             window=smallest_window(lm.config), extra_slots=extra_slots)  # fmt: skip
+    if split is None:
+        return compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef)
+    return compute_shared_prefix_cache(lm.state, lm.place(split.shared), lm.place(split.input_ids),
+                                       lm.place(split.attention_mask), graphdef=lm.graphdef)  # fmt: skip
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def last_position_activations(state, cache: KVCache, input_ids: jax.Array, layers: jax.Array, index: jax.Array,
+                              *, graphdef) -> jax.Array:  # fmt: skip
+    """float32 [batch, neuron]: the unedited activations of the neurons (layers[n], index[n]) at
+    the last prompt position, from the prompt's cache (`prefix_cache` or `batch_prefix_cache`)
+    and its last column of input_ids [batch, seq]; equal to a full forward's, without running the
+    prompt again."""
+    b = input_ids.shape[0]
+    out = forward(state, input_ids[:, -1:], jnp.ones((b, 1), jnp.int32), None, cache, graphdef=graphdef,
+                  capture=True, logits_at="none")  # fmt: skip
+    return out.activations[:, layers, index]
+
+
 def continuation_scores(state, graphdef, cache: KVCache, last_logits: jax.Array, continuation: jax.Array,
                         kind: OptionScore, pad_id: int) -> jax.Array:  # fmt: skip
     """Whole-text option scores [batch, option]: each option's text tokens continuation

@@ -205,11 +205,15 @@ class Activations:
 
 
 def neuron_activations(lm, encoded, neurons: Sequence[tuple[int, int]],
-                       progress: Callable[[int], None] | None = None) -> Activations:  # fmt: skip
-    """The activations of `neurons` [(layer, index)] on every proxy of `encoded` (an EncodedTask):
-    one forward pass per batch with the activations captured at the last position."""
+                       progress: Callable[[int], None] | None = None, share_prefix: bool = True) -> Activations:  # fmt: skip
+    """The activations of `neurons` [(layer, index)] on every proxy of `encoded` (an EncodedTask)
+    at the last prompt position. Per batch the prompt minus its last token builds a cache, the
+    prefix common to every row run once (`cached.batch_prefix_cache`; share_prefix=False: every
+    row's whole prompt), and the last token runs on it with the activations captured: what a
+    full forward gives, for a fraction of the work on a task whose prompts share a demonstration."""
     import jax.numpy as jnp
 
+    from neuronjax import cached
     from neuronjax.distributed import global_batches, to_host
 
     layers = jnp.asarray([layer for layer, _ in neurons], jnp.int32)
@@ -217,8 +221,10 @@ def neuron_activations(lm, encoded, neurons: Sequence[tuple[int, int]],
     values, items, proxies = [], [], []
     for batch in global_batches(encoded):
         valid = np.asarray(batch["valid"], bool)
-        out = lm.forward(batch["input_ids"], batch["attention_mask"], capture=True, logits_at="none")
-        values.append(to_host(out.activations[:, layers, index])[valid])
+        ids, mask = lm.place(batch["input_ids"]), lm.place(batch["attention_mask"])
+        cache = cached.batch_prefix_cache(lm, batch, ids, mask, share_prefix, encoded.config.pipeline.bucket_multiple)
+        acts = cached.last_position_activations(lm.state, cache, ids, layers, index, graphdef=lm.graphdef)
+        values.append(to_host(acts)[valid])
         items.append(np.asarray(batch["item_index"])[valid])
         proxies.append(np.asarray(batch["proxy_index"])[valid])
         if progress is not None:

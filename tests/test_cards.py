@@ -140,10 +140,16 @@ def held_out(tiny_run, tiny_dir):
 
 @pytest.mark.torch
 @pytest.mark.real_model
-def test_activations_equal_the_pytorch_model(held_out):
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_activations_equal_the_pytorch_model(held_out, share_prefix):
+    from neuronjax.cached import split_prefix
+    from neuronjax.distributed import global_batches
+
     lm, encoded, want = held_out
+    if share_prefix:  # the shared path is the one taken: the held-out batches share a prefix
+        assert all(split_prefix(b["input_ids"], b["attention_mask"]) is not None for b in global_batches(encoded))
     neurons = [(0, 0), (0, 23), (1, 5), (1, 17)]
-    got = neuron_activations(lm, encoded, neurons)
+    got = neuron_activations(lm, encoded, neurons, share_prefix=share_prefix)
     order = [(r.item_index, r.proxy_index) for r in encoded.records]
     rows = [order.index((i, p)) for i, p in zip(got.item_index, got.proxy_index)]
     assert sorted(rows) == list(range(len(encoded.records)))  # every held-out proxy exactly once

@@ -23,7 +23,7 @@ from neuronjax.errors import InputError
 from neuronjax.intervention import Intervention
 from neuronjax.tasks.metrics import proxy_correct
 
-GROUP = 32  # interventions per compiled call (the last group is padded with identities)
+GROUP = 32  # most interventions per compiled call (see `_groups`)
 
 
 def stack(interventions: Sequence[Intervention]) -> Intervention:
@@ -54,31 +54,24 @@ class Scored:
         return self.scores.argmax(axis=2)
 
 
-def _groups(interventions: Sequence[Intervention], size: int, identity: Intervention) -> list:
-    """(positions, indices, stacked) per compiled call: interventions of one policy, `size` at a
-    time, the last group padded with identities."""
+def _groups(interventions: Sequence[Intervention], most: int, identity: Intervention) -> list:
+    """(positions, indices, stacked) per compiled call: the interventions of one policy spread
+    evenly over the fewest calls of at most `most` each (137 at most 32 a call: 5 calls of 28, 3
+    padding slots instead of the 23 of 32-wide calls), the last call padded with identities to
+    the same size so that every call of a policy has one shape."""
     out = []
     for policy in ("last", "all"):
         members = [i for i, iv in enumerate(interventions) if iv.positions == policy]
+        if not members:
+            continue
+        calls = -(-len(members) // most)
+        size = -(-len(members) // calls)
         for lo in range(0, len(members), size):
             idx = np.asarray(members[lo : lo + size])
             ivs = [interventions[i] for i in idx]
             ivs += [dataclasses.replace(identity, positions=policy)] * (size - len(ivs))
             out.append((policy, idx, stack(ivs)))
     return out
-
-
-def _prompt_cache(lm, batch, ids, mask, share: bool, window: Optional[int], seq_bucket: int, extra: int):
-    """The cache of every prompt position but the last (the prefix common to every row run once
-    where `cached.split_prefix` allows); ids and mask are the batch's arrays, already placed."""
-    split = None
-    if share:
-        split = cached.split_prefix(batch["input_ids"], batch["attention_mask"], seq_bucket=seq_bucket, window=window,
-                                    extra_slots=extra)  # fmt: skip
-    if split is None:
-        return cached.compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef)
-    return cached.compute_shared_prefix_cache(lm.state, lm.place(split.shared), lm.place(split.input_ids),
-                                              lm.place(split.attention_mask), graphdef=lm.graphdef)  # fmt: skip
 
 
 def score_interventions(
@@ -100,14 +93,13 @@ def score_interventions(
     any_last = any(policy == "last" for policy, _, _ in groups)
     scores, gold, items, proxies = [], [], [], []
     static = dict(graphdef=lm.graphdef, kind=kind, pad_id=encoded.pad_id)
-    window = cached.smallest_window(c)
     for batch in global_batches(encoded):
         valid = np.asarray(batch["valid"], bool)
         ids, mask, options, cont = (lm.place(batch[k]) for k in ("input_ids", "attention_mask", "option_tokens", "continuation"))
         cache = None
         if any_last:
-            cache = _prompt_cache(lm, batch, ids, mask, share_prefix, window, encoded.config.pipeline.bucket_multiple,
-                                  0 if kind == "first_token" else batch["continuation"].shape[-1])  # fmt: skip
+            cache = cached.batch_prefix_cache(lm, batch, ids, mask, share_prefix, encoded.config.pipeline.bucket_multiple,
+                                              0 if kind == "first_token" else batch["continuation"].shape[-1])  # fmt: skip
         out = np.zeros((len(interventions), int(valid.sum()), batch["option_tokens"].shape[1]), np.float32)
         for policy, idx, ivs in groups:
             if policy == "all":

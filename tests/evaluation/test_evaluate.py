@@ -91,6 +91,42 @@ def test_scores_equal_a_full_rerun_per_intervention(lm, kind):
     assert np.abs(got.scores[2] - got.scores[1]).max() > 1e-3
 
 
+def test_interventions_spread_evenly_over_the_fewest_calls(lm):
+    from neuronjax.evaluation.scoring import _groups
+
+    c = lm.config
+    identity = Intervention.identity(c.num_layers, c.intermediate_size)
+    shape = (c.num_layers, c.intermediate_size)
+    ivs = [Intervention(jnp.full(shape, 1.0 + k, jnp.float32), jnp.zeros(shape, jnp.float32), "all" if k % 5 == 4 else "last")
+           for k in range(137)]  # fmt: skip
+    calls = _groups(ivs, 32, identity)
+    last = [idx for policy, idx, _ in calls if policy == "last"]
+    every = [idx for policy, idx, _ in calls if policy == "all"]
+    # 110 last-position interventions: 4 calls of 28 (2 padding slots, where 32-wide calls need 18)
+    assert [len(i) for i in last] == [28, 28, 28, 26]
+    assert [len(i) for i in every] == [27]  # 27 all-position ones: one call, no padding
+    assert sorted(np.concatenate(last + every).tolist()) == list(range(137))
+    for policy, idx, stacked in calls:
+        assert stacked.scale.shape[0] == (28 if policy == "last" else 27)
+        assert stacked.positions == policy
+        np.testing.assert_array_equal(np.asarray(stacked.scale[: len(idx), 0, 0]), 1.0 + idx)
+        np.testing.assert_array_equal(np.asarray(stacked.scale[len(idx) :]), 1.0)  # identities pad the last call
+
+
+def test_calls_of_several_interventions_score_like_one_at_a_time(lm, monkeypatch):
+    from neuronjax.evaluation import scoring
+
+    rng = np.random.default_rng(1)
+    enc = planted.task(num_items=3, batch_size=4)
+    ivs = _interventions(lm, rng) + _interventions(lm, rng)[1:]  # 7: 5 last-position, 2 all-position
+    monkeypatch.setattr(scoring, "GROUP", 3)  # last: 2 calls of 3 (one padding slot); all: one call of 2
+    got = score_interventions(lm, enc, ivs)
+    for v, iv in enumerate(ivs):
+        alone = score_interventions(lm, enc, [iv])
+        np.testing.assert_allclose(got.scores[v], alone.scores[0], atol=0, rtol=1e-6)  # measured: identical
+    assert np.abs(got.scores[1] - got.scores[0]).max() > 1e-2
+
+
 def test_accuracy_and_consistency_by_hand():
     # 3 items; proxies per item 2, 2, 1. Item 0: both right; item 1: one right; item 2: wrong.
     correct = np.array([True, True, True, False, False])
