@@ -279,12 +279,18 @@ def neuron_place(ns, layer: int, index: int) -> tuple[str, int]:
 
 def make_cards(lm, encoded, neurons: Sequence[tuple[int, int]], places: Sequence[tuple[str, int]],
                scores: Sequence[float], tokens: int = TOKENS, prompts: int = PROMPTS,
-               progress: Callable[[int], None] | None = None) -> list[NeuronCard]:  # fmt: skip
-    """One card per neuron: its direct logit effect and the held-out items it fires on most."""
+               progress: Callable[[int], None] | None = None,
+               activations: Activations | None = None) -> list[NeuronCard]:  # fmt: skip
+    """One card per neuron: its direct logit effect and the held-out items it fires on most.
+    activations: the neurons' activations on `encoded` when already computed (an evaluation
+    captures them from its prompt caches, `score_interventions(capture=...)`), else computed here."""
     if not neurons:
         return []
     logits = direct_logits(lm, neurons)
-    acts = neuron_activations(lm, encoded, neurons, progress)
+    acts = activations if activations is not None else neuron_activations(lm, encoded, neurons, progress)
+    if acts.values.shape != (len(encoded.records), len(neurons)):
+        raise ValueError(f"activations of shape {acts.values.shape} given for {len(encoded.records)} proxies x "
+                         f"{len(neurons)} neurons")  # fmt: skip
     cards = []
     for j, ((layer, index), (side, rank), score) in enumerate(zip(neurons, places, scores)):
         promoted, suppressed = top_tokens(logits[j], lm.tokenizer, tokens)
@@ -296,13 +302,21 @@ def make_cards(lm, encoded, neurons: Sequence[tuple[int, int]], places: Sequence
     return cards
 
 
+def card_neurons(ns, per_side: int = PER_SIDE) -> list[tuple[int, int]]:
+    """The neurons [(layer, index)] `build_cards` makes cards of, in its order."""
+    return [(layer, index) for _, _, layer, index in top_neurons(ns, per_side)]
+
+
 def build_cards(lm, encoded, ns, method: str = "", per_side: int = PER_SIDE, tokens: int = TOKENS,
-                prompts: int = PROMPTS, progress: Callable[[int], None] | None = None) -> NeuronCards:  # fmt: skip
-    """The cards of a NeuronSet's `per_side` top good and bad neurons on `encoded` (held-out)."""
+                prompts: int = PROMPTS, progress: Callable[[int], None] | None = None,
+                activations: Activations | None = None) -> NeuronCards:  # fmt: skip
+    """The cards of a NeuronSet's `per_side` top good and bad neurons on `encoded` (held-out);
+    activations: those of `card_neurons(ns, per_side)` on `encoded`, when already computed."""
     chosen = top_neurons(ns, per_side)
     neurons = [(layer, index) for _, _, layer, index in chosen]
     scores = [float(np.asarray(ns.scores)[n]) for n in neurons]
-    cards = make_cards(lm, encoded, neurons, [(s, r) for s, r, _, _ in chosen], scores, tokens, prompts, progress)
+    cards = make_cards(lm, encoded, neurons, [(s, r) for s, r, _, _ in chosen], scores, tokens, prompts, progress,
+                       activations)  # fmt: skip
     return NeuronCards(method or ns.method, encoded.config.name, len(encoded.records), tuple(cards))
 
 

@@ -177,9 +177,10 @@ def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -
     encoded = encode(config, lm, "evaluate")
     progress = progress and is_primary()
     bar = Progress(len(encoded.records), f"evaluate {encoded.config.name}", progress)
+    capture = card_capture(sets, config.evaluate.cards)
     start = time.perf_counter()
     try:
-        measured = measure_sets(lm, encoded, sets, config.evaluate, bar)
+        measured = measure_sets(lm, encoded, sets, config.evaluate, bar, capture=capture)
     finally:
         bar.close()
     result = dataclasses.replace(
@@ -190,7 +191,13 @@ def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -
         identify={name: ns.meta.get("stats", {}) for name, ns in sets.items()},
         methods={name: ns.meta.get("method", {}) for name, ns in sets.items()},
     )
-    cards = run_cards(lm, encoded, sets, progress, config.evaluate.cards)
+    activations = None
+    if capture is not None:
+        from neuronjax.cards import Activations
+
+        scored = measured.scored
+        activations = Activations(scored.activations, scored.item_index, scored.proxy_index)
+    cards = run_cards(lm, encoded, sets, progress, config.evaluate.cards, activations)
     cross = cross_run(config, lm, sets, progress) if config.cross_tasks else None
     if is_primary():
         result.save(os.path.join(config.run_dir, EVALUATION))
@@ -206,18 +213,30 @@ def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -
     return result
 
 
-def run_cards(lm, encoded, sets, progress: bool = True, per_side: int = 8):
+def card_capture(sets, per_side: int = 8):
+    """The neurons [(layer, index)] `run_cards` will make cards of (None when it makes none): the
+    evaluation captures their activations from its own prompt caches."""
+    from neuronjax.cards import card_neurons, main_method
+
+    method = main_method(list(sets))
+    if method is None or per_side == 0:
+        return None
+    return card_neurons(sets[method], per_side)
+
+
+def run_cards(lm, encoded, sets, progress: bool = True, per_side: int = 8, activations=None):
     """The cards of the main method's `per_side` top good and bad neurons on the held-out split
-    (one unedited forward pass per batch, activations captured; `neuronjax.cards`); None without
-    sets or with per_side 0 (`evaluate.cards`)."""
+    (`neuronjax.cards`); None without sets or with per_side 0 (`evaluate.cards`). activations:
+    those neurons' activations on the split (`card_capture`), when the evaluation captured them;
+    else one unedited pass per batch computes them."""
     from neuronjax.cards import build_cards, main_method
 
     method = main_method(list(sets))
     if method is None or per_side == 0:
         return None
-    bar = Progress(len(encoded.records), "neuron cards", progress)
+    bar = Progress(len(encoded.records), "neuron cards", progress and activations is None)
     try:
-        return build_cards(lm, encoded, sets[method], method, per_side=per_side, progress=bar)
+        return build_cards(lm, encoded, sets[method], method, per_side=per_side, progress=bar, activations=activations)
     finally:
         bar.close()
 

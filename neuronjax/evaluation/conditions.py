@@ -197,8 +197,9 @@ def evaluate_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConf
 
 
 def measure_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConfig(),
-                 progress: Optional[Callable[[int], None]] = None) -> Measured:  # fmt: skip
-    """`evaluate_sets`, keeping the option scores behind the Evaluation (for per-proxy predictions)."""
+                 progress: Optional[Callable[[int], None]] = None, capture=None) -> Measured:  # fmt: skip
+    """`evaluate_sets`, keeping the option scores behind the Evaluation (for per-proxy predictions);
+    capture: neurons [(layer, index)] whose unedited activations to keep as well (`score_interventions`)."""
     names = _check_sets(lm, sets, config)
     c = lm.config
     seeds = tuple(config.seed * 1000 + s for s in range(config.random_seeds))
@@ -217,7 +218,8 @@ def measure_sets(lm, encoded, sets: dict, config: EvaluateConfig = EvaluateConfi
             good, bad = top_k_masks(ns.scores, kk)
             for mode in config.curve_modes:
                 plan.add(Condition(name, mode, kk), good, bad, curve_conds)
-    scored = score_interventions(lm, encoded, plan.interventions, progress, share_prefix=config.share_prefix)
+    scored = score_interventions(lm, encoded, plan.interventions, progress, share_prefix=config.share_prefix,
+                                 capture=capture)  # fmt: skip
     right, total = per_item(scored.correct, scored.item_index, scored.num_items)
     resamples = bootstrap_indices(scored.num_items, config.bootstrap, config.seed)
     base = right[plan.index[Condition("none", "none", 0)]]

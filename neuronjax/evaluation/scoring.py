@@ -40,6 +40,9 @@ class Scored:
     item_index: np.ndarray  # int32 [proxy]
     proxy_index: np.ndarray  # int32 [proxy]
     num_items: int
+    # float32 [proxy, neuron]: the unedited activations at the last prompt position of the neurons
+    # `score_interventions` was asked to capture (None when it was not)
+    activations: Optional[np.ndarray] = None
 
     @property
     def correct(self) -> np.ndarray:
@@ -76,11 +79,13 @@ def _groups(interventions: Sequence[Intervention], most: int, identity: Interven
 
 def score_interventions(
     lm, encoded, interventions: Sequence[Intervention], progress: Optional[Callable[[int], None]] = None,
-    share_prefix: bool = True,
+    share_prefix: bool = True, capture: Optional[Sequence[tuple[int, int]]] = None,
 ) -> Scored:
     """Score every proxy of `encoded` (an `EncodedTask`) under each intervention. share_prefix:
     build each batch's cache for last-position interventions with its common prefix run once
-    (False: every row runs its whole prompt; both give the same scores)."""
+    (False: every row runs its whole prompt; both give the same scores). capture: neurons
+    [(layer, index)] whose unedited activations at the last position come back as
+    `Scored.activations`, read from the same prompt caches (what `neuronjax.cards` shows)."""
     if not interventions:
         raise InputError("score_interventions: no interventions given (pass Intervention.identity for none)")
     c = lm.config
@@ -91,13 +96,15 @@ def score_interventions(
     size = GROUP if kind == "first_token" else 2  # whole-text copies the prompt cache per option
     groups = _groups(interventions, size, Intervention.identity(c.num_layers, c.intermediate_size))
     any_last = any(policy == "last" for policy, _, _ in groups)
-    scores, gold, items, proxies = [], [], [], []
+    if capture is not None:
+        want = (jnp.asarray([layer for layer, _ in capture], jnp.int32), jnp.asarray([i for _, i in capture], jnp.int32))
+    scores, gold, items, proxies, acts = [], [], [], [], []
     static = dict(graphdef=lm.graphdef, kind=kind, pad_id=encoded.pad_id)
     for batch in global_batches(encoded):
         valid = np.asarray(batch["valid"], bool)
         ids, mask, options, cont = (lm.place(batch[k]) for k in ("input_ids", "attention_mask", "option_tokens", "continuation"))
         cache = None
-        if any_last:
+        if any_last or capture is not None:
             cache = cached.batch_prefix_cache(lm, batch, ids, mask, share_prefix, encoded.config.pipeline.bucket_multiple,
                                               0 if kind == "first_token" else batch["continuation"].shape[-1])  # fmt: skip
         out = np.zeros((len(interventions), int(valid.sum()), batch["option_tokens"].shape[1]), np.float32)
@@ -107,6 +114,8 @@ def score_interventions(
             else:
                 got = cached.score_last_position(lm.state, cache, ids, options, cont, ivs, **static)
             out[idx] = to_host(got)[: len(idx)][:, valid]
+        if capture is not None:
+            acts.append(to_host(cached.last_position_activations(lm.state, cache, ids, *want, graphdef=lm.graphdef))[valid])
         scores.append(out)
         gold.append(batch["gold"][valid])
         items.append(batch["item_index"][valid])
@@ -119,4 +128,5 @@ def score_interventions(
         item_index=np.concatenate(items).astype(np.int32),
         proxy_index=np.concatenate(proxies).astype(np.int32),
         num_items=len(encoded.items),
+        activations=np.concatenate(acts).astype(np.float32) if capture is not None else None,
     )
