@@ -1,0 +1,207 @@
+"""Where an attribution call's time goes: one IG call traced, its compiled operations summed by kind.
+
+    neuronjax bench profile [--prompts 8] [--steps 4] [--layer-steps 0=32] [--rule gauss_legendre]
+        [--groups 4] [--top 12] [--trace-dir DIR] [--json OUT]
+
+Model: the embedded SmolLM2-135M-Instruct (float32); prompts: the first proxy of the first
+--prompts world_facts identification items, as `neuronjax bench quadrature` takes them, run as one
+chunk with their shared prefix (what a run's batch does). The defaults are the default config's
+nodes (Gauss-Legendre, 4 per layer, 32 on layer 0).
+
+The call is compiled, timed three times, then run once more under `jax.profiler` with a Perfetto
+trace. Every operation the runtime executed (an XLA thunk on the CPU) is read back from the trace,
+named by its compiled instruction, and summed by kind: the instruction name without its numeric
+suffix (``ynn_fusion.93`` -> ``ynn_fusion``: the fused matrix products on the CPU;
+``dynamic-slice_bitcast_fusion``: copies made by dynamic slicing, most of them a layer's weights
+read inside a layer scan; ``wrapped_broadcast``: buffers filled before a loop, ...). The top
+operations are listed with their shape and the JAX operation they came from (the compiled HLO's
+metadata). The traced call is slower than an untraced one (the tracer's own cost); the shares are
+what the table is for. Matrix-product FLOPs are counted with `neuronjax.attribution.flops`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+from neuronjax.evaluation.results import write_json
+
+SKIP = ("ThunkExecutor", "$", "SlinkyThreadPool")  # wrappers and Python frames, not operations
+
+
+def kind_of(name: str) -> str:
+    """An operation's kind: its instruction name without the numeric suffix XLA adds."""
+    return re.sub(r"(\.\d+)+$", "", name)
+
+
+def operation_times(events) -> dict[str, tuple[float, int]]:
+    """{operation name: (microseconds, calls)} of the complete ("X") trace events that are
+    operations (not runtime wrappers or Python frames)."""
+    out: dict[str, list] = {}
+    for e in events:
+        if e.get("ph") != "X" or str(e.get("name", "")).startswith(SKIP):
+            continue
+        t = out.setdefault(e["name"], [0.0, 0])
+        t[0] += float(e.get("dur", 0.0))
+        t[1] += 1
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def by_kind(ops: dict[str, tuple[float, int]]) -> list[dict]:
+    """Operation kinds, largest total first: {kind, ms, share, calls, operations}."""
+    total = sum(t for t, _ in ops.values()) or 1.0
+    kinds: dict[str, list] = collections.defaultdict(lambda: [0.0, 0, 0])
+    for name, (t, n) in ops.items():
+        k = kinds[kind_of(name)]
+        k[0] += t
+        k[1] += n
+        k[2] += 1
+    rows = [{"kind": k, "ms": v[0] / 1e3, "share": v[0] / total, "calls": v[1], "operations": v[2]} for k, v in kinds.items()]
+    return sorted(rows, key=lambda r: -r["ms"])
+
+
+def hlo_instructions(hlo_text: str) -> dict[str, tuple[str, str]]:
+    """{instruction name: (shape, JAX op_name)} of a compiled module's text."""
+    out = {}
+    for m in re.finditer(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ([^\n]*)", hlo_text, re.M):
+        op = re.search(r'op_name="([^"]*)"', m.group(3))
+        out[m.group(1)] = (m.group(2), op.group(1) if op else "")
+    return out
+
+
+def parse_layer_steps(text: str) -> dict[int, int]:
+    """'0=32;-1=8' -> {0: 32, -1: 8}; '' -> {}."""
+    try:
+        return {int(k): int(v) for k, v in (p.split("=") for p in text.split(";") if p.strip())}
+    except ValueError:
+        raise SystemExit(f"--layer-steps: {text!r} is not LAYER=M[;LAYER=M...], e.g. 0=32") from None
+
+
+def read_trace(directory: str) -> list:
+    paths = sorted(glob.glob(os.path.join(directory, "**", "*.trace.json.gz"), recursive=True), key=os.path.getmtime)
+    if not paths:
+        raise FileNotFoundError(f"{directory}: the profiler wrote no *.trace.json.gz")
+    with gzip.open(paths[-1]) as f:
+        return json.load(f)["traceEvents"]
+
+
+def run(args) -> dict:
+    import dataclasses
+
+    import jax
+    import numpy as np
+
+    import neuronjax
+    from neuronjax.attribution import engine
+    from neuronjax.attribution.flops import attribution_flops
+    from neuronjax.attribution.quadrature import layer_schedule
+    from neuronjax.bench.quadrature import world_facts_prompts
+    from neuronjax.cached import split_prefix
+
+    lm = neuronjax.load_model(neuronjax.default_model_path())
+    schedule = layer_schedule(lm.config.num_layers, args.steps, parse_layer_steps(args.layer_steps))
+    batch = world_facts_prompts(lm, args.prompts)
+
+    def call():
+        out = engine.attribute(lm, batch, "ig", schedule, rule=args.rule, groups=args.groups)
+        return jax.block_until_ready(out.scores)
+
+    t = time.perf_counter()
+    call()
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="neuronjax_profile_")
+    jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
+    t = time.perf_counter()
+    call()
+    traced = time.perf_counter() - t
+    jax.profiler.stop_trace()
+    ops = operation_times(read_trace(trace_dir))
+
+    split = split_prefix(np.asarray(batch.input_ids), np.asarray(batch.attention_mask))
+    part = batch if split is None else dataclasses.replace(batch, input_ids=split.input_ids, attention_mask=split.attention_mask)
+    part = jax.tree.map(lm.place, part)
+    shared = None if split is None else lm.place(split.shared)
+    compiled = engine.attribute_compiled.lower(lm.state, part, shared, graphdef=lm.graphdef, method="ig", steps=schedule,
+                                               groups=args.groups, target="ce", rule=args.rule).compile()  # fmt: skip
+    names = hlo_instructions(compiled.as_text())
+    width = int(np.shape(part.input_ids)[1])
+    flops = attribution_flops(lm.config, args.prompts, width, "ig", schedule, args.groups,
+                              shared=0 if split is None else split.length)["total"]  # fmt: skip
+    best = min(times)
+    top = sorted(ops.items(), key=lambda kv: -kv[1][0])[: args.top]
+    return {
+        "model": lm.source,
+        "prompts": args.prompts,
+        "schedule": list(schedule),
+        "rule": args.rule,
+        "groups": args.groups,
+        "shared_prefix": 0 if split is None else split.length,
+        "first_call_s": first,
+        "call_s": times,
+        "traced_call_s": traced,
+        "gflop": flops / 1e9,
+        "gflop_per_s": flops / best / 1e9,
+        "operations_ms": sum(t for t, _ in ops.values()) / 1e3,
+        "kinds": by_kind(ops),
+        "top": [{"operation": k, "ms": t / 1e3, "calls": n, "shape": names.get(k, ("?", ""))[0],
+                 "source": names.get(k, ("?", ""))[1]} for k, (t, n) in top],  # fmt: skip
+        "trace_dir": trace_dir,
+    }
+
+
+def describe(r: dict) -> str:
+    lines = [
+        f"IG, {r['prompts']} prompts in one call ({r['rule']}, nodes per layer {r['schedule'][:3]}..., "
+        f"{r['groups']} layer groups, shared prefix {r['shared_prefix']} tokens), {r['model']}",
+        f"first call {r['first_call_s']:.1f} s (compile); calls {', '.join(f'{t:.2f}' for t in r['call_s'])} s; "
+        f"{r['gflop']:.0f} GFLOP of matrix products -> {r['gflop_per_s']:.1f} GFLOP/s at the best call",
+        f"traced call {r['traced_call_s']:.2f} s; its operations sum to {r['operations_ms'] / 1e3:.2f} s "
+        "(the two cores overlap some, the tracer adds its own)",
+        "",
+        "| kind | ms | share | calls | operations |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for k in r["kinds"]:
+        if k["share"] < 0.003:
+            continue
+        lines.append(f"| {k['kind']} | {k['ms']:.1f} | {100 * k['share']:.1f}% | {k['calls']} | {k['operations']} |")
+    lines += ["", "| operation | ms | calls | shape | from |", "| --- | ---: | ---: | --- | --- |"]
+    for t in r["top"]:
+        lines.append(f"| {t['operation']} | {t['ms']:.1f} | {t['calls']} | `{t['shape']}` | {t['source'][-70:]} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="neuronjax bench profile", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--prompts", type=int, default=8, help="prompts in the call (default: %(default)s)")
+    ap.add_argument("--steps", type=int, default=4, help="IG nodes per layer (default: %(default)s)")
+    ap.add_argument("--layer-steps", default="0=32", metavar="L=M[;L=M]",
+                    help="nodes of single layers (default: %(default)s; '' for none)")  # fmt: skip
+    ap.add_argument("--rule", default="gauss_legendre", help="quadrature rule (default: %(default)s)")
+    ap.add_argument("--groups", type=int, default=4, help="layer groups (default: %(default)s)")
+    ap.add_argument("--top", type=int, default=12, help="single operations listed (default: %(default)s)")
+    ap.add_argument("--trace-dir", help="keep the trace here (default: a temporary folder)")
+    ap.add_argument("--json", help="write every figure here")
+    args = ap.parse_args(argv)
+    if args.prompts < 1 or args.steps < 1 or args.groups < 1 or args.top < 0:
+        ap.error("--prompts, --steps and --groups must be >= 1, --top >= 0")
+    r = run(args)
+    print(describe(r))
+    cmd = "neuronjax bench profile " + " ".join(sys.argv[3:] if argv is None else argv)
+    print(f"\n{cmd.strip()}")
+    if args.json:
+        write_json(args.json, r)
+    return 0

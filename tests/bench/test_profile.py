@@ -1,0 +1,57 @@
+"""`neuronjax bench profile`: the trace is read back into operation times, summed by kind, and every
+listed operation is found in the compiled program it came from."""
+
+import json
+
+import pytest
+
+from neuronjax.bench.profile import by_kind, hlo_instructions, kind_of, main, operation_times, parse_layer_steps
+
+
+def test_operations_are_summed_by_kind_by_hand():
+    events = [
+        {"ph": "X", "name": "ynn_fusion", "dur": 30.0},
+        {"ph": "X", "name": "ynn_fusion.93", "dur": 50.0},
+        {"ph": "X", "name": "ynn_fusion.93", "dur": 10.0},
+        {"ph": "X", "name": "dynamic-slice_bitcast_fusion.12", "dur": 10.0},
+        {"ph": "X", "name": "ThunkExecutor::Execute", "dur": 500.0},  # a wrapper: not an operation
+        {"ph": "X", "name": "$api.py:2479 block_until_ready", "dur": 400.0},  # a Python frame
+        {"ph": "i", "name": "ynn_fusion.1", "dur": 99.0},  # not a complete event
+    ]
+    ops = operation_times(events)
+    assert ops == {"ynn_fusion": (30.0, 1), "ynn_fusion.93": (60.0, 2), "dynamic-slice_bitcast_fusion.12": (10.0, 1)}
+    kinds = by_kind(ops)
+    assert [k["kind"] for k in kinds] == ["ynn_fusion", "dynamic-slice_bitcast_fusion"]
+    assert kinds[0]["ms"] == pytest.approx(0.09) and kinds[0]["calls"] == 3 and kinds[0]["operations"] == 2
+    assert kinds[0]["share"] == pytest.approx(0.9) and kinds[1]["share"] == pytest.approx(0.1)
+    assert kind_of("fusion.3.12") == "fusion" and kind_of("copy") == "copy"
+    assert parse_layer_steps("0=32; -1=8") == {0: 32, -1: 8} and parse_layer_steps("") == {}
+    with pytest.raises(SystemExit, match="--layer-steps"):
+        parse_layer_steps("0:32")
+
+
+def test_hlo_instructions_give_shape_and_source():
+    text = (
+        '  %ynn_fusion.94 = f32[448,576]{1,0} fusion(%a, %b), kind=kCustom, metadata={op_name="jit(f)/dot_general"}\n'
+        "  ROOT %tuple.3 = (f32[2]{0}) tuple(%x)\n"
+    )
+    got = hlo_instructions(text)
+    assert got["ynn_fusion.94"] == ("f32[448,576]{1,0}", "jit(f)/dot_general")
+    assert got["tuple.3"] == ("(f32[2]{0})", "")
+
+
+@pytest.mark.real_model
+def test_profile_of_a_small_call_names_its_matrix_products(tmp_path, capsys):
+    out = tmp_path / "profile.json"
+    assert main(["--prompts", "2", "--steps", "1", "--layer-steps", "", "--groups", "2", "--top", "5",
+                 "--json", str(out)]) == 0  # fmt: skip
+    r = json.loads(out.read_text())
+    assert sum(k["ms"] for k in r["kinds"]) == pytest.approx(r["operations_ms"])
+    assert sum(k["share"] for k in r["kinds"]) == pytest.approx(1.0)
+    # every listed operation is an instruction of the compiled program (the trace's names map onto it)
+    assert len(r["top"]) == 5 and all(t["shape"] != "?" for t in r["top"])
+    # and on this model the time is in the matrix products: the largest operation is one
+    assert "dot_general" in r["top"][0]["source"]
+    assert r["gflop"] > 0 and min(r["call_s"]) > 0 and r["schedule"] == [1] * 30
+    printed = capsys.readouterr().out
+    assert "| kind | ms | share |" in printed and "neuronjax bench profile --prompts 2" in printed
