@@ -1,14 +1,14 @@
 """Where an attribution call's time goes: one IG call traced, its compiled operations summed by kind.
 
     neuronjax bench profile [--prompts 8] [--steps 4] [--layer-steps 0=32] [--rule gauss_legendre]
-        [--groups 4] [--top 12] [--trace-dir DIR] [--json OUT]
+        [--groups 4] [--calls 5] [--matmul-rounds 2] [--top 12] [--trace-dir DIR] [--json OUT]
 
 Model: the embedded SmolLM2-135M-Instruct (float32); prompts: the first proxy of the first
 --prompts world_facts identification items, as `neuronjax bench quadrature` takes them, run as one
 chunk with their shared prefix (what a run's batch does). The defaults are the default config's
 nodes (Gauss-Legendre, 4 per layer, 32 on layer 0).
 
-The call is compiled, timed three times, then run once more under `jax.profiler` with a Perfetto
+The call is compiled, timed --calls times (the best counts), then run once more under `jax.profiler` with a Perfetto
 trace. Every operation the runtime executed (an XLA thunk on the CPU) is read back from the trace,
 named by its compiled instruction, and summed by kind: the instruction name without its numeric
 suffix (``ynn_fusion.93`` -> ``ynn_fusion``: the fused matrix products on the CPU;
@@ -16,7 +16,10 @@ suffix (``ynn_fusion.93`` -> ``ynn_fusion``: the fused matrix products on the CP
 read inside a layer scan; ``wrapped_broadcast``: buffers filled before a loop, ...). The top
 operations are listed with their shape and the JAX operation they came from (the compiled HLO's
 metadata). The traced call is slower than an untraced one (the tracer's own cost); the shares are
-what the table is for. Matrix-product FLOPs are counted with `neuronjax.attribution.flops`.
+what the table is for. Matrix-product FLOPs are counted with `neuronjax.attribution.flops` and
+divided by the best call's time; the float32 matmul limit beside them is the best of `jnp.dot` and
+numpy on a 2048^3 product (`neuronjax.bench.attribution.matmul_peak`, --matmul-rounds readings
+each, before the call and after it).
 """
 
 from __future__ import annotations
@@ -106,6 +109,13 @@ def run(args) -> dict:
     from neuronjax.bench.quadrature import world_facts_prompts
     from neuronjax.cached import split_prefix
 
+    from neuronjax.bench.attribution import matmul_peak, numpy_matmul_peak
+
+    def limit() -> dict:
+        return {"jnp.dot": [matmul_peak() / 1e9 for _ in range(args.matmul_rounds)],
+                "numpy": [numpy_matmul_peak() / 1e9 for _ in range(args.matmul_rounds)]}  # fmt: skip
+
+    before = limit()
     lm = neuronjax.load_model(neuronjax.default_model_path())
     schedule = layer_schedule(lm.config.num_layers, args.steps, parse_layer_steps(args.layer_steps))
     batch = world_facts_prompts(lm, args.prompts)
@@ -118,7 +128,7 @@ def run(args) -> dict:
     call()
     first = time.perf_counter() - t
     times = []
-    for _ in range(3):
+    for _ in range(args.calls):
         t = time.perf_counter()
         call()
         times.append(time.perf_counter() - t)
@@ -141,6 +151,8 @@ def run(args) -> dict:
     flops = attribution_flops(lm.config, args.prompts, width, "ig", schedule, args.groups,
                               shared=0 if split is None else split.length)["total"]  # fmt: skip
     best = min(times)
+    readings = {k: before[k] + v for k, v in limit().items()}
+    peak = max(max(v) for v in readings.values())
     top = sorted(ops.items(), key=lambda kv: -kv[1][0])[: args.top]
     return {
         "model": lm.source,
@@ -154,11 +166,14 @@ def run(args) -> dict:
         "traced_call_s": traced,
         "gflop": flops / 1e9,
         "gflop_per_s": flops / best / 1e9,
+        "matmul_gflop_per_s": readings,
+        "matmul_limit_gflop_per_s": peak,
+        "fraction_of_limit": flops / best / 1e9 / peak,
         "operations_ms": sum(t for t, _ in ops.values()) / 1e3,
         "kinds": by_kind(ops),
         "top": [{"operation": k, "ms": t / 1e3, "calls": n, "shape": names.get(k, ("?", ""))[0],
                  "source": names.get(k, ("?", ""))[1]} for k, (t, n) in top],  # fmt: skip
-        "trace_dir": trace_dir,
+        "trace_dir": args.trace_dir,  # None: the trace was written to a temporary folder
     }
 
 
@@ -167,7 +182,10 @@ def describe(r: dict) -> str:
         f"IG, {r['prompts']} prompts in one call ({r['rule']}, nodes per layer {r['schedule'][:3]}..., "
         f"{r['groups']} layer groups, shared prefix {r['shared_prefix']} tokens), {r['model']}",
         f"first call {r['first_call_s']:.1f} s (compile); calls {', '.join(f'{t:.2f}' for t in r['call_s'])} s; "
-        f"{r['gflop']:.0f} GFLOP of matrix products -> {r['gflop_per_s']:.1f} GFLOP/s at the best call",
+        f"{r['gflop']:.0f} GFLOP of matrix products -> {r['gflop_per_s']:.1f} GFLOP/s at the best call, "
+        f"{100 * r['fraction_of_limit']:.1f}% of the float32 matmul limit read in the same run "
+        f"({r['matmul_limit_gflop_per_s']:.1f} GFLOP/s: best of "
+        + ", ".join(f"{k} {max(v):.1f}" for k, v in r["matmul_gflop_per_s"].items()) + ")",
         f"traced call {r['traced_call_s']:.2f} s; its operations sum to {r['operations_ms'] / 1e3:.2f} s "
         "(the two cores overlap some, the tracer adds its own)",
         "",
@@ -192,12 +210,15 @@ def main(argv=None) -> int:
                     help="nodes of single layers (default: %(default)s; '' for none)")  # fmt: skip
     ap.add_argument("--rule", default="gauss_legendre", help="quadrature rule (default: %(default)s)")
     ap.add_argument("--groups", type=int, default=4, help="layer groups (default: %(default)s)")
+    ap.add_argument("--calls", type=int, default=5, help="timed calls after the first (default: %(default)s)")
+    ap.add_argument("--matmul-rounds", type=int, default=2,
+                    help="readings of each 2048^3 product rate, before and after (default: %(default)s)")  # fmt: skip
     ap.add_argument("--top", type=int, default=12, help="single operations listed (default: %(default)s)")
     ap.add_argument("--trace-dir", help="keep the trace here (default: a temporary folder)")
     ap.add_argument("--json", help="write every figure here")
     args = ap.parse_args(argv)
-    if args.prompts < 1 or args.steps < 1 or args.groups < 1 or args.top < 0:
-        ap.error("--prompts, --steps and --groups must be >= 1, --top >= 0")
+    if min(args.prompts, args.steps, args.groups, args.calls, args.matmul_rounds) < 1 or args.top < 0:
+        ap.error("--prompts, --steps, --groups, --calls and --matmul-rounds must be >= 1, --top >= 0")
     r = run(args)
     print(describe(r))
     cmd = "neuronjax bench profile " + " ".join(sys.argv[3:] if argv is None else argv)

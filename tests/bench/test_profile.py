@@ -44,7 +44,7 @@ def test_hlo_instructions_give_shape_and_source():
 def test_profile_of_a_small_call_names_its_matrix_products(tmp_path, capsys):
     out = tmp_path / "profile.json"
     assert main(["--prompts", "2", "--steps", "1", "--layer-steps", "", "--groups", "2", "--top", "5",
-                 "--json", str(out)]) == 0  # fmt: skip
+                 "--calls", "2", "--matmul-rounds", "1", "--json", str(out)]) == 0  # fmt: skip
     r = json.loads(out.read_text())
     assert sum(k["ms"] for k in r["kinds"]) == pytest.approx(r["operations_ms"])
     assert sum(k["share"] for k in r["kinds"]) == pytest.approx(1.0)
@@ -52,6 +52,10 @@ def test_profile_of_a_small_call_names_its_matrix_products(tmp_path, capsys):
     assert len(r["top"]) == 5 and all(t["shape"] != "?" for t in r["top"])
     # and on this model the time is in the matrix products: the largest operation is one
     assert "dot_general" in r["top"][0]["source"]
-    assert r["gflop"] > 0 and min(r["call_s"]) > 0 and r["schedule"] == [1] * 30
+    assert r["gflop"] > 0 and len(r["call_s"]) == 2 and min(r["call_s"]) > 0 and r["schedule"] == [1] * 30
+    readings = r["matmul_gflop_per_s"]
+    assert sorted(readings) == ["jnp.dot", "numpy"] and all(len(v) == 2 for v in readings.values())
+    assert r["matmul_limit_gflop_per_s"] == max(max(v) for v in readings.values())
+    assert r["fraction_of_limit"] == pytest.approx(r["gflop_per_s"] / r["matmul_limit_gflop_per_s"])
     printed = capsys.readouterr().out
     assert "| kind | ms | share |" in printed and "neuronjax bench profile --prompts 2" in printed
