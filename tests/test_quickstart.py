@@ -83,7 +83,7 @@ def test_version_and_program_names(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"neuronjax {__version__}"
-    for name in ("load-memory", "attribution", "scaling", "layout", "agreement"):
+    for name in ("load-memory", "attribution", "scaling", "layout", "agreement", "quadrature", "evaluation", "profile"):
         with pytest.raises(SystemExit):
             main(["bench", name, "--help"])
         assert capsys.readouterr().out.startswith(f"usage: neuronjax bench {name} "), name

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 
+from neuronjax.bench import timed_calls
 from neuronjax.evaluation.results import write_json
 
 SKIP = ("ThunkExecutor", "$", "SlinkyThreadPool")  # wrappers and Python frames, not operations
@@ -106,10 +107,9 @@ def run(args) -> dict:
     from neuronjax.attribution import engine
     from neuronjax.attribution.flops import attribution_flops
     from neuronjax.attribution.quadrature import layer_schedule
+    from neuronjax.bench.attribution import matmul_peak, numpy_matmul_peak
     from neuronjax.bench.quadrature import world_facts_prompts
     from neuronjax.cached import split_prefix
-
-    from neuronjax.bench.attribution import matmul_peak, numpy_matmul_peak
 
     def limit() -> dict:
         return {"jnp.dot": [matmul_peak() / 1e9 for _ in range(args.matmul_rounds)],
@@ -124,14 +124,7 @@ def run(args) -> dict:
         out = engine.attribute(lm, batch, "ig", schedule, rule=args.rule, groups=args.groups)
         return jax.block_until_ready(out.scores)
 
-    t = time.perf_counter()
-    call()
-    first = time.perf_counter() - t
-    times = []
-    for _ in range(args.calls):
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
+    _, first, times = timed_calls(call, args.calls)
     trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="neuronjax_profile_")
     jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
     t = time.perf_counter()

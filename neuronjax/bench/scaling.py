@@ -26,8 +26,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 
+from neuronjax.bench import timed_calls
 from neuronjax.errors import ConfigError
 from neuronjax.evaluation.results import write_json
 
@@ -55,14 +55,7 @@ def _child(args) -> None:
         out = attribute(lm, batch, "ig", args.steps)
         return distributed.to_host(out.scores)  # the gathered result every caller waits for
 
-    t = time.perf_counter()
-    first = call()
-    warm = time.perf_counter() - t
-    times = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
+    first, warm, times = timed_calls(call, args.repeats)
     if distributed.is_primary():
         best = min(times)
         print("RESULT " + json.dumps({
