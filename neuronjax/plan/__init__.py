@@ -89,6 +89,27 @@ def choose_mesh(cfg, chips: int, given: Optional[dict] = None) -> dict:
     return {"data": 1, "fsdp": chips // tensor, "tensor": tensor}
 
 
+def planned_prefix(cfg, seq: int, shared_prefix: int) -> tuple[int, str]:
+    """(P, note): the prefix a run shares, once per batch, for prompts of `seq` tokens whose first
+    `shared_prefix` tokens are common to the batch, as `cached.split_prefix` decides it: rounded
+    down to a multiple of `cached.PREFIX_BUCKET`, and 0 (every row runs its whole prompt) when the
+    model has a sliding window shorter than the prompt's `seq` slots. note says what changed ("" if
+    nothing did)."""
+    from neuronjax.cached import PREFIX_BUCKET, smallest_window
+
+    if shared_prefix <= 0:
+        return 0, ""
+    window = smallest_window(cfg)
+    if window is not None and window < seq:
+        return 0, (f"--shared-prefix {shared_prefix} not used: the model's sliding window ({window} tokens) is shorter "
+                   f"than the prompt's {seq} slots, where a run falls back to running every prompt whole")  # fmt: skip
+    p = shared_prefix // PREFIX_BUCKET * PREFIX_BUCKET
+    if p != shared_prefix:
+        return p, (f"--shared-prefix {shared_prefix}: a run shares {p} tokens (prefixes are cut at multiples of "
+                   f"{PREFIX_BUCKET}), planned with {p}")  # fmt: skip
+    return p, ""
+
+
 def plan(config, model_config: str, topology: str, batch: Optional[int] = None, find_batch: bool = False,
          seq: int = 128, mfu: float = DEFAULT_MFU, mesh: Optional[dict] = None, dtype: Optional[str] = None,
          log=print, shared_prefix: int = 0) -> dict:  # fmt: skip
@@ -127,8 +148,11 @@ def plan(config, model_config: str, topology: str, batch: Optional[int] = None, 
     hbm = sl.hbm_bytes * sl.chips // len(devices)  # v4 shows each chip's two TensorCores as two devices
 
     schedule = a.schedule(cfg.num_layers) if a.method == "ig" else ()
-    shared_id = shared_prefix if a.share_prefix else 0
-    shared_ev = shared_prefix if config.evaluate.share_prefix else 0
+    prefix, note = planned_prefix(cfg, seq, shared_prefix)
+    if note:
+        log(f"plan: {note}")
+    shared_id = prefix if a.share_prefix else 0
+    shared_ev = prefix if config.evaluate.share_prefix else 0
 
     def identify(b):
         return st.identify_step(cfg, graphdef, state, dev_mesh, rules, b, seq, schedule, a.groups, a.method, hbm,
@@ -154,7 +178,7 @@ def plan(config, model_config: str, topology: str, batch: Optional[int] = None, 
         "hbm_per_chip_gib": sl.chip.hbm_gib, "mesh": sizes, "dtype": dtype, "model_config": model_config,
         "parameters": n_params, "parameter_gib_per_chip": round(param_bytes / GIB, 3),
         "parameter_bytes_per_chip": param_bytes, "seq": seq,
-        "shared_prefix": {"identify": shared_id, "evaluate": shared_ev},
+        "shared_prefix": {"identify": shared_id, "evaluate": shared_ev, "asked": shared_prefix, "note": note},
         "attribution": {"method": a.method, "steps": a.steps, "layer_steps": dict(a.layer_steps), "groups": a.groups},
         "steps": {"identify": ident.to_json(), "methods": methods.to_json(), "evaluate": evaluate.to_json()},
     }  # fmt: skip

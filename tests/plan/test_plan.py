@@ -5,6 +5,7 @@ for a chip's HBM reported as not fitting, with the compiler's reason."""
 import json
 import os
 
+import numpy as np
 import pytest
 
 from neuronjax.cli import main
@@ -95,7 +96,8 @@ def test_shared_prefix_steps_take_the_rows_after_it(small):
     p = 128
     shared = plan(config, model, "v5e-4", batch=BATCH, seq=SEQ, mesh={"fsdp": 4}, dtype="float32", log=lambda s: None,
                   shared_prefix=p)  # fmt: skip
-    assert shared["shared_prefix"] == {"identify": p, "evaluate": p} and whole["shared_prefix"]["identify"] == 0
+    assert shared["shared_prefix"] == {"identify": p, "evaluate": p, "asked": p, "note": ""}
+    assert whole["shared_prefix"]["identify"] == 0
     for name in ("identify", "evaluate"):
         assert shared["steps"][name]["fits"], shared["steps"][name]
         fewer = whole["steps"][name]["per_chip_bytes"]["arguments"] - shared["steps"][name]["per_chip_bytes"]["arguments"]
@@ -107,6 +109,27 @@ def test_shared_prefix_steps_take_the_rows_after_it(small):
                            - layer_macs(cfg, p, p) / BATCH)  # fmt: skip
     got = whole["steps"]["identify"]["flops_per_prompt"] - shared["steps"]["identify"]["flops_per_prompt"]
     assert abs(got - 2 * saved_macs) <= 1e-9 * got, (got, 2 * saved_macs)
+
+
+def test_the_planned_prefix_is_the_one_a_run_shares():
+    """A run cuts the common prefix at multiples of 16 tokens and runs every prompt whole on a
+    model whose sliding window is shorter than the prompt's slots (`cached.split_prefix`)."""
+    from neuronjax.cached import split_prefix
+    from neuronjax.plan import load_model_config, planned_prefix
+
+    llama, gemma = load_model_config(LLAMA_8B), load_model_config(os.path.join(ROOT, "configs", "models", "gemma-2-9b.json"))
+    assert planned_prefix(llama, 128, 96) == (96, "") and planned_prefix(llama, 128, 0) == (0, "")
+    p, note = planned_prefix(llama, 128, 100)
+    assert p == 96 and "--shared-prefix 100" in note and "multiples of 16" in note
+    assert planned_prefix(gemma, 4096, 1024) == (1024, "")  # the 4096-token window covers the prompt
+    p, note = planned_prefix(gemma, 8192, 1024)
+    assert p == 0 and "sliding window (4096 tokens)" in note and "8192" in note
+    # what split_prefix does with such prompts: 100 common tokens -> 96 shared; a window below the slots -> None
+    rows = np.tile(np.arange(1, 129, dtype=np.int32), (2, 1))
+    rows[1, 100:] += 1000
+    mask = np.ones_like(rows)
+    assert split_prefix(rows, mask).length == 96
+    assert split_prefix(rows, mask, window=100) is None
 
 
 @pytest.mark.parametrize("value", ["-1", "127"])
