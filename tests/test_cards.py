@@ -6,17 +6,13 @@ cards.json, its report and `neuronjax inspect`."""
 
 import dataclasses
 import json
-import os
 
 import numpy as np
 import pytest
-import yaml
 
 from neuronjax.cards import NeuronCards, direct_logits, most_active, neuron_activations, parse_neuron, top_tokens
 from neuronjax.cli import main
 from neuronjax.errors import InputError
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_most_active_keeps_each_item_once_at_its_strongest_proxy():
@@ -109,20 +105,16 @@ def _reference_top(acts: np.ndarray, records, items, top: int) -> list[tuple[str
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_dir, tmp_path_factory):
+    from tests.tiny_models import world_facts_run_config
+
     out = tmp_path_factory.mktemp("runs")
-    cfg = {
-        "name": "tiny",
-        "task": os.path.join(REPO, "configs", "tasks", "world_facts.yaml"),
-        "model": {"path": str(tiny_dir)},
-        "identify": {"methods": ["neuronllm", "random"], "k": 5, "z": 10,
-                     "attribution": {"method": "ig", "steps": 1, "groups": 1}},
-        "evaluate": {"modes": ["suppress_good", "suppress_bad"], "random_seeds": 1, "bootstrap": 20},
-        "task_overrides": {"split.max_identify": 3, "split.max_eval": 5},
-        "output": str(out),
-    }  # fmt: skip
-    path = out / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    assert main(["run", str(path), "--quiet", "--force"]) == 0
+    path = world_facts_run_config(
+        out, tiny_dir,
+        identify={"methods": ["neuronllm", "random"], "k": 5, "z": 10, "attribution": {"method": "ig", "steps": 1, "groups": 1}},
+        evaluate={"modes": ["suppress_good", "suppress_bad"], "random_seeds": 1, "bootstrap": 20},
+        task_overrides={"split.max_identify": 3, "split.max_eval": 5},
+    )  # fmt: skip
+    assert main(["run", path, "--quiet", "--force"]) == 0
     return out / "tiny"
 
 

@@ -5,7 +5,6 @@ import json
 import os
 
 import pytest
-import yaml
 
 from neuronjax.cli import main
 
@@ -16,19 +15,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def run_config(tiny_dir, tmp_path_factory):
+    from tests.tiny_models import world_facts_run_config
+
     out = tmp_path_factory.mktemp("runs")
-    cfg = {
-        "name": "tiny",
-        "task": os.path.join(REPO, "configs", "tasks", "world_facts.yaml"),
-        "model": {"path": str(tiny_dir)},
-        "identify": {"methods": ["neuronllm", "random", "kn_ig", "mean_activation"], "k": 5, "z": 10,
-                     "attribution": {"method": "ig", "steps": 2, "groups": 1}},
-        "evaluate": {"random_seeds": 2, "bootstrap": 50, "k_values": [3]},
-        "cross_tasks": [os.path.join(REPO, "configs", "tasks", "arithmetic.yaml")],
-        "output": str(out),
-    }  # fmt: skip
-    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = world_facts_run_config(
+        tmp_path_factory.mktemp("cfg"), tiny_dir,
+        identify={"methods": ["neuronllm", "random", "kn_ig", "mean_activation"], "k": 5, "z": 10,
+                  "attribution": {"method": "ig", "steps": 2, "groups": 1}},
+        evaluate={"random_seeds": 2, "bootstrap": 50, "k_values": [3]},
+        cross_tasks=[os.path.join(REPO, "configs", "tasks", "arithmetic.yaml")], output=str(out),
+    )  # fmt: skip
     return path, out
 
 

@@ -3,11 +3,9 @@ DataFrames hold what evaluation.json and the saved sets hold, the per-proxy pred
 every accuracy, and the model's generate / decode agree with a step-by-step greedy reference."""
 
 import json
-import os
 
 import numpy as np
 import pytest
-import yaml
 
 pd = pytest.importorskip("pandas")
 
@@ -17,25 +15,20 @@ from neuronjax.io.neurons import NeuronSet  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.real_model]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_dir, tmp_path_factory):
+    from tests.tiny_models import world_facts_run_config
+
     out = tmp_path_factory.mktemp("runs")
-    cfg = {
-        "name": "tiny",
-        "task": os.path.join(REPO, "configs", "tasks", "world_facts.yaml"),
-        "model": {"path": str(tiny_dir)},
-        "identify": {"methods": ["neuronllm", "random"], "k": 5, "z": 10,
-                     "attribution": {"method": "ig", "steps": 2, "groups": 1}},
-        "evaluate": {"modes": ["suppress_good", "degrader"], "random_seeds": 2, "bootstrap": 40, "k_values": [3]},
-        "task_overrides": {"split.max_identify": 4, "split.max_eval": 4},
-        "output": str(out),
-    }  # fmt: skip
-    path = out / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    assert main(["run", str(path), "--quiet", "--force"]) == 0
+    path = world_facts_run_config(
+        out, tiny_dir,
+        identify={"methods": ["neuronllm", "random"], "k": 5, "z": 10, "attribution": {"method": "ig", "steps": 2, "groups": 1}},
+        evaluate={"modes": ["suppress_good", "degrader"], "random_seeds": 2, "bootstrap": 40, "k_values": [3]},
+        task_overrides={"split.max_identify": 4, "split.max_eval": 4},
+    )  # fmt: skip
+    assert main(["run", path, "--quiet", "--force"]) == 0
     return out / "tiny"
 
 

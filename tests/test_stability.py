@@ -167,13 +167,6 @@ def test_parse_seeds():
 # ----------------------------------------------------------------------------- the planted model
 
 
-def _mask(neurons):
-    m = np.zeros((planted.LAYERS, planted.MLP), bool)
-    for layer, i in neurons:
-        m[layer, i] = True
-    return m
-
-
 @pytest.fixture(scope="module")
 def planted_replicates():
     lm = planted.model()
@@ -189,8 +182,8 @@ def test_planted_neurons_come_back_in_every_block(planted_replicates):
     assert not set(reps[0].items) & set(reps[1].items) and not set(reps[1].items) & set(reps[2].items)
     grid = (planted.LAYERS, planted.MLP)
     for r in reps:
-        np.testing.assert_array_equal(r.mask("neuronllm", "good", grid), _mask(planted.GOOD))
-        np.testing.assert_array_equal(r.mask("neuronllm", "bad", grid), _mask(planted.BAD))
+        np.testing.assert_array_equal(r.mask("neuronllm", "good", grid), planted.mask(planted.GOOD))
+        np.testing.assert_array_equal(r.mask("neuronllm", "bad", grid), planted.mask(planted.BAD))
     rows = compare(reps, ("neuronllm", "random"), grid, bootstrap=200, seed=0)
     assert {r.scope for r in rows} == {WITHIN}
     # chance by hand: two random pairs among layer 1's 48 neurons share 0, 1 or 2 neurons

@@ -125,3 +125,21 @@ def save_tiny_smol(directory, seed: int = 0) -> None:
     gguf = neuronjax.default_model_path()
     tok = transformers.AutoTokenizer.from_pretrained(os.path.dirname(gguf), gguf_file=os.path.basename(gguf))
     tok.save_pretrained(directory)
+
+
+def world_facts_run_config(directory, model_dir, identify: dict, evaluate: dict, **extra) -> str:
+    """Write a run config of world_facts on the model in `model_dir` (the tiny SmolLM2 of
+    `save_tiny_smol`) to directory/tiny.yaml, its runs under `directory`; returns the path.
+    identify / evaluate: those sections; extra: further top-level keys (task_overrides, ...)."""
+    import os
+
+    import yaml
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = {"name": "tiny", "task": os.path.join(repo, "configs", "tasks", "world_facts.yaml"),
+           "model": {"path": str(model_dir)}, "identify": identify, "evaluate": evaluate, "output": str(directory),
+           **extra}  # fmt: skip
+    path = os.path.join(str(directory), "tiny.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    return path

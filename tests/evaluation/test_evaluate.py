@@ -177,11 +177,7 @@ def test_accuracy_and_consistency_by_hand():
 
 def test_evaluate_sets_rows_controls_and_curve(lm):
     enc = planted.task(num_items=8, batch_size=4)
-    good, bad = np.zeros((2, 48), bool), np.zeros((2, 48), bool)
-    for layer, i in planted.GOOD:
-        good[layer, i] = True
-    for layer, i in planted.BAD:
-        bad[layer, i] = True
+    good, bad = planted.mask(planted.GOOD), planted.mask(planted.BAD)
     scores = good.astype(np.float32) * 2 - bad.astype(np.float32) + 0.01 * np.arange(96).reshape(2, 48) / 96
     ns = NeuronSet(scores, good, bad, {"method": {"name": "neuronllm", "k": 2}})
     cfg = EvaluateConfig(random_seeds=2, bootstrap=200, k_values=(1, 2))
@@ -206,11 +202,7 @@ def test_compare_pairs_two_methods_over_the_same_items(lm):
     """evaluate.compare: a minus b per mode, point = the rows' accuracy difference, interval from the
     same resamples (so a set compared with a copy of itself differs by exactly 0)."""
     enc = planted.task(num_items=8, batch_size=4)
-    good, bad = np.zeros((2, 48), bool), np.zeros((2, 48), bool)
-    for layer, i in planted.GOOD:
-        good[layer, i] = True
-    for layer, i in planted.BAD:
-        bad[layer, i] = True
+    good, bad = planted.mask(planted.GOOD), planted.mask(planted.BAD)
     planted_set = NeuronSet(good.astype(np.float32) - bad, good, bad, {"method": {"name": "neuronllm", "k": 2}})
     other_good = np.zeros_like(good)
     other_good[0, :2] = True  # two neurons of the first layer that do nothing planted

@@ -50,6 +50,14 @@ MOE_GOOD, MOE_BAD, MOE_FILL = ((1, 5), (1, 17)), ((1, 7), (1, 19)), ((1, 9), (1,
 MOE_UNROUTED = ((1, 30),)
 
 
+def mask(neurons) -> np.ndarray:
+    """bool [LAYERS, MLP], True at the (layer, index) pairs given (e.g. GOOD, BAD)."""
+    m = np.zeros((LAYERS, MLP), bool)
+    for layer, i in neurons:
+        m[layer, i] = True
+    return m
+
+
 def model(seed: int = 0, moe: bool = False) -> LanguageModel:
     """The planted Llama; moe=True: the same with a mixture-of-experts FFN (see MOE)."""
     cfg = ModelConfig(model_type="llama", vocab_size=VOCAB, hidden_size=EMBED, intermediate_size=MLP,

@@ -26,13 +26,6 @@ ATTRIBUTION = AttributionConfig("ig", steps=4)
 METHOD = Learned(k=2, z=4, candidates=0, steps=60, learning_rate=0.2)
 
 
-def _mask(neurons):
-    m = np.zeros((planted.LAYERS, planted.MLP), bool)
-    for layer, i in neurons:
-        m[layer, i] = True
-    return m
-
-
 @pytest.fixture(scope="module")
 def lm():
     return planted.model()
@@ -56,16 +49,16 @@ def fitted(lm, streamed):
 
 def test_recovers_the_planted_sets(fitted):
     _, good, bad = METHOD.finalize(fitted)
-    np.testing.assert_array_equal(good, _mask(planted.GOOD))
-    np.testing.assert_array_equal(bad, _mask(planted.BAD))
-    assert not (bad & _mask(planted.FILL)).any()
+    np.testing.assert_array_equal(good, planted.mask(planted.GOOD))
+    np.testing.assert_array_equal(bad, planted.mask(planted.BAD))
+    assert not (bad & planted.mask(planted.FILL)).any()
 
 
 def test_identify_runs_the_fit_and_keeps_neuronllm_unchanged(lm):
     out = identify(lm, planted.task(), [NeuronLLM(k=2, z=4), METHOD], ATTRIBUTION, block_items=5)
-    np.testing.assert_array_equal(out["learned"].good, _mask(planted.GOOD))
-    np.testing.assert_array_equal(out["learned"].bad, _mask(planted.BAD))
-    np.testing.assert_array_equal(out["neuronllm"].good, _mask(planted.GOOD))
+    np.testing.assert_array_equal(out["learned"].good, planted.mask(planted.GOOD))
+    np.testing.assert_array_equal(out["learned"].bad, planted.mask(planted.BAD))
+    np.testing.assert_array_equal(out["neuronllm"].good, planted.mask(planted.GOOD))
     assert out["learned"].meta["method"] == {"name": "learned", **dataclasses.asdict(METHOD)}
 
 

@@ -9,13 +9,6 @@ from neuronjax.methods import KnowledgeNeurons, NeuronLLM, NeuronLLMOneProxy, Ne
 from tests.methods import planted
 
 
-def _mask(neurons):
-    m = np.zeros((planted.LAYERS, planted.MLP), bool)
-    for layer, i in neurons:
-        m[layer, i] = True
-    return m
-
-
 @pytest.fixture(scope="module")
 def results():
     lm = planted.model()
@@ -25,8 +18,8 @@ def results():
 
 def test_ace_finds_the_planted_good_and_bad_neurons(results):
     ns = results["neuronllm"]
-    np.testing.assert_array_equal(ns.good, _mask(planted.GOOD))
-    np.testing.assert_array_equal(ns.bad, _mask(planted.BAD))
+    np.testing.assert_array_equal(ns.good, planted.mask(planted.GOOD))
+    np.testing.assert_array_equal(ns.bad, planted.mask(planted.BAD))
     # The neurons that only move a non-option token do not favour any option: far from the top.
     fill = [ns.scores[layer, i] for layer, i in planted.FILL]
     assert max(abs(f) for f in fill) < 0.2 * min(abs(ns.scores[layer, i]) for layer, i in planted.BAD)
@@ -34,15 +27,15 @@ def test_ace_finds_the_planted_good_and_bad_neurons(results):
 
 def test_probability_target_misses_the_bad_neurons(results):
     ns = results["neuronllm_prob"]
-    np.testing.assert_array_equal(ns.good, _mask(planted.GOOD))
-    assert not (ns.bad & _mask(planted.BAD)).any()
-    np.testing.assert_array_equal(ns.bad, _mask(planted.FILL))  # it blames the mass-moving neurons instead
+    np.testing.assert_array_equal(ns.good, planted.mask(planted.GOOD))
+    assert not (ns.bad & planted.mask(planted.BAD)).any()
+    np.testing.assert_array_equal(ns.bad, planted.mask(planted.FILL))  # it blames the mass-moving neurons instead
 
 
 def test_one_proxy_and_knowledge_neurons_find_the_good_ones(results):
-    np.testing.assert_array_equal(results["neuronllm_one_proxy"].good, _mask(planted.GOOD))
+    np.testing.assert_array_equal(results["neuronllm_one_proxy"].good, planted.mask(planted.GOOD))
     kn = results["kn_ig"]
-    np.testing.assert_array_equal(kn.good, _mask(planted.GOOD))
+    np.testing.assert_array_equal(kn.good, planted.mask(planted.GOOD))
     assert not kn.bad.any()
 
 
@@ -59,8 +52,8 @@ def test_ace_finds_the_planted_neurons_of_a_mixture_of_experts():
     ns = identify(lm, planted.task(), [NeuronLLM(k=2, z=4)], AttributionConfig("ig", steps=8), block_items=5)[
         "neuronllm"
     ]
-    np.testing.assert_array_equal(ns.good, _mask(planted.MOE_GOOD))
-    np.testing.assert_array_equal(ns.bad, _mask(planted.MOE_BAD))
+    np.testing.assert_array_equal(ns.good, planted.mask(planted.MOE_GOOD))
+    np.testing.assert_array_equal(ns.bad, planted.mask(planted.MOE_BAD))
     ((layer, i),) = planted.MOE_UNROUTED
     assert ns.scores[layer, i] == 0.0
     task = planted.task()
