@@ -213,15 +213,22 @@ def evaluate_run(config: RunConfig, lm=None, sets=None, progress: bool = True) -
     return result
 
 
+def _card_method(sets, per_side: int):
+    """The method whose neurons get cards (`cards.main_method`), or None when there are none to make
+    (no sets, or per_side 0: `evaluate.cards`)."""
+    from neuronjax.cards import main_method
+
+    method = main_method(list(sets))
+    return None if method is None or per_side == 0 else method
+
+
 def card_capture(sets, per_side: int = 8):
     """The neurons [(layer, index)] `run_cards` will make cards of (None when it makes none): the
     evaluation captures their activations from its own prompt caches."""
-    from neuronjax.cards import card_neurons, main_method
+    from neuronjax.cards import card_neurons
 
-    method = main_method(list(sets))
-    if method is None or per_side == 0:
-        return None
-    return card_neurons(sets[method], per_side)
+    method = _card_method(sets, per_side)
+    return None if method is None else card_neurons(sets[method], per_side)
 
 
 def run_cards(lm, encoded, sets, progress: bool = True, per_side: int = 8, activations=None):
@@ -229,10 +236,10 @@ def run_cards(lm, encoded, sets, progress: bool = True, per_side: int = 8, activ
     (`neuronjax.cards`); None without sets or with per_side 0 (`evaluate.cards`). activations:
     those neurons' activations on the split (`card_capture`), when the evaluation captured them;
     else one unedited pass per batch computes them."""
-    from neuronjax.cards import build_cards, main_method
+    from neuronjax.cards import build_cards
 
-    method = main_method(list(sets))
-    if method is None or per_side == 0:
+    method = _card_method(sets, per_side)
+    if method is None:
         return None
     bar = Progress(len(encoded.records), "neuron cards", progress and activations is None)
     try:

@@ -133,14 +133,16 @@ def run(args) -> dict:
     jax.profiler.stop_trace()
     ops = operation_times(read_trace(trace_dir))
 
+    # the arguments `attribute` compiled for: the rows after the shared prefix, or the whole prompts
+    # left-padded to its 32-token bucket; the program is in jit's cache, so lowering does not compile again
     split = split_prefix(np.asarray(batch.input_ids), np.asarray(batch.attention_mask))
     part = batch if split is None else dataclasses.replace(batch, input_ids=split.input_ids, attention_mask=split.attention_mask)
-    part = jax.tree.map(lm.place, part)
+    width = np.shape(part.input_ids)[1] if split is not None else -(-np.shape(part.input_ids)[1] // 32) * 32
+    part = jax.tree.map(lm.place, engine.pad_rows(part, args.prompts, width))
     shared = None if split is None else lm.place(split.shared)
     compiled = engine.attribute_compiled.lower(lm.state, part, shared, graphdef=lm.graphdef, method="ig", steps=schedule,
                                                groups=args.groups, target="ce", rule=args.rule).compile()  # fmt: skip
     names = hlo_instructions(compiled.as_text())
-    width = int(np.shape(part.input_ids)[1])
     flops = attribution_flops(lm.config, args.prompts, width, "ig", schedule, args.groups,
                               shared=0 if split is None else split.length)["total"]  # fmt: skip
     best = min(times)
