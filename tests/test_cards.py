@@ -146,7 +146,8 @@ def test_activations_equal_the_pytorch_model(held_out, share_prefix):
     rows = [order.index((i, p)) for i, p in zip(got.item_index, got.proxy_index)]
     assert sorted(rows) == list(range(len(encoded.records)))  # every held-out proxy exactly once
     for j, (layer, i) in enumerate(neurons):
-        np.testing.assert_allclose(got.values[:, j], want[rows, layer, i], rtol=1e-4, atol=1e-5)
+        # measured 1.5e-6 (shared prefix) and 1.3e-6 (whole prompts) at most, on activations up to 2.3
+        np.testing.assert_allclose(got.values[:, j], want[rows, layer, i], rtol=1e-6, atol=5e-6)
 
 
 @pytest.mark.torch
@@ -170,7 +171,8 @@ def test_run_writes_cards_whose_prompts_equal_a_direct_computation(tiny_run, hel
         a = acts[:, card.layer, card.index]
         want = _reference_top(a, encoded.records, encoded.items, 5)
         assert [(p.item_id, p.proxy) for p in card.prompts] == [(i, p) for i, p, _ in want]
-        np.testing.assert_allclose([p.activation for p in card.prompts], [x for _, _, x in want], rtol=1e-4, atol=1e-5)
+        # captured by the evaluation from its prompt caches: measured 4.3e-6 at most
+        np.testing.assert_allclose([p.activation for p in card.prompts], [x for _, _, x in want], rtol=1e-6, atol=1.2e-5)
         assert card.prompts[0].question == next(it.question for it in encoded.items if it.id == want[0][0])
         assert card.mean_activation == pytest.approx(a.mean(), rel=1e-4, abs=1e-5)
         assert [t.token for t in card.promoted] == np.argsort(-logits[j], kind="stable")[:10].tolist()
