@@ -1,6 +1,10 @@
-"""kernels.shared_prefix_attention: the Pallas kernel (interpret mode on CPU) against the jnp
-reference, the reference against a naive numpy loop, gradients, vmap, and the choice of
-implementation."""
+"""kernels.shared_prefix_attention: the Pallas kernel against the jnp reference, the reference
+against a naive numpy loop, gradients, vmap, and the choice of implementation.
+
+On CPU the kernel runs under the Pallas interpreter; on a GPU or TPU the same tests compile and
+run the kernel itself (``KERNEL``). The suite's float32 matmul precision is "highest"
+(tests/conftest.py), so on a GPU the float32 cases compare float32 arithmetic on both sides, not
+the TF32 the backend's default would allow."""
 
 import functools
 import importlib
@@ -20,6 +24,10 @@ from neuronjax.models.layers import NEG_INF, attend
 spa = importlib.import_module("neuronjax.kernels.shared_prefix_attention")
 
 NEG = NEG_INF  # the model's mask value: the most negative float32, not -inf
+
+# The kernel as it runs on this backend: interpreted on CPU, compiled on a GPU or TPU.
+ON_ACCELERATOR = jax.default_backend() in ("gpu", "tpu")
+KERNEL = "pallas" if ON_ACCELERATOR else "interpret"
 
 
 def make_inputs(seed, lead, batch, seq, heads, kv_heads, dim, cached, dtype=jnp.float32):
@@ -49,7 +57,8 @@ def jitted(impl, scale, softcap, block_k=None, layout=None):
         return jax.jit(functools.partial(spa.reference, scale=scale, softcap=softcap))
     return jax.jit(
         functools.partial(
-            spa.pallas_attention, scale=scale, softcap=softcap, interpret=True, block_k=block_k, layout=layout
+            spa.pallas_attention, scale=scale, softcap=softcap, interpret=impl == "interpret", block_k=block_k,
+            layout=layout,
         )
     )
 
@@ -75,7 +84,7 @@ def test_interpret_matches_reference(lead, heads, kv_heads, dim, cached, block_k
     args = make_inputs(0, lead, 3, 1, heads, kv_heads, dim, cached, dtype)
     scale = dim**-0.5
     want = jitted("reference", scale, softcap)(*args)
-    got = jitted("interpret", scale, softcap, block_k)(*args)
+    got = jitted(KERNEL, scale, softcap, block_k)(*args)
     assert got.shape == want.shape and got.dtype == want.dtype
     assert np.isfinite(np.asarray(got, np.float32)).all()
     assert_close(got, want, dtype)
@@ -95,7 +104,7 @@ def test_row_with_nothing_visible_averages_like_reference():
     q, k, v, pk, pv, _ = make_inputs(2, (3,), 2, 1, 4, 2, 16, 19, jnp.float32)
     bias = jnp.zeros((2, 1, 1, 1, 20)).at[1].set(NEG)
     want = jitted("reference", 0.25, None)(q, k, v, pk, pv, bias)
-    assert_close(jitted("interpret", 0.25, None, 16)(q, k, v, pk, pv, bias), want, jnp.float32)
+    assert_close(jitted(KERNEL, 0.25, None, 16)(q, k, v, pk, pv, bias), want, jnp.float32)
 
 
 @pytest.mark.parametrize("variants,kv_heads,softcap,seq", [(5, 3, None, 1), (45, 2, 25.0, 2)])
@@ -111,7 +120,7 @@ def test_values_and_gradients_match_reference(variants, kv_heads, softcap, seq):
 
     grad = functools.partial(jax.value_and_grad, argnums=tuple(range(6)))
     ref, ref_g = jax.jit(grad(functools.partial(loss, jitted("reference", 0.25, softcap))))(*args)
-    got, got_g = jax.jit(grad(functools.partial(loss, jitted("interpret", 0.25, softcap, 16))))(*args)
+    got, got_g = jax.jit(grad(functools.partial(loss, jitted(KERNEL, 0.25, softcap, 16))))(*args)
     np.testing.assert_allclose(got, ref, rtol=1e-5)
     for name, g, r in zip(("q", "k", "v", "past_k", "past_v", "bias"), got_g, ref_g):
         np.testing.assert_allclose(np.asarray(g), np.asarray(r), atol=2e-5, rtol=2e-5, err_msg=name)
@@ -131,7 +140,7 @@ def test_bfloat16_gradients_match_the_float32_reference(variants, kv_heads, soft
     grad = functools.partial(jax.grad, argnums=tuple(range(5)))
     as_f32 = [a.astype(jnp.float32) for a in args[:5]] + [args[5]]
     ref_g = jax.jit(grad(functools.partial(loss, jitted("reference", 0.25, softcap))))(*as_f32)
-    got_g = jax.jit(grad(functools.partial(loss, jitted("interpret", 0.25, softcap, 16))))(*args)
+    got_g = jax.jit(grad(functools.partial(loss, jitted(KERNEL, 0.25, softcap, 16))))(*args)
     for name, g, r in zip(("q", "k", "v", "past_k", "past_v"), got_g, ref_g):
         assert g.dtype == jnp.bfloat16, name
         r = np.asarray(r, np.float32)
@@ -160,7 +169,7 @@ def test_vmap_over_variants_folds_into_rows():
     """vmap over the variants (how evaluate stacks interventions) equals explicit leading axes,
     and the mapped axis becomes query rows of the same grid instead of an extra grid axis."""
     q, k, v, pk, pv, bias = make_inputs(4, (6,), 3, 1, 4, 2, 16, 37, jnp.float32)
-    fn = functools.partial(spa.pallas_attention, scale=0.25, softcap=None, interpret=True, block_k=16)
+    fn = functools.partial(spa.pallas_attention, scale=0.25, softcap=None, interpret=not ON_ACCELERATOR, block_k=16)
     mapped = jax.vmap(lambda q1, k1, v1: fn(q1, k1, v1, pk, pv, bias))
     want = jitted("reference", 0.25, None)(q, k, v, pk, pv, bias)
     assert_close(jax.jit(mapped)(q, k, v), want, jnp.float32)
@@ -199,8 +208,9 @@ def test_reference_matches_naive_loop():
 def test_choose_and_environment_override(monkeypatch):
     monkeypatch.delenv(choice.ENV_VAR, raising=False)
     assert kernels.choose("auto", backend="cpu") == "reference"
-    assert kernels.choose("auto", backend="gpu", devices=1) == "pallas"
+    assert kernels.choose("auto", backend="gpu", devices=1) == "reference"  # slower there (choice.py)
     assert kernels.choose("auto", backend="tpu", devices=1) == "pallas"
+    assert kernels.choose("pallas", backend="gpu", devices=1) == "pallas"
     assert kernels.choose("auto", backend="gpu", devices=8) == "reference"  # a mesh: not shard-mapped yet
     assert kernels.choose("interpret", backend="gpu") == "interpret"
     monkeypatch.setenv(choice.ENV_VAR, "interpret")
@@ -216,9 +226,23 @@ def test_choose_and_environment_override(monkeypatch):
         kernels.choose("fast")
 
 
+def test_auto_follows_the_default_device(monkeypatch):
+    """On a machine whose default backend is an accelerator, work sent to the CPU with
+    ``jax.default_device`` gets the reference (a compiled Pallas kernel cannot run there)."""
+    monkeypatch.delenv(choice.ENV_VAR, raising=False)
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    assert kernels.choose("auto", devices=1) == "pallas"
+    with jax.default_device(jax.devices("cpu")[0]):
+        assert choice.current_backend() == "cpu"
+        assert kernels.choose("auto", devices=1) == "reference"
+    with jax.default_device("cpu"):
+        assert kernels.choose("auto", devices=1) == "reference"
+
+
 def test_attend_with_past_uses_reference_on_cpu_and_obeys_override(monkeypatch):
     monkeypatch.delenv(choice.ENV_VAR, raising=False)
-    assert jax.default_backend() == "cpu"
+    if jax.default_backend() != "cpu":
+        monkeypatch.setenv(choice.ENV_VAR, "reference")  # the same check of the override on an accelerator
     q, k, v, pk, pv, bias = make_inputs(6, (3,), 3, 1, 6, 3, 16, 37, jnp.float32)
     calls = []
 
