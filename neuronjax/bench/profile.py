@@ -1,12 +1,13 @@
 """Where an attribution call's time goes: one IG call traced, its compiled operations summed by kind.
 
-    neuronjax bench profile [--prompts 8] [--steps 4] [--layer-steps 0=32] [--rule gauss_legendre]
+    neuronjax bench profile [--prompts 8] [--steps 3] [--layer-steps 0=32] [--rule gauss_legendre]
         [--groups 4] [--calls 5] [--matmul-rounds 2] [--top 12] [--trace-dir DIR] [--json OUT]
 
 Model: the embedded SmolLM2-135M-Instruct (float32); prompts: the first proxy of the first
 --prompts world_facts identification items, as `neuronjax bench quadrature` takes them, run as one
 chunk with their shared prefix (what a run's batch does). The defaults are the default config's
-nodes (Gauss-Legendre, 4 per layer, 32 on layer 0).
+nodes (Gauss-Legendre, 3 per layer, 32 on layer 0; the figures in docs/performance.md were
+taken at 4 per layer, --steps 4, the default config's until 2026-11-30).
 
 The call is compiled, timed --calls times (the best counts), then run once more under `jax.profiler` with a Perfetto
 trace. Every operation the runtime executed (an XLA thunk on the CPU) is read back from the trace,
@@ -200,7 +201,7 @@ def describe(r: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="neuronjax bench profile", description=__doc__.split("\n\n")[0])
     ap.add_argument("--prompts", type=int, default=8, help="prompts in the call (default: %(default)s)")
-    ap.add_argument("--steps", type=int, default=4, help="IG nodes per layer (default: %(default)s)")
+    ap.add_argument("--steps", type=int, default=3, help="IG nodes per layer (default: %(default)s)")
     ap.add_argument("--layer-steps", default="0=32", metavar="L=M[;L=M]",
                     help="nodes of single layers (default: %(default)s; '' for none)")  # fmt: skip
     ap.add_argument("--rule", default="gauss_legendre", help="quadrature rule (default: %(default)s)")
