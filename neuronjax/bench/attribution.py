@@ -477,7 +477,7 @@ def run(args) -> dict:
     load = os.getloadavg()
     cpu = jax.default_backend() == "cpu"
     # On an H200 a 4096^3 bfloat16 product read 309 and 452 TFLOP/s in two runs minutes apart and
-    # an 8192^3 one 674 (2026-11-30): smaller products do not fill the GPU.
+    # an 8192^3 one (constant-filled) 674 (2026-11-30): smaller products do not fill the GPU.
     n_mat = 2048 if cpu else 8192
     readings = {"jnp.dot": [matmul_peak(n_mat, dtype=args.dtype) for _ in range(args.matmul_rounds)]}
     if args.dtype == "float32" and cpu:
