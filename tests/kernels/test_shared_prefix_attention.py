@@ -80,7 +80,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("lead,heads,kv_heads,dim,cached,block_k,softcap,dtype", CASES)
-def test_interpret_matches_reference(lead, heads, kv_heads, dim, cached, block_k, softcap, dtype):
+def test_kernel_matches_reference(lead, heads, kv_heads, dim, cached, block_k, softcap, dtype):
     args = make_inputs(0, lead, 3, 1, heads, kv_heads, dim, cached, dtype)
     scale = dim**-0.5
     want = jitted("reference", scale, softcap)(*args)
