@@ -26,7 +26,7 @@ spa = importlib.import_module("neuronjax.kernels.shared_prefix_attention")
 NEG = NEG_INF  # the model's mask value: the most negative float32, not -inf
 
 # The kernel as it runs on this backend: interpreted on CPU, compiled on a GPU or TPU.
-ON_ACCELERATOR = jax.default_backend() in ("gpu", "tpu")
+ON_ACCELERATOR = jax.default_backend() in choice.ACCELERATORS
 KERNEL = "pallas" if ON_ACCELERATOR else "interpret"
 
 
