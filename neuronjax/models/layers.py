@@ -13,6 +13,7 @@ import numpy as np
 from flax import nnx
 
 from neuronjax.errors import InputError
+from neuronjax.kernels.choice import current_backend
 from neuronjax.kernels.shared_prefix_attention import shared_prefix_attention
 from neuronjax.models.config import RopeConfig
 
@@ -152,6 +153,12 @@ def attend(
 ATTENTION_ENV = "NEURONJAX_ATTENTION"  # "auto" (default), "xla" or "fused"
 
 
+def on_gpu() -> bool:
+    """Whether computations go to a GPU by default: the platform of ``jax.default_device`` when
+    one is set (work sent to the CPU of a GPU machine must not get cuDNN), else the backend's."""
+    return current_backend() in ("gpu", "cuda")
+
+
 def fused_attention_applies(dtype, softcap: Optional[float]) -> bool:
     """Whether the prompt pass uses the backend's fused attention (`jax.nn.dot_product_attention`:
     cuDNN's flash attention on GPU): on a GPU, in bfloat16 or float16, for families without
@@ -165,7 +172,7 @@ def fused_attention_applies(dtype, softcap: Optional[float]) -> bool:
         return False
     if choice == "fused":
         return True
-    return jax.default_backend() in ("gpu", "cuda") and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+    return on_gpu() and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
 
 
 def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, scale: float) -> jax.Array:
@@ -178,7 +185,7 @@ def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, s
     s, t = allowed.shape[-2:]
     diagonal = jnp.arange(t)[None, :] == (t - s + jnp.arange(s))[:, None]
     allowed = allowed | (~allowed.any(axis=-1, keepdims=True) & diagonal)
-    impl = "cudnn" if jax.default_backend() in ("gpu", "cuda") else None
+    impl = "cudnn" if on_gpu() else None
     return jax.nn.dot_product_attention(q, k, v, mask=allowed, scale=scale, implementation=impl).astype(q.dtype)
 
 

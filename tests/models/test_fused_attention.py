@@ -37,6 +37,11 @@ def test_when_the_fused_kernel_applies(monkeypatch):
     assert fused_attention_applies(jnp.bfloat16, None) == on_gpu
     assert not fused_attention_applies(jnp.float32, None)  # float32 stays on the einsum path
     assert not fused_attention_applies(jnp.bfloat16, 50.0)  # Gemma 2's score capping: never fused
+    # on a GPU machine (faked), work sent to the CPU with jax.default_device gets the einsum path
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert fused_attention_applies(jnp.bfloat16, None)
+    with jax.default_device(jax.devices("cpu")[0]):
+        assert not fused_attention_applies(jnp.bfloat16, None)
     monkeypatch.setenv(ATTENTION_ENV, "xla")
     assert not fused_attention_applies(jnp.bfloat16, None)
     monkeypatch.setenv(ATTENTION_ENV, "cudnn")
