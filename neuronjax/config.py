@@ -73,7 +73,14 @@ class AttributionConfig:
     # runs in docs/results) or trapezoid (both ends, m >= 2). At m = 16 Gauss-Legendre was 5x closer to
     # the converged IG than right Riemann at the same cost (docs/attribution.md, Quadrature)
     rule: Literal["right_riemann", "trapezoid", "gauss_legendre"] = "gauss_legendre"
-    groups: int = 4  # layer groups of the IG staircase (speed / compile-time trade-off)
+    # layer groups of the IG staircase (speed / compile-time trade-off); null: 8 when the replay is
+    # joined, 4 when grouped (`attribution.engine.resolve_groups`)
+    groups: Optional[int] = None
+    # auto (joined on CPU, grouped on accelerators), grouped (one forward and backward pass per
+    # layer group, holding one group's values) or joined (one for all groups, each group's
+    # variants joining at its first layer: fewer passes over the weights, more memory at once);
+    # the same scores either way (docs/attribution.md)
+    replay: Literal["auto", "grouped", "joined"] = "auto"
     # nodes for single layers instead of `steps`, {layer: m} (negative: from the last layer), e.g.
     # {0: 32}: the embedded model's first layer needs many nodes, the others few (docs/attribution.md)
     layer_steps: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -84,8 +91,9 @@ class AttributionConfig:
 
     def __post_init__(self):
         for key in ("steps", "groups"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"attribution.{key} = {getattr(self, key)}: expected >= 1")
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ConfigError(f"attribution.{key} = {getattr(self, key)}: expected >= 1"
+                                  + (" (or null for the replay's default)" if key == "groups" else ""))  # fmt: skip
         if self.rule == "trapezoid" and self.steps < 2:
             raise ConfigError(f"attribution.steps = {self.steps}: the trapezoid rule needs >= 2 nodes (both ends)")
         from neuronjax.attribution.quadrature import min_nodes

@@ -46,6 +46,43 @@ Target = lt.Target
 TARGETS = lt.TARGETS
 Rule = quadrature.Rule
 RULES = quadrature.RULES
+Replay = Literal["auto", "grouped", "joined"]
+REPLAYS = ("auto", "grouped", "joined")
+# backends where "auto" joins the groups: XLA's CPU backend copies each layer's weights out of the
+# stacked arrays on every pass over the layers, and joining reads them once (1.12x at 8 groups,
+# docs/performance.md); accelerators keep "grouped", whose backward pass holds one group's values
+GROUPS_JOINED_ON = ("cpu",)
+
+
+def resolve_replay(replay: str, backend: Optional[str] = None) -> str:
+    """The replay to run, "grouped" or "joined": ``replay`` itself, or for "auto" "joined" on the
+    backends of `GROUPS_JOINED_ON` and "grouped" elsewhere. backend: the platform the work runs
+    on (default: the default device's, `kernels.choice.current_backend`)."""
+    if replay not in REPLAYS:
+        raise InputError(f"replay {replay!r} unknown; expected one of {REPLAYS}")
+    if replay != "auto":
+        return replay
+    if backend is None:
+        from neuronjax.kernels.choice import current_backend
+
+        backend = current_backend()
+    return "joined" if backend.lower() in GROUPS_JOINED_ON else "grouped"
+
+
+# layer groups when none are given: joined, 8 groups waste less work below each variant's edit
+# and still read the weights once (8 against 4 grouped: 2.53 s against 2.77-2.99 s per call of
+# 8 world_facts prompts at the default nodes, 2026-11-30; docs/performance.md); grouped, more
+# groups are more passes over the weights and longer compiles, so 4
+DEFAULT_GROUPS = {"joined": 8, "grouped": 4}
+
+
+def resolve_groups(groups: Optional[int], replay: str) -> int:
+    """``groups``, or for None the default of the (resolved) replay, `DEFAULT_GROUPS`."""
+    if groups is None:
+        return DEFAULT_GROUPS[resolve_replay(replay)]
+    if int(groups) < 1:
+        raise InputError(f"groups = {groups}: expected >= 1 (or None for the replay's default)")
+    return int(groups)
 
 
 @jax.tree_util.register_dataclass
@@ -97,47 +134,62 @@ def alphas(steps: int, rule: Rule = "right_riemann") -> np.ndarray:
 
 
 def _ig(
-    model, block_def, replay, x_in, h, batch: PromptBatch, schedule: tuple, groups: int, target: str, rule: str
+    model, block_def, replay, x_in, h, batch: PromptBatch, schedule: tuple, groups: int, target: str, rule: str,
+    how: str = "grouped",
 ) -> jax.Array:
     """IG [layers, batch, mlp] from staircase groups of (layer, alpha) variants, schedule[l] nodes
     for layer l; each variant's gradient is weighted by its node's weight after the backward
-    pass and summed into its layer."""
+    pass and summed into its layer. how: "grouped", one forward and backward per group, or
+    "joined", all groups in one (`last_token.joined_f`); the same variants either way."""
     b, f = h.shape[1], h.shape[2]
-    per_group = []
-    for lo, hi in quadrature.schedule_groups(schedule, groups):
-        layer, a, w = quadrature.variants(rule, schedule, lo, hi)
+    bounds = quadrature.schedule_groups(schedule, groups)
+    if how == "joined":
+        layer, a, w = quadrature.variants(rule, schedule, 0, len(schedule))
+        counts = [int(sum(schedule[lo:hi])) for lo, hi in bounds]
         start, alpha = jnp.asarray(layer, jnp.int32), jnp.asarray(a, jnp.float32)
-        total = lambda shift, lo=lo, start=start, alpha=alpha: lt.staircase_f(  # noqa: E731
-            model, block_def, replay, lo, x_in[lo], start, alpha, shift, batch.option_ids, batch.gold, target
+        total = lambda shift: lt.joined_f(  # noqa: E731
+            model, block_def, replay, bounds, counts, x_in, start, alpha, shift, batch.option_ids, batch.gold, target
         ).sum()
-        g = jax.grad(total)(jnp.zeros((len(layer), b, f), h.dtype))
-        weights = np.zeros((hi - lo, len(layer)), np.float32)  # [layer of the group, variant]
+        parts = [(0, len(schedule), layer, w, jax.grad(total)(jnp.zeros((len(layer), b, f), h.dtype)))]
+    else:
+        parts = []
+        for lo, hi in bounds:
+            layer, a, w = quadrature.variants(rule, schedule, lo, hi)
+            start, alpha = jnp.asarray(layer, jnp.int32), jnp.asarray(a, jnp.float32)
+            total = lambda shift, lo=lo, start=start, alpha=alpha: lt.staircase_f(  # noqa: E731
+                model, block_def, replay, lo, x_in[lo], start, alpha, shift, batch.option_ids, batch.gold, target
+            ).sum()
+            parts.append((lo, hi, layer, w, jax.grad(total)(jnp.zeros((len(layer), b, f), h.dtype))))
+    out = []
+    for lo, hi, layer, w, g in parts:
+        weights = np.zeros((hi - lo, len(layer)), np.float32)  # [layer of the part, variant]
         weights[layer - lo, np.arange(len(layer))] = w
         g = jnp.einsum("nv,vbf->nbf", jnp.asarray(weights), g.astype(jnp.float32))
-        per_group.append(h[lo:hi].astype(jnp.float32) * g)
-    return jnp.concatenate(per_group)
+        out.append(h[lo:hi].astype(jnp.float32) * g)
+    return jnp.concatenate(out)
 
 
 def _attribute(
     state, batch: PromptBatch, shared: Optional[jax.Array] = None, *, graphdef, method: str, steps, groups: int,
-    target: str = "ce", rule: str = "gauss_legendre",
+    target: str = "ce", rule: str = "gauss_legendre", replay: str = "grouped",
 ) -> Attribution:
     """shared: None, or int32 [1, P], the token prefix common to every row, cut off the rows of
-    `batch` (`cached.split_prefix`): it runs once for the whole batch."""
+    `batch` (`cached.split_prefix`): it runs once for the whole batch. replay: "grouped" or
+    "joined" (`_ig`; `attribute` resolves "auto")."""
     model = nnx.merge(graphdef, state)
     cfg = model.cfg
     if shared is None:
         cache = prefix_cache(model, batch.input_ids, batch.attention_mask)
     else:
         cache = shared_prefix_cache(model, shared, batch.input_ids, batch.attention_mask)
-    block_def, replay = lt.replay_inputs(model, batch.input_ids[:, -1], cache)
+    block_def, inputs = lt.replay_inputs(model, batch.input_ids[:, -1], cache)
     b = batch.gold.shape[0]
 
     def base(shifts):
-        f, aux = lt.base_pass(model, block_def, replay, batch.option_ids, batch.gold, shifts, target)
+        f, aux = lt.base_pass(model, block_def, inputs, batch.option_ids, batch.gold, shifts, target)
         return f.sum(), (f, aux)
 
-    shifts = jnp.zeros((cfg.num_layers, b, cfg.intermediate_size), replay.x0.dtype)
+    shifts = jnp.zeros((cfg.num_layers, b, cfg.intermediate_size), inputs.x0.dtype)
     if method == "grad_x_act":
         grads, (f, (scores, _, h)) = jax.grad(base, has_aux=True)(shifts)
         attr = h.astype(jnp.float32) * grads.astype(jnp.float32)
@@ -147,14 +199,16 @@ def _attribute(
             attr = h.astype(jnp.float32)
         else:
             schedule = quadrature.layer_schedule(cfg.num_layers, steps)  # one count, or one per layer
-            attr = _ig(model, block_def, replay, x_in, h, batch, schedule, groups, target, rule)
+            attr = _ig(model, block_def, inputs, x_in, h, batch, schedule, groups, target, rule, replay)
     h32 = h.astype(jnp.float32)
     return Attribution(
         scores=jnp.swapaxes(attr, 0, 1), f=f, option_scores=scores, activations=jnp.swapaxes(h32, 0, 1)
     )
 
 
-attribute_compiled = jax.jit(_attribute, static_argnames=("graphdef", "method", "steps", "groups", "target", "rule"))
+attribute_compiled = jax.jit(
+    _attribute, static_argnames=("graphdef", "method", "steps", "groups", "target", "rule", "replay")
+)
 
 
 def pad_rows(batch: PromptBatch, rows: int, seq: int) -> PromptBatch:
@@ -178,11 +232,12 @@ def attribute(
     steps: Union[int, Sequence[int]] = 16,
     chunk: Optional[int] = None,
     seq_bucket: int = 32,
-    groups: int = 4,
+    groups: Optional[int] = None,
     target: Target = "ce",
     rule: Rule = "gauss_legendre",
     layer_steps: Optional[Mapping] = None,
     share_prefix: bool = True,
+    replay: Replay = "auto",
 ) -> Attribution:
     """Attribute the target to every neuron at the last prompt position, for every prompt of
     ``batch``.
@@ -190,7 +245,11 @@ def attribute(
     lm: a `neuronjax.LanguageModel`. chunk: prompts per compiled call (default: the whole batch);
     the last chunk is padded to the same shape, and sequence lengths are left-padded up to a
     multiple of ``seq_bucket``, so a run compiles once per shape bucket. groups: how many
-    layer groups the IG variants are split into (see `last_token`). target: "ce" for the
+    layer groups the IG variants are split into (see `last_token`; None: 8 joined, 4 grouped,
+    `resolve_groups`). replay: "grouped" runs one
+    forward and backward pass per group, "joined" one for all groups, each group's variants
+    joining the rows at its first layer (the same variants and scores; fewer passes over the
+    weights, more memory held at once); "auto" joins on CPU only (`resolve_replay`). target: "ce" for the
     contrastive F over the four options, "prob" for the gold option's probability over the whole
     vocabulary (see the module docstring). steps, rule: IG's m nodes and the quadrature rule
     that places and weights them (`quadrature`); steps may be one count for every layer or one
@@ -208,6 +267,8 @@ def attribute(
         raise InputError(f"target {target!r} unknown; expected one of {TARGETS}")
     if rule not in RULES:
         raise InputError(f"rule {rule!r} unknown; expected one of {RULES}")
+    replay = resolve_replay(replay)
+    groups = resolve_groups(groups, replay)
     schedule = quadrature.layer_schedule(lm.config.num_layers, steps, layer_steps)
     if method == "ig":
         quadrature.check_schedule(rule, schedule)
@@ -231,7 +292,7 @@ def attribute(
         part = jax.tree.map(lm.place, part)
         out = attribute_compiled(
             lm.state, part, shared, graphdef=lm.graphdef, method=method, steps=schedule, groups=groups, target=target,
-            rule=rule,
+            rule=rule, replay=replay if method == "ig" else "grouped",
         )
         outs.append(jax.tree.map(lambda x, k=min(chunk, n - lo): x[:k], out))
     if len(outs) == 1:

@@ -169,6 +169,32 @@ def base_pass(model, graphdef, replay: Replay, option_ids, gold, shifts=None, ta
     return f[0], (scores[0], x_in[:, 0], h[:, 0])
 
 
+def _edit_scan(model, graphdef, replay: Replay, x: jax.Array, lo: int, hi: int, start, alpha, shift) -> jax.Array:
+    """Layers lo..hi-1 on rows x [variant, batch, 1, embed]: row v replaces h at layer start[v]
+    by alpha[v] * h + shift[v] (shift [variant, batch, mlp]) and runs unedited elsewhere."""
+
+    def body(x, j):
+        block, rope, bias, past = _layer(graphdef, replay, j)
+        x_mid, _ = block.attend(x, rope, bias, past)
+        h = block.neurons(x, x_mid)[..., 0, :]
+        here = (start == j)[:, None, None]
+        h = jnp.where(here, alpha[:, None, None].astype(h.dtype) * h + shift.astype(h.dtype), h)
+        return x_mid + block.ffn_out(h)[..., None, :], None
+
+    # keep every matrix product's output for the backward pass, the attention ones (with batch
+    # dimensions) too: 3-10% faster than keeping only those without (2026-11-30, 16 world_facts
+    # prompts, interleaved rounds); keeping everything was 10% slower (more memory traffic)
+    body = jax.checkpoint(body, policy=jax.checkpoint_policies.dots_saveable)
+    x, _ = jax.lax.scan(body, x, jnp.arange(lo, hi))
+    return x
+
+
+def _entering(x_in: jax.Array, rows: int) -> jax.Array:
+    """The unedited residual entering a layer, x_in [batch, embed], as `rows` variant rows
+    [rows, batch, 1, embed]."""
+    return jnp.broadcast_to(x_in[None, :, None, :], (rows,) + x_in.shape[:1] + (1,) + x_in.shape[1:])
+
+
 def staircase_f(
     model, graphdef, replay: Replay, lo: int, x_in: jax.Array, start, alpha, shift, option_ids, gold, target: Target = "ce"
 ):
@@ -183,20 +209,30 @@ def staircase_f(
     serves every start layer of the group; the caller weights these gradients by the quadrature
     weights of the variants' alphas.
     """
-    v = start.shape[0]
+    x = _entering(x_in, start.shape[0])
+    x = _edit_scan(model, graphdef, replay, x, lo, model.cfg.num_layers, start, alpha, shift)
+    return target_of(model, x[..., 0, :], option_ids, gold, target)
 
-    def body(x, j):
-        block, rope, bias, past = _layer(graphdef, replay, j)
-        x_mid, _ = block.attend(x, rope, bias, past)
-        h = block.neurons(x, x_mid)[..., 0, :]
-        here = (start == j)[:, None, None]
-        h = jnp.where(here, alpha[:, None, None].astype(h.dtype) * h + shift.astype(h.dtype), h)
-        return x_mid + block.ffn_out(h)[..., None, :], None
 
-    # keep every matrix product's output for the backward pass, the attention ones (with batch
-    # dimensions) too: 3-10% faster than keeping only those without (2026-11-30, 16 world_facts
-    # prompts, interleaved rounds); keeping everything was 10% slower (more memory traffic)
-    body = jax.checkpoint(body, policy=jax.checkpoint_policies.dots_saveable)
-    x0 = jnp.broadcast_to(x_in[None, :, None, :], (v,) + x_in.shape[:1] + (1,) + x_in.shape[1:])
-    x, _ = jax.lax.scan(body, x0, jnp.arange(lo, model.cfg.num_layers))
+def joined_f(
+    model, graphdef, replay: Replay, bounds, counts, x_in: jax.Array, start, alpha, shift, option_ids, gold,
+    target: Target = "ce",
+):
+    """The target [variant, batch] of every group's variants in one pass over the layers.
+
+    bounds: the groups' contiguous layer ranges [(0, hi_0), (hi_0, hi_1), ..., (lo, L)] and
+    counts their variant counts (Python ints); the variants (start, alpha [variant], shift
+    [variant, batch, mlp]) are ordered by group. Group g's rows join those of groups 0..g-1 at its
+    first layer, starting from the unedited residual x_in[lo_g] ([layers, batch, embed] of the
+    base pass), and group g's layers run once on all rows so far (one scan per group). Each row's
+    value and gradient are those of `staircase_f` over its own group; the layers are read once
+    per pass instead of once per group and the products have more rows, at the price of every
+    group's saved values living at once in the backward pass."""
+    x = None
+    used = 0
+    for (lo, hi), n in zip(bounds, counts):
+        new = _entering(x_in[lo], n)
+        x = new if x is None else jnp.concatenate([x, new])
+        used += n
+        x = _edit_scan(model, graphdef, replay, x, lo, hi, start[:used], alpha[:used], shift[:used])
     return target_of(model, x[..., 0, :], option_ids, gold, target)

@@ -248,7 +248,7 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
     import jax
 
     from neuronjax.attribution import PromptBatch, attribute
-    from neuronjax.attribution.engine import attribute_compiled, pad_rows
+    from neuronjax.attribution.engine import attribute_compiled, pad_rows, resolve_groups, resolve_replay
     from neuronjax.attribution.flops import attribution_flops
     from neuronjax.cached import smallest_window, split_prefix
 
@@ -280,7 +280,9 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
     # FLOPs of the IG run: the analytic matmul count, and XLA's count of one compiled call.
     _, steps, rule, *_ = runs["ig"]
     defaults = {k: v.default for k, v in inspect.signature(attribute).parameters.items()}
-    groups, bucket = defaults["groups"], defaults["seq_bucket"]
+    replay = resolve_replay(defaults["replay"])
+    groups, bucket = resolve_groups(defaults["groups"], replay), defaults["seq_bucket"]
+    out["replay"], out["groups"] = replay, groups
     seq_padded = -(-seq // bucket) * bucket
     calls = -(-n // chunk)
     out["seq_padded"] = seq_padded
@@ -293,7 +295,7 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
     try:
         part = jax.tree.map(lm.place, pad_rows(first, chunk, seq_padded))
         compiled = attribute_compiled.lower(lm.state, part, graphdef=lm.graphdef, method="ig", steps=steps,
-                                            groups=groups, rule=rule).compile()  # fmt: skip
+                                            groups=groups, rule=rule, replay=replay).compile()  # fmt: skip
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         out["flops_xla"] = calls * float(cost.get("flops", float("nan")))

@@ -1,7 +1,7 @@
 """Where an attribution call's time goes: one IG call traced, its compiled operations summed by kind.
 
     neuronjax bench profile [--prompts 8] [--steps 3] [--layer-steps 0=32] [--rule gauss_legendre]
-        [--groups 4] [--calls 5] [--matmul-rounds 2] [--top 12] [--trace-dir DIR] [--json OUT]
+        [--groups G] [--replay auto] [--calls 5] [--matmul-rounds 2] [--top 12] [--trace-dir DIR] [--json OUT]
 
 Model: the embedded SmolLM2-135M-Instruct (float32); prompts: the first proxy of the first
 --prompts world_facts identification items, as `neuronjax bench quadrature` takes them, run as one
@@ -119,10 +119,12 @@ def run(args) -> dict:
     before = limit()
     lm = neuronjax.load_model(neuronjax.default_model_path())
     schedule = layer_schedule(lm.config.num_layers, args.steps, parse_layer_steps(args.layer_steps))
+    replay = engine.resolve_replay(args.replay)
+    groups = engine.resolve_groups(args.groups, replay)
     batch = world_facts_prompts(lm, args.prompts)
 
     def call():
-        out = engine.attribute(lm, batch, "ig", schedule, rule=args.rule, groups=args.groups)
+        out = engine.attribute(lm, batch, "ig", schedule, rule=args.rule, groups=groups, replay=replay)
         return jax.block_until_ready(out.scores)
 
     _, first, times = timed_calls(call, args.calls)
@@ -142,9 +144,10 @@ def run(args) -> dict:
     part = jax.tree.map(lm.place, engine.pad_rows(part, args.prompts, width))
     shared = None if split is None else lm.place(split.shared)
     compiled = engine.attribute_compiled.lower(lm.state, part, shared, graphdef=lm.graphdef, method="ig", steps=schedule,
-                                               groups=args.groups, target="ce", rule=args.rule).compile()  # fmt: skip
+                                               groups=groups, target="ce", rule=args.rule,
+                                               replay=replay).compile()  # fmt: skip
     names = hlo_instructions(compiled.as_text())
-    flops = attribution_flops(lm.config, args.prompts, width, "ig", schedule, args.groups,
+    flops = attribution_flops(lm.config, args.prompts, width, "ig", schedule, groups,
                               shared=0 if split is None else split.length)["total"]  # fmt: skip
     best = min(times)
     readings = {k: before[k] + v for k, v in limit().items()}
@@ -155,7 +158,8 @@ def run(args) -> dict:
         "prompts": args.prompts,
         "schedule": list(schedule),
         "rule": args.rule,
-        "groups": args.groups,
+        "groups": groups,
+        "replay": replay,
         "shared_prefix": 0 if split is None else split.length,
         "first_call_s": first,
         "call_s": times,
@@ -176,7 +180,7 @@ def run(args) -> dict:
 def describe(r: dict) -> str:
     lines = [
         f"IG, {r['prompts']} prompts in one call ({r['rule']}, nodes per layer {r['schedule'][:3]}..., "
-        f"{r['groups']} layer groups, shared prefix {r['shared_prefix']} tokens), {r['model']}",
+        f"{r['groups']} layer groups {r.get('replay', 'grouped')}, shared prefix {r['shared_prefix']} tokens), {r['model']}",
         f"first call {r['first_call_s']:.1f} s (compile); calls {', '.join(f'{t:.2f}' for t in r['call_s'])} s; "
         f"{r['gflop']:.0f} GFLOP of matrix products -> {r['gflop_per_s']:.1f} GFLOP/s at the best call, "
         f"{100 * r['fraction_of_limit']:.1f}% of the float32 matmul limit read in the same run "
@@ -205,7 +209,10 @@ def main(argv=None) -> int:
     ap.add_argument("--layer-steps", default="0=32", metavar="L=M[;L=M]",
                     help="nodes of single layers (default: %(default)s; '' for none)")  # fmt: skip
     ap.add_argument("--rule", default="gauss_legendre", help="quadrature rule (default: %(default)s)")
-    ap.add_argument("--groups", type=int, default=4, help="layer groups (default: %(default)s)")
+    ap.add_argument("--groups", type=int, default=None,
+                    help="layer groups (default: the replay's, 8 joined and 4 grouped)")
+    ap.add_argument("--replay", choices=("auto", "grouped", "joined"), default="auto",
+                    help="one pass per layer group, or all groups joined in one (default: %(default)s, joined on CPU)")
     ap.add_argument("--calls", type=int, default=5, help="timed calls after the first (default: %(default)s)")
     ap.add_argument("--matmul-rounds", type=int, default=2,
                     help="readings of each 2048^3 product rate, before and after (default: %(default)s)")  # fmt: skip
@@ -213,7 +220,7 @@ def main(argv=None) -> int:
     ap.add_argument("--trace-dir", help="keep the trace here (default: a temporary folder)")
     ap.add_argument("--json", help="write every figure here")
     args = ap.parse_args(argv)
-    if min(args.prompts, args.steps, args.groups, args.calls, args.matmul_rounds) < 1 or args.top < 0:
+    if min(args.prompts, args.steps, args.groups or 1, args.calls, args.matmul_rounds) < 1 or args.top < 0:
         ap.error("--prompts, --steps, --groups, --calls and --matmul-rounds must be >= 1, --top >= 0")
     r = run(args)
     print(describe(r))

@@ -65,7 +65,7 @@ def attribute_batch(lm, batch, needs: set[str], attribution: AttributionConfig) 
         if key in needs:
             out = attribute(lm, pb, attribution.method, attribution.schedule(lm.config.num_layers),
                             groups=attribution.groups, target=target, rule=attribution.rule,
-                            share_prefix=attribution.share_prefix)  # fmt: skip
+                            share_prefix=attribution.share_prefix, replay=attribution.replay)  # fmt: skip
             rows[key] = to_host(out.scores)
     if not needs & {"attr", "attr_prob"}:  # activations (and correctness) only: one plain pass
         out = attribute(lm, pb, "activation", share_prefix=attribution.share_prefix)

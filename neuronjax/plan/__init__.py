@@ -138,6 +138,10 @@ def plan(config, model_config: str, topology: str, batch: Optional[int] = None, 
     graphdef, state, param_bytes = st.abstract_params(cfg, dtype, dev_mesh, rules)
     n_params = sum(math.prod(v.shape) for v in __import__("jax").tree.leaves(state))
     a = config.identify.attribution
+    from neuronjax.attribution.engine import resolve_groups, resolve_replay
+
+    replay = resolve_replay(a.replay, sl.chip.platform)  # the slice's platform, not this host's
+    groups = resolve_groups(a.groups, replay)
     task = load_task_config(config.task, config.task_overrides)
     proxies = task.aqua.num_proxies
     dp = sizes["data"] * sizes["fsdp"]
@@ -155,8 +159,8 @@ def plan(config, model_config: str, topology: str, batch: Optional[int] = None, 
     shared_ev = prefix if config.evaluate.share_prefix else 0
 
     def identify(b):
-        return st.identify_step(cfg, graphdef, state, dev_mesh, rules, b, seq, schedule, a.groups, a.method, hbm,
-                                shared_id)  # fmt: skip
+        return st.identify_step(cfg, graphdef, state, dev_mesh, rules, b, seq, schedule, groups, a.method, hbm,
+                                shared_id, replay)  # fmt: skip
 
     if find_batch:
         ident = _largest_batch(identify, dp, log)
@@ -171,7 +175,7 @@ def plan(config, model_config: str, topology: str, batch: Optional[int] = None, 
                              proxies, hbm)  # fmt: skip
     evaluate = st.evaluate_step(cfg, graphdef, state, dev_mesh, rules, b, seq, hbm, shared_ev)
     # per prompt, the shared prefix's one pass spread over the step's batch
-    flops = attribution_flops(cfg, b, seq - shared_id, a.method, a.steps, a.groups, a.layer_steps, shared_id)["total"] / b
+    flops = attribution_flops(cfg, b, seq - shared_id, a.method, a.steps, groups, a.layer_steps, shared_id)["total"] / b
     peak = sl.chips * sl.chip.peak_bf16_flops
     out = {
         "topology": sl.name, "topology_name": sl.topology, "chips": sl.chips, "chip": sl.chip.name,
@@ -179,7 +183,8 @@ def plan(config, model_config: str, topology: str, batch: Optional[int] = None, 
         "parameters": n_params, "parameter_gib_per_chip": round(param_bytes / GIB, 3),
         "parameter_bytes_per_chip": param_bytes, "seq": seq,
         "shared_prefix": {"identify": shared_id, "evaluate": shared_ev, "asked": shared_prefix, "note": note},
-        "attribution": {"method": a.method, "steps": a.steps, "layer_steps": dict(a.layer_steps), "groups": a.groups},
+        "attribution": {"method": a.method, "steps": a.steps, "layer_steps": dict(a.layer_steps), "groups": groups,
+                        "replay": replay},
         "steps": {"identify": ident.to_json(), "methods": methods.to_json(), "evaluate": evaluate.to_json()},
     }  # fmt: skip
     out["steps"]["identify"]["flops_per_prompt"] = flops

@@ -120,10 +120,12 @@ def _shared_input(mesh, shared: int):
 
 
 def identify_step(cfg, graphdef, state, mesh, rules, batch: int, seq: int, steps: tuple, groups: int,
-                  method: str = "ig", hbm: Optional[int] = None, shared: int = 0) -> StepPlan:  # fmt: skip
+                  method: str = "ig", hbm: Optional[int] = None, shared: int = 0,
+                  replay: str = "grouped") -> StepPlan:  # fmt: skip
     """The prompt pass and the IG step of `batch` prompts of `seq` tokens (one `attribute` call).
     shared: the first `shared` tokens of the prompts are common to the batch and run once (the
-    rows are then their seq - shared remaining tokens), as `attribute` runs a task's prompts."""
+    rows are then their seq - shared remaining tokens), as `attribute` runs a task's prompts.
+    replay: "grouped" or "joined" (`attribution.engine.resolve_replay`)."""
     rows = seq - shared
     pb = PromptBatch(
         input_ids=_batch_input(mesh, rules, (batch, rows), jnp.int32),
@@ -133,7 +135,8 @@ def identify_step(cfg, graphdef, state, mesh, rules, batch: int, seq: int, steps
     )
     prefix = _shared_input(mesh, shared) if shared else None
     return compile_step("identify", batch, attribute_compiled, state, pb, prefix,
-                        static=dict(graphdef=graphdef, method=method, steps=steps, groups=groups, target="ce"), hbm=hbm)  # fmt: skip
+                        static=dict(graphdef=graphdef, method=method, steps=steps, groups=groups, target="ce",
+                                    replay=replay), hbm=hbm)  # fmt: skip
 
 
 def method_step(cfg, mesh, rules, methods, items: int, proxies: int, hbm: Optional[int] = None) -> StepPlan:

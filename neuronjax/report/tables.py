@@ -177,7 +177,7 @@ def identification(labels: Sequence[str], sets: Sequence, run_dirs: Sequence[str
     for label, ns, d in zip(labels, sets, run_dirs):
         meta = ns.meta
         method, stats, attr = meta.get("method", {}), meta.get("stats", {}), meta.get("attribution", {})
-        how = ", ".join(f"{k}={attr[k]}" for k in ("method", "rule", "steps", "groups") if k in attr) or "-"
+        how = ", ".join(f"{k}={attr[k]}" for k in ("method", "rule", "steps", "groups") if attr.get(k) is not None) or "-"
         if attr.get("layer_steps"):
             how += " (" + ", ".join(f"layer {k}: {v} steps" for k, v in attr["layer_steps"].items()) + ")"
         rows.append((label, os.path.basename(os.path.normpath(d)), f"{int(ns.good.sum())} / {int(ns.bad.sum())}",

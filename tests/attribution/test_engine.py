@@ -32,12 +32,13 @@ def lm(request, tmp_path_factory):
     return neuronjax.load_model(str(d))
 
 
-@pytest.mark.parametrize(
-    "method,steps,groups", [("ig", 4, 1), ("ig", 3, 2), ("grad_x_act", 1, 4), ("activation", 1, 4)]
-)
-def test_replay_equals_full_prompt_rerun(lm, method, steps, groups):
+@pytest.mark.parametrize("method,steps,groups,replay", [
+    ("ig", 4, 1, "grouped"), ("ig", 3, 2, "grouped"), ("ig", 3, 3, "joined"), ("grad_x_act", 1, 4, "auto"),
+    ("activation", 1, 4, "auto"),
+])  # fmt: skip
+def test_replay_equals_full_prompt_rerun(lm, method, steps, groups, replay):
     batch = _batch(lm)
-    fast = attribute(lm, batch, method, steps, groups=groups)
+    fast = attribute(lm, batch, method, steps, groups=groups, replay=replay)
     slow = naive_attribute(lm, batch, method, steps)
     scale = np.abs(np.asarray(slow.scores)).max()
     assert scale > 1e-2
@@ -103,10 +104,11 @@ def _gold_probability(logits, option_ids, gold):
     return p[[t for t in option_ids[gold] if t >= 0]].sum()
 
 
-@pytest.mark.parametrize("method,steps,groups", [("ig", 3, 2), ("grad_x_act", 1, 4)])
-def test_prob_replay_equals_full_prompt_rerun(lm, method, steps, groups):
+@pytest.mark.parametrize("method,steps,groups,replay",
+                         [("ig", 3, 2, "grouped"), ("ig", 3, 2, "joined"), ("grad_x_act", 1, 4, "auto")])
+def test_prob_replay_equals_full_prompt_rerun(lm, method, steps, groups, replay):
     batch = _batch(lm)
-    fast = attribute(lm, batch, method, steps, groups=groups, target="prob")
+    fast = attribute(lm, batch, method, steps, groups=groups, target="prob", replay=replay)
     slow = naive_attribute(lm, batch, method, steps, target="prob")
     scale = np.abs(np.asarray(slow.scores)).max()
     assert scale > 1e-4
@@ -203,6 +205,24 @@ def test_bad_batches_are_rejected(lm):
         attribute(lm, batch, "shap")
     with pytest.raises(ValueError, match="target 'logit' unknown"):
         attribute(lm, batch, target="logit")
+    with pytest.raises(ValueError, match="replay 'fused' unknown"):
+        attribute(lm, batch, "ig", 2, replay="fused")
+    with pytest.raises(ValueError, match="groups = 0: expected >= 1"):
+        attribute(lm, batch, "ig", 2, groups=0)
+
+
+def test_auto_replay_joins_on_cpu_only():
+    """The "auto" replay joins the groups on the CPU backend and on no other; None groups follow
+    the replay."""
+    from neuronjax.attribution.engine import resolve_groups, resolve_replay
+
+    assert resolve_replay("auto", "cpu") == "joined"
+    assert resolve_replay("auto", "tpu") == resolve_replay("auto", "gpu") == resolve_replay("auto", "cuda") == "grouped"
+    assert resolve_replay("grouped", "cpu") == "grouped" and resolve_replay("joined", "tpu") == "joined"
+    assert resolve_replay("auto") == "joined"  # these tests run on the CPU
+    with jax.default_device(jax.devices("cpu")[0]):
+        assert resolve_replay("auto") == "joined"
+    assert (resolve_groups(None, "joined"), resolve_groups(None, "grouped"), resolve_groups(3, "joined")) == (8, 4, 3)
 
 
 @pytest.mark.multidevice

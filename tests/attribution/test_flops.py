@@ -68,11 +68,15 @@ def _batch(rows: int, seq: int, prefix: int = 0, seed: int = 0) -> PromptBatch:
     return PromptBatch(ids, np.ones((rows, seq), np.int32), opts, (np.arange(rows) % 4).astype(np.int32))
 
 
-@pytest.mark.parametrize("method,steps,groups", [
-    ("ig", (4, 4, 4), 1), ("ig", (8, 2, 2), 2), ("ig", (1, 3, 5), 3), ("grad_x_act", (), 1), ("activation", (), 1),
+@pytest.mark.parametrize("method,steps,groups,replay", [
+    ("ig", (4, 4, 4), 1, "grouped"), ("ig", (8, 2, 2), 2, "grouped"), ("ig", (1, 3, 5), 3, "grouped"),
+    ("ig", (8, 2, 2), 2, "joined"), ("ig", (1, 3, 5), 3, "joined"), ("grad_x_act", (), 1, "grouped"),
+    ("activation", (), 1, "grouped"),
 ])  # fmt: skip
 @pytest.mark.parametrize("shared", [False, True])
-def test_flops_equal_the_programs_products(lm, method, steps, groups, shared):
+def test_flops_equal_the_programs_products(lm, method, steps, groups, replay, shared):
+    """Joined or grouped, the replay runs the same products (group g's rows over its layers to
+    the last), so one count serves both."""
     rows = 4
     batch = _batch(rows, 40, prefix=24 if shared else 0)
     prefix = None
@@ -82,7 +86,7 @@ def test_flops_equal_the_programs_products(lm, method, steps, groups, shared):
         batch = PromptBatch(split.input_ids, split.attention_mask, batch.option_ids, batch.gold)
         prefix = split.shared
     f = functools.partial(engine._attribute, graphdef=lm.graphdef, method=method, steps=steps, groups=groups,
-                          rule="gauss_legendre")  # fmt: skip
+                          rule="gauss_legendre", replay=replay)  # fmt: skip
     counted = program_flops(jax.make_jaxpr(f)(lm.state, batch, prefix).jaxpr)
     shared_len = 0 if prefix is None else int(np.shape(prefix)[1])
     width = int(np.shape(batch.input_ids)[1])
