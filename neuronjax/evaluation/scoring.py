@@ -23,7 +23,22 @@ from neuronjax.errors import InputError
 from neuronjax.intervention import Intervention
 from neuronjax.tasks.metrics import proxy_correct
 
-GROUP = 32  # most interventions per compiled call (see `_groups`)
+GROUP = 32  # most interventions per compiled call (see `_groups`), and what `neuronjax plan` plans for
+# backends with a larger cap: XLA's CPU backend copies each layer's weights out of the stacked
+# arrays once per call, so fewer, larger calls pay less (a default run's 137 interventions in one
+# call per batch: 80.5 s against 90.1 s for 5 calls of 28 over 294 prompts, 2026-11-30,
+# docs/performance.md); accelerators keep GROUP, which bounds the call's memory
+GROUP_ON = {"cpu": 160}
+
+
+def most_per_call(backend: Optional[str] = None) -> int:
+    """The most interventions one compiled call scores on `backend` (default: the default
+    device's platform): `GROUP_ON`'s entry, else `GROUP`."""
+    if backend is None:
+        from neuronjax.kernels.choice import current_backend
+
+        backend = current_backend()
+    return GROUP_ON.get(backend.lower(), GROUP)
 
 
 def stack(interventions: Sequence[Intervention]) -> Intervention:
@@ -57,9 +72,11 @@ class Scored:
         return self.scores.argmax(axis=2)
 
 
-def _groups(interventions: Sequence[Intervention], most: int, identity: Intervention) -> list:
+def _groups(interventions: Sequence[Intervention], most: int, identity: Intervention,
+            most_all: Optional[int] = None) -> list:  # fmt: skip
     """(positions, indices, stacked) per compiled call: the interventions of one policy spread
-    evenly over the fewest calls of at most `most` each (137 at most 32 a call: 5 calls of 28, 3
+    evenly over the fewest calls of at most `most` each (`most_all` for those editing every
+    position, which run whole prompts; default `most`) (137 at most 32 a call: 5 calls of 28, 3
     padding slots instead of the 23 of 32-wide calls), the last call padded with identities to
     the same size so that every call of a policy has one shape."""
     out = []
@@ -67,7 +84,8 @@ def _groups(interventions: Sequence[Intervention], most: int, identity: Interven
         members = [i for i, iv in enumerate(interventions) if iv.positions == policy]
         if not members:
             continue
-        calls = -(-len(members) // most)
+        cap = most if policy == "last" or most_all is None else most_all
+        calls = -(-len(members) // cap)
         size = -(-len(members) // calls)
         for lo in range(0, len(members), size):
             idx = np.asarray(members[lo : lo + size])
@@ -93,8 +111,9 @@ def score_interventions(
         iv.check_shape(c.num_layers, c.intermediate_size, f"intervention {k}")
     p = encoded.config.prompt
     kind = p.option_score if p.answer_format == "option_text" else "first_token"
-    size = GROUP if kind == "first_token" else 2  # whole-text copies the prompt cache per option
-    groups = _groups(interventions, size, Intervention.identity(c.num_layers, c.intermediate_size))
+    size = most_per_call() if kind == "first_token" else 2  # whole-text copies the prompt cache per option
+    groups = _groups(interventions, size, Intervention.identity(c.num_layers, c.intermediate_size),
+                     min(size, GROUP))  # whole prompts per intervention: at most GROUP a call  # fmt: skip
     any_last = any(policy == "last" for policy, _, _ in groups)
     if capture is not None:
         want = (jnp.asarray([layer for layer, _ in capture], jnp.int32), jnp.asarray([i for _, i in capture], jnp.int32))

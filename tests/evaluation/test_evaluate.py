@@ -119,12 +119,20 @@ def test_calls_of_several_interventions_score_like_one_at_a_time(lm, monkeypatch
     rng = np.random.default_rng(1)
     enc = planted.task(num_items=3, batch_size=4)
     ivs = _interventions(lm, rng) + _interventions(lm, rng)[1:]  # 7: 5 last-position, 2 all-position
-    monkeypatch.setattr(scoring, "GROUP", 3)  # last: 2 calls of 3 (one padding slot); all: one call of 2
+    monkeypatch.setattr(scoring, "most_per_call", lambda: 3)  # last: 2 calls of 3 (one padding slot); all: one of 2
     got = score_interventions(lm, enc, ivs)
     for v, iv in enumerate(ivs):
         alone = score_interventions(lm, enc, [iv])
         np.testing.assert_allclose(got.scores[v], alone.scores[0], atol=0, rtol=1e-6)  # measured: identical
     assert np.abs(got.scores[1] - got.scores[0]).max() > 1e-2
+
+
+def test_calls_hold_more_interventions_on_cpu_only():
+    from neuronjax.evaluation import scoring
+
+    assert scoring.most_per_call("cpu") > scoring.GROUP
+    assert scoring.most_per_call("tpu") == scoring.most_per_call("gpu") == scoring.most_per_call("cuda") == scoring.GROUP
+    assert scoring.most_per_call() == scoring.most_per_call("cpu")  # these tests run on the CPU
 
 
 def test_captured_activations_equal_a_full_unedited_forward(lm):
