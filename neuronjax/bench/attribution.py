@@ -524,7 +524,8 @@ def run(args) -> dict:
     ours = run_ours(lm, arrays, runs, args.chunk)
     r["ours"] = {m: {k: v for k, v in ours[m].items() if k != "result"} for m in runs}
     r["ours"]["ig"]["neuron_attributions_per_s"] = ours["ig"]["prompts_per_s"] * neurons
-    r["ours"].update({k: ours[k] for k in ("chunk", "seq_padded", "shared_prefix", "flops_analytic", "flops_xla")})
+    r["ours"].update({k: ours[k] for k in ("chunk", "seq_padded", "shared_prefix", "flops_analytic", "flops_xla", "replay",
+                                           "groups")})  # fmt: skip
     if "flops_xla_error" in ours:
         r["ours"]["flops_xla_error"] = ours["flops_xla_error"]
     r["ours"]["ig"]["flops_per_s"] = ours["flops_analytic"] / ours["ig"]["seconds"]
@@ -649,7 +650,7 @@ def report(r: dict) -> str:
             f"ours: IG {o['ig']['seconds']:.1f} s (first call incl. compile {o['ig']['first_call_seconds']:.1f} s), "
             f"grad x act {o['grad_x_act']['seconds']:.2f} s, IG with our default {d['rule']} {nodes_label(d)} "
             f"{d['seconds']:.1f} s ({_fmt(d['prompts_per_s'])} prompts/s); chunk {o['chunk']}, seq padded to "
-            f"{o['seq_padded']}"
+            f"{o['seq_padded']}" + (f"; {o['replay']} replay, {o['groups']} layer groups" if "replay" in o else "")
         ),
         (
             f"ours: {o['flops_analytic'] / 1e12:.2f} TFLOP counted analytically ({o['flops_xla'] / 1e12:.2f} by XLA "
