@@ -133,20 +133,30 @@ def split_prefix(input_ids: np.ndarray, attention_mask: np.ndarray, *, bucket: i
     return PrefixSplit(rows[0][:p][None].astype(np.int32), suffix, suffix_mask)
 
 
-def shared_prefix_cache(model: Decoder, shared_ids: jax.Array, input_ids: jax.Array,
-                        attention_mask: jax.Array) -> KVCache:  # fmt: skip
-    """`prefix_cache` of the rows shared_ids [1, P] + input_ids [batch, S] (left-padded suffixes,
-    mask attention_mask), from a merged model (inside a trace): the prefix runs once, every row
-    reads a copy of its keys and values, and the suffixes minus their last tokens run on it. The
-    cache has P + S - 1 slots: the prefix, then each row's padding (masked), then its tokens."""
+def prefix_head(model: Decoder, shared_ids: jax.Array) -> KVCache:
+    """The cache of the shared prefix shared_ids [1, P] alone (one row), from a merged model."""
+    return model(shared_ids, jnp.ones_like(shared_ids), logits_at="none", return_cache=True).cache
+
+
+def extend_head(model: Decoder, head: KVCache, input_ids: jax.Array, attention_mask: jax.Array) -> KVCache:
+    """`prefix_cache` of the rows head's prefix + input_ids [batch, S] (left-padded suffixes, mask
+    attention_mask): every row reads a copy of the head's keys and values, and the suffixes minus
+    their last tokens run on it. The cache has P + S - 1 slots: the prefix, then each row's
+    padding (masked), then its tokens."""
     b = input_ids.shape[0]
-    head = model(shared_ids, jnp.ones_like(shared_ids), logits_at="none", return_cache=True).cache
 
     def rows(x):
         return jnp.broadcast_to(x, x.shape[:1] + (b,) + x.shape[2:])
 
     head = KVCache(rows(head.keys), rows(head.values), jnp.broadcast_to(head.mask, (b, head.length)))
     return model(input_ids[:, :-1], attention_mask[:, :-1], None, head, logits_at="none", return_cache=True).cache
+
+
+def shared_prefix_cache(model: Decoder, shared_ids: jax.Array, input_ids: jax.Array,
+                        attention_mask: jax.Array) -> KVCache:  # fmt: skip
+    """`prefix_cache` of the rows shared_ids [1, P] + input_ids [batch, S], from a merged model
+    (inside a trace): the prefix runs once (`prefix_head`), then the rows on it (`extend_head`)."""
+    return extend_head(model, prefix_head(model, shared_ids), input_ids, attention_mask)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
@@ -157,21 +167,47 @@ def compute_shared_prefix_cache(state, shared_ids: jax.Array, input_ids: jax.Arr
     return shared_prefix_cache(nnx.merge(graphdef, state), shared_ids, input_ids, attention_mask)
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def compute_prefix_head(state, shared_ids: jax.Array, *, graphdef) -> KVCache:
+    """`prefix_head` compiled, from the parameter state."""
+    return prefix_head(nnx.merge(graphdef, state), shared_ids)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def compute_extended_cache(state, head: KVCache, input_ids: jax.Array, attention_mask: jax.Array,
+                           *, graphdef) -> KVCache:  # fmt: skip
+    """`extend_head` compiled, from the parameter state."""
+    return extend_head(nnx.merge(graphdef, state), head, input_ids, attention_mask)
+
+
+HEADS_KEPT = 8  # most distinct prefixes a `batch_prefix_cache` memo holds before it starts over
+
+
 def batch_prefix_cache(lm, batch: dict, ids: jax.Array, mask: jax.Array, share: bool = True, seq_bucket: int = 32,
-                       extra_slots: int = 0) -> KVCache:  # fmt: skip
+                       extra_slots: int = 0, heads: Optional[dict] = None) -> KVCache:  # fmt: skip
     """The cache of every prompt position but the last for one batch of a task (`batch`, the
     pipeline's host arrays; ids and mask its input_ids and attention_mask already placed on the
     mesh): the prefix common to every row run once where `split_prefix` allows it (share=True;
     not for a model whose sliding window is shorter than the prompt's slots plus `extra_slots`),
-    else every row's whole prompt (`compute_prefix_cache`)."""
+    else every row's whole prompt (`compute_prefix_cache`). heads: a dict the caller keeps across
+    the batches of a task; a prefix already in it (the same tokens: a task's role block and
+    demonstration) is not run again, only the batch's rows on it."""
     split = None
     if share:
         split = split_prefix(batch["input_ids"], batch["attention_mask"], seq_bucket=seq_bucket,
                              window=smallest_window(lm.config), extra_slots=extra_slots)  # fmt: skip
     if split is None:
         return compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef)
-    return compute_shared_prefix_cache(lm.state, lm.place(split.shared), lm.place(split.input_ids),
-                                       lm.place(split.attention_mask), graphdef=lm.graphdef)  # fmt: skip
+    if heads is None:
+        return compute_shared_prefix_cache(lm.state, lm.place(split.shared), lm.place(split.input_ids),
+                                           lm.place(split.attention_mask), graphdef=lm.graphdef)  # fmt: skip
+    key = split.shared.tobytes()
+    if key not in heads:
+        if len(heads) >= HEADS_KEPT:
+            heads.clear()
+        heads[key] = compute_prefix_head(lm.state, lm.place(split.shared), graphdef=lm.graphdef)
+    return compute_extended_cache(lm.state, heads[key], lm.place(split.input_ids), lm.place(split.attention_mask),
+                                  graphdef=lm.graphdef)  # fmt: skip
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))

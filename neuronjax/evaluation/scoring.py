@@ -119,13 +119,15 @@ def score_interventions(
         want = (jnp.asarray([layer for layer, _ in capture], jnp.int32), jnp.asarray([i for _, i in capture], jnp.int32))
     scores, gold, items, proxies, acts = [], [], [], [], []
     static = dict(graphdef=lm.graphdef, kind=kind, pad_id=encoded.pad_id)
+    heads: dict = {}  # the task's shared prefix, run once for all its batches
     for batch in global_batches(encoded):
         valid = np.asarray(batch["valid"], bool)
         ids, mask, options, cont = (lm.place(batch[k]) for k in ("input_ids", "attention_mask", "option_tokens", "continuation"))
         cache = None
         if any_last or capture is not None:
             cache = cached.batch_prefix_cache(lm, batch, ids, mask, share_prefix, encoded.config.pipeline.bucket_multiple,
-                                              0 if kind == "first_token" else batch["continuation"].shape[-1])  # fmt: skip
+                                              0 if kind == "first_token" else batch["continuation"].shape[-1],
+                                              heads)  # fmt: skip
         out = np.zeros((len(interventions), int(valid.sum()), batch["option_tokens"].shape[1]), np.float32)
         for policy, idx, ivs in groups:
             if policy == "all":

@@ -225,6 +225,30 @@ def test_evaluation_scores_equal_the_unshared_path(lm, kind):
 
 
 @pytest.mark.torch
+def test_a_tasks_prefix_runs_once_for_all_its_batches(lm, monkeypatch):
+    """score_interventions keeps the task's prefix cache across batches (`batch_prefix_cache`'s
+    heads): one prefix pass for every batch, and each batch's cache equal to the one built with
+    its prefix run inside the batch's own call."""
+    enc = _prefixed_task("first_token", lm.config.vocab_size)
+    batches = list(enc.batches(process_index=0, process_count=1))
+    assert len(batches) > 1
+    runs = []
+    real = cached.compute_prefix_head
+    monkeypatch.setattr(cached, "compute_prefix_head", lambda *a, **k: runs.append(1) or real(*a, **k))
+    heads: dict = {}
+    for b in batches:
+        ids, mask = lm.place(b["input_ids"]), lm.place(b["attention_mask"])
+        memo = cached.batch_prefix_cache(lm, b, ids, mask, heads=heads)
+        alone = cached.batch_prefix_cache(lm, b, ids, mask)
+        for got, want in ((memo.keys, alone.keys), (memo.values, alone.values)):
+            assert _rel(got, want) < REL
+        np.testing.assert_array_equal(np.asarray(memo.mask), np.asarray(alone.mask))
+    assert len(runs) == 1 and len(heads) == 1
+    score_interventions(lm, enc, _interventions(lm.config)[:2])
+    assert len(runs) == 2  # one more for the whole task
+
+
+@pytest.mark.torch
 def test_learned_caches_equal_the_unshared_path(lm):
     enc = _prefixed_task("first_token", lm.config.vocab_size)
     shared, plain = learned.prompt_states(lm, enc), learned.prompt_states(lm, enc, share_prefix=False)
