@@ -141,6 +141,8 @@ def _ig(
     for layer l; each variant's gradient is weighted by its node's weight after the backward
     pass and summed into its layer. how: "grouped", one forward and backward per group, or
     "joined", all groups in one (`last_token.joined_f`); the same variants either way."""
+    if how not in ("grouped", "joined"):
+        raise InputError(f"replay {how!r}: expected 'grouped' or 'joined' here ('auto' is resolved by `attribute`)")
     b, f = h.shape[1], h.shape[2]
     bounds = quadrature.schedule_groups(schedule, groups)
     if how == "joined":

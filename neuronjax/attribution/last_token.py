@@ -7,11 +7,14 @@ against that cache (`base_pass`), and each (layer l, alpha) variant restarts fro
 stream entering its group's first layer (`staircase_f`).
 
 The layers of the replay run under one `lax.scan` over the model's stacked parameters, each step
-reading its layer in place (a dynamic index, never a copy of the weights). Variants are
+taking its layer by a dynamic index (the program makes no copy of the weights; XLA's CPU backend
+still copies each layer's slice once per pass over the layers, docs/performance.md). Variants are
 grouped by the layer they edit: the group of layers lo..hi-1 is one scan over layers lo..L-1
-in which each row applies its edit at its own layer. More groups waste less work on layers below
-a row's edit (the waste is about 1/(2 * groups) of the total); fewer groups compile faster and
-give larger matrix products.
+in which each row applies its edit at its own layer (`staircase_f`). More groups waste less work
+on layers below a row's edit (the waste is about 1/(2 * groups) of the total); fewer groups
+compile faster and give larger matrix products. `joined_f` runs the same groups in one pass: each
+group's rows join the earlier groups' rows at its first layer, so every layer is read once per
+pass whatever the number of groups, and every group's saved values are held at once.
 
 Variants keep their own leading axis: activations are [variant, batch, 1, embed] and every
 variant reads the one prompt cache [batch, keys, ...] by broadcasting, never by copying it.

@@ -223,6 +223,10 @@ def test_auto_replay_joins_on_cpu_only():
     with jax.default_device(jax.devices("cpu")[0]):
         assert resolve_replay("auto") == "joined"
     assert (resolve_groups(None, "joined"), resolve_groups(None, "grouped"), resolve_groups(3, "joined")) == (8, 4, 3)
+    from neuronjax.attribution import engine
+
+    with pytest.raises(ValueError, match="'auto' is resolved by `attribute`"):  # the compiled step takes no "auto"
+        engine._ig(None, None, None, None, None, None, (1,), 1, "ce", "gauss_legendre", "auto")
 
 
 @pytest.mark.multidevice
