@@ -29,7 +29,12 @@ def _batch(lm, seed=0):
 def lm(request, tmp_path_factory):
     d = tmp_path_factory.mktemp(request.param)
     tiny_models.save(request.param, d)
-    return neuronjax.load_model(str(d))
+    yield neuronjax.load_model(str(d))
+    # one architecture's programs at a time: this module compiles hundreds (9 architectures, both
+    # replays, both targets, the naive reference), and each compiled CPU program keeps memory
+    # mappings of its code; all of them at once came near the kernel's limit on mappings per
+    # process (vm.max_map_count), where compiling the next one crashed
+    jax.clear_caches()
 
 
 @pytest.mark.parametrize("method,steps,groups,replay", [
