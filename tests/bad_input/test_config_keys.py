@@ -73,7 +73,7 @@ def test_run_config_deeply_nested_key_misspelled(paths):
     path = paths[2](identify={"attribution": {"stepz": 4}})
     line = _line_of(path, "stepz")
     _fails(path, f"{path}:{line}: identify.attribution.stepz: unknown key; did you mean 'steps'? "
-           "(identify.attribution has: method, steps, rule, groups, layer_steps, share_prefix)")
+           "(identify.attribution has: method, steps, rule, groups, replay, layer_steps, share_prefix)")
 
 
 def test_run_config_value_of_the_wrong_type(paths):
