@@ -67,9 +67,15 @@ def choose(impl: str = "auto", backend: Optional[str] = None, devices: Optional[
         impl = env
     if impl != "auto":
         return impl
-    backend = (backend or current_backend()).lower()
+    backend = backend_or_current(backend)
     devices = jax.device_count() if devices is None else devices
     return "pallas" if backend in KERNEL_BACKENDS and devices == 1 else "reference"
+
+
+def backend_or_current(backend: Optional[str] = None) -> str:
+    """``backend`` in lower case, or when None the platform work goes to now (`current_backend`):
+    what every per-backend choice (kernels, IG replay, intervention calls) decides on."""
+    return (backend or current_backend()).lower()
 
 
 def current_backend() -> str:

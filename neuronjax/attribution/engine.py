@@ -39,6 +39,7 @@ from neuronjax.attribution import last_token as lt
 from neuronjax.attribution import quadrature
 from neuronjax.cached import prefix_cache, shared_prefix_cache, smallest_window, split_prefix
 from neuronjax.errors import InputError
+from neuronjax.kernels.choice import backend_or_current
 
 Method = Literal["ig", "grad_x_act", "activation"]
 METHODS = ("ig", "grad_x_act", "activation")
@@ -62,11 +63,7 @@ def resolve_replay(replay: str, backend: Optional[str] = None) -> str:
         raise InputError(f"replay {replay!r} unknown; expected one of {REPLAYS}")
     if replay != "auto":
         return replay
-    if backend is None:
-        from neuronjax.kernels.choice import current_backend
-
-        backend = current_backend()
-    return "joined" if backend.lower() in GROUPS_JOINED_ON else "grouped"
+    return "joined" if backend_or_current(backend) in GROUPS_JOINED_ON else "grouped"
 
 
 # layer groups when none are given: joined, 8 groups waste less work below each variant's edit
@@ -248,12 +245,12 @@ def attribute(
     the last chunk is padded to the same shape, and sequence lengths are left-padded up to a
     multiple of ``seq_bucket``, so a run compiles once per shape bucket. groups: how many
     layer groups the IG variants are split into (see `last_token`; None: 8 joined, 4 grouped,
-    `resolve_groups`). replay: "grouped" runs one
-    forward and backward pass per group, "joined" one for all groups, each group's variants
-    joining the rows at its first layer (the same variants and scores; fewer passes over the
-    weights, more memory held at once); "auto" joins on CPU only (`resolve_replay`). target: "ce" for the
-    contrastive F over the four options, "prob" for the gold option's probability over the whole
-    vocabulary (see the module docstring). steps, rule: IG's m nodes and the quadrature rule
+    `resolve_groups`). replay: "grouped" runs one forward and backward pass per group, "joined"
+    one for all groups, each group's variants joining the rows at its first layer (the same
+    variants and scores; fewer passes over the weights, more memory held at once); "auto" joins
+    on CPU only (`resolve_replay`). target: "ce" for the contrastive F over the four options,
+    "prob" for the gold option's probability over the whole vocabulary (see the module
+    docstring). steps, rule: IG's m nodes and the quadrature rule
     that places and weights them (`quadrature`); steps may be one count for every layer or one
     per layer, and layer_steps ({layer: m}) overrides single layers (`quadrature.layer_schedule`).
     share_prefix: the token prefix common to every prompt of ``batch`` (a multiple of

@@ -21,6 +21,7 @@ from neuronjax import cached
 from neuronjax.distributed import global_batches, to_host
 from neuronjax.errors import InputError
 from neuronjax.intervention import Intervention
+from neuronjax.kernels.choice import backend_or_current
 from neuronjax.tasks.metrics import proxy_correct
 
 GROUP = 32  # most interventions per compiled call (see `_groups`), and what `neuronjax plan` plans for
@@ -34,11 +35,7 @@ GROUP_ON = {"cpu": 160}
 def most_per_call(backend: Optional[str] = None) -> int:
     """The most interventions one compiled call scores on `backend` (default: the default
     device's platform): `GROUP_ON`'s entry, else `GROUP`."""
-    if backend is None:
-        from neuronjax.kernels.choice import current_backend
-
-        backend = current_backend()
-    return GROUP_ON.get(backend.lower(), GROUP)
+    return GROUP_ON.get(backend_or_current(backend), GROUP)
 
 
 def stack(interventions: Sequence[Intervention]) -> Intervention:
