@@ -240,9 +240,9 @@ def test_a_tasks_prefix_runs_once_for_all_its_batches(lm, monkeypatch):
         ids, mask = lm.place(b["input_ids"]), lm.place(b["attention_mask"])
         memo = cached.batch_prefix_cache(lm, b, ids, mask, heads=heads)
         alone = cached.batch_prefix_cache(lm, b, ids, mask)
-        for got, want in ((memo.keys, alone.keys), (memo.values, alone.values)):
-            assert _rel(got, want) < REL
-        np.testing.assert_array_equal(np.asarray(memo.mask), np.asarray(alone.mask))
+        # measured: identical on both tiny models (the same operations, compiled in two programs)
+        for got, want in ((memo.keys, alone.keys), (memo.values, alone.values), (memo.mask, alone.mask)):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     assert len(runs) == 1 and len(heads) == 1
     score_interventions(lm, enc, _interventions(lm.config)[:2])
     assert len(runs) == 2  # one more for the whole task
