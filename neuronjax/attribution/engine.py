@@ -37,7 +37,9 @@ from flax import nnx
 
 from neuronjax.attribution import last_token as lt
 from neuronjax.attribution import quadrature
-from neuronjax.cached import prefix_cache, shared_prefix_cache, smallest_window, split_prefix
+from neuronjax.cached import (
+    HEADS_KEPT, compute_prefix_head, extend_head, prefix_cache, shared_prefix_cache, smallest_window, split_prefix,
+)
 from neuronjax.errors import InputError
 from neuronjax.kernels.choice import backend_or_current
 
@@ -170,14 +172,18 @@ def _ig(
 
 def _attribute(
     state, batch: PromptBatch, shared: Optional[jax.Array] = None, *, graphdef, method: str, steps, groups: int,
-    target: str = "ce", rule: str = "gauss_legendre", replay: str = "grouped",
+    target: str = "ce", rule: str = "gauss_legendre", replay: str = "grouped", head=None,
 ) -> Attribution:
     """shared: None, or int32 [1, P], the token prefix common to every row, cut off the rows of
-    `batch` (`cached.split_prefix`): it runs once for the whole batch. replay: "grouped" or
-    "joined" (`_ig`; `attribute` resolves "auto")."""
+    `batch` (`cached.split_prefix`): it runs once for the whole batch. head: instead of shared,
+    that prefix's cache already computed (`cached.compute_prefix_head`, one row), which the
+    batch's rows then run on. replay: "grouped" or "joined" (`_ig`; `attribute` resolves
+    "auto")."""
     model = nnx.merge(graphdef, state)
     cfg = model.cfg
-    if shared is None:
+    if head is not None:
+        cache = extend_head(model, head, batch.input_ids, batch.attention_mask)
+    elif shared is None:
         cache = prefix_cache(model, batch.input_ids, batch.attention_mask)
     else:
         cache = shared_prefix_cache(model, shared, batch.input_ids, batch.attention_mask)
@@ -237,6 +243,7 @@ def attribute(
     layer_steps: Optional[Mapping] = None,
     share_prefix: bool = True,
     replay: Replay = "auto",
+    heads: Optional[dict] = None,
 ) -> Attribution:
     """Attribute the target to every neuron at the last prompt position, for every prompt of
     ``batch``.
@@ -258,7 +265,9 @@ def attribute(
     rest of each prompt, left-padded to a multiple of ``seq_bucket``, runs per row
     (`cached.split_prefix`, decided once for the whole batch so that every chunk has one shape).
     Models with a sliding window shorter than the prompt, and batches without a common prefix,
-    run unshared.
+    run unshared. The shared prefix's cache is computed once per call (not once per chunk), and
+    heads, a dict the caller keeps across the batches of a task, holds it across calls: a prefix
+    already in it (the same tokens: a task's role block and demonstration) is not run again.
     """
     if method not in METHODS:
         raise InputError(f"method {method!r} unknown; expected one of {METHODS}")
@@ -277,21 +286,28 @@ def attribute(
     n, s = np.shape(batch.input_ids)
     chunk = chunk or n
     seq = -(-s // seq_bucket) * seq_bucket
-    split = shared = None
+    split = head = None
     if share_prefix:
         split = split_prefix(batch.input_ids, batch.attention_mask, seq_bucket=seq_bucket,
                              window=smallest_window(lm.config))  # fmt: skip
     if split is not None:  # the rows become their suffixes after the shared prefix
         batch = dataclasses.replace(batch, input_ids=split.input_ids, attention_mask=split.attention_mask)
-        seq, shared = split.input_ids.shape[1], lm.place(split.shared)
+        seq = split.input_ids.shape[1]
+        heads = {} if heads is None else heads
+        key = split.shared.tobytes()
+        if key not in heads:
+            if len(heads) >= HEADS_KEPT:
+                heads.clear()
+            heads[key] = compute_prefix_head(lm.state, lm.place(split.shared), graphdef=lm.graphdef)
+        head = heads[key]
     outs = []
     for lo in range(0, n, chunk):
         part = jax.tree.map(lambda x: np.asarray(x)[lo : lo + chunk], batch)
         part = pad_rows(part, chunk, seq)
         part = jax.tree.map(lm.place, part)
         out = attribute_compiled(
-            lm.state, part, shared, graphdef=lm.graphdef, method=method, steps=schedule, groups=groups, target=target,
-            rule=rule, replay=replay if method == "ig" else "grouped",
+            lm.state, part, None, graphdef=lm.graphdef, method=method, steps=schedule, groups=groups, target=target,
+            rule=rule, replay=replay if method == "ig" else "grouped", head=head,
         )
         outs.append(jax.tree.map(lambda x, k=min(chunk, n - lo): x[:k], out))
     if len(outs) == 1:

@@ -57,18 +57,20 @@ def _check_task(encoded, block_items: int) -> None:
         raise ConfigError(f"identify.block_items = {block_items}: expected >= 1")
 
 
-def attribute_batch(lm, batch, needs: set[str], attribution: AttributionConfig) -> dict[str, np.ndarray]:
-    """Per-row arrays of one global batch: the attributions in `needs`, activations, correctness."""
+def attribute_batch(lm, batch, needs: set[str], attribution: AttributionConfig,
+                    heads: Optional[dict] = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """Per-row arrays of one global batch: the attributions in `needs`, activations, correctness.
+    heads: the task's shared-prefix caches, kept by the caller across its batches (`attribute`)."""
     pb = PromptBatch(batch["input_ids"], batch["attention_mask"], batch["option_tokens"], batch["gold"])
     rows: dict[str, np.ndarray] = {}
     for key, target in (("attr", "ce"), ("attr_prob", "prob")):
         if key in needs:
             out = attribute(lm, pb, attribution.method, attribution.schedule(lm.config.num_layers),
                             groups=attribution.groups, target=target, rule=attribution.rule,
-                            share_prefix=attribution.share_prefix, replay=attribution.replay)  # fmt: skip
+                            share_prefix=attribution.share_prefix, replay=attribution.replay, heads=heads)  # fmt: skip
             rows[key] = to_host(out.scores)
     if not needs & {"attr", "attr_prob"}:  # activations (and correctness) only: one plain pass
-        out = attribute(lm, pb, "activation", share_prefix=attribution.share_prefix)
+        out = attribute(lm, pb, "activation", share_prefix=attribution.share_prefix, heads=heads)
     if "activations" in needs:
         rows["activations"] = to_host(out.activations)
     rows["correct"] = np.asarray(proxy_correct(to_host(out.option_scores), np.asarray(batch["gold"])))
@@ -99,8 +101,9 @@ def _blocks(lm, encoded, needs, attribution, collector: ItemCollector, progress,
     batch's blocks are consumed. Timing accumulates in the collector's statistics."""
     stats = collector.stats
     t0 = time.perf_counter() - stats.seconds
+    heads: dict = {}  # the task's shared prefix, run once for all its batches
     for index, batch in enumerate(global_batches(encoded, start=start), start=start):
-        collect(collector, batch, attribute_batch(lm, batch, needs, attribution))
+        collect(collector, batch, attribute_batch(lm, batch, needs, attribution, heads))
         yield from collector.blocks(lm)
         stats.seconds = time.perf_counter() - t0
         if progress is not None:

@@ -11,6 +11,7 @@ import pytest
 import neuronjax
 from neuronjax import cached
 from neuronjax.attribution import PromptBatch, attribute
+from neuronjax.attribution import engine
 from neuronjax.evaluation import score_interventions
 from neuronjax.intervention import Intervention
 from neuronjax.methods import learned
@@ -134,6 +135,33 @@ def test_attribution_equals_the_unshared_path(lm):
     assert _rel(shared.f, plain.f) < REL
     assert _rel(shared.option_scores, plain.option_scores) < REL
     assert _rel(shared.activations, plain.activations) < REL
+
+
+@pytest.mark.torch
+def test_attribution_keeps_a_tasks_prefix_across_calls(lm, monkeypatch):
+    """attribute(..., heads=) runs a prefix it has already seen not again (identification keeps
+    one memo per task): two batches with the same prefix and other suffixes run it once, and
+    both equal the unshared path."""
+    vocab = lm.config.vocab_size
+    first = _batch(vocab)
+    ids, mask = _prefixed(vocab, 21, (9, 4, 2), seed=0)  # the same 21-token prefix, other rows
+    second = dataclasses.replace(first, input_ids=ids, attention_mask=mask)
+    splits = [cached.split_prefix(b.input_ids, b.attention_mask) for b in (first, second)]
+    np.testing.assert_array_equal(splits[0].shared, splits[1].shared)
+    assert splits[0].input_ids.shape != splits[1].input_ids.shape or (splits[0].input_ids != splits[1].input_ids).any()
+    runs = []
+    real = engine.compute_prefix_head
+    monkeypatch.setattr(engine, "compute_prefix_head", lambda *a, **k: runs.append(1) or real(*a, **k))
+    heads: dict = {}
+    for batch in (first, second):
+        memo = attribute(lm, batch, "ig", 4, chunk=2, groups=1, heads=heads)
+        plain = attribute(lm, batch, "ig", 4, chunk=2, groups=1, share_prefix=False)
+        assert np.abs(np.asarray(plain.scores)).max() > 1e-2
+        assert _rel(memo.scores, plain.scores) < REL_IG
+        assert _rel(memo.f, plain.f) < REL
+        assert _rel(memo.option_scores, plain.option_scores) < REL
+        assert _rel(memo.activations, plain.activations) < REL
+    assert len(runs) == 1 and len(heads) == 1
 
 
 @pytest.mark.torch
