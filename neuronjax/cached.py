@@ -201,13 +201,20 @@ def batch_prefix_cache(lm, batch: dict, ids: jax.Array, mask: jax.Array, share: 
     if heads is None:
         return compute_shared_prefix_cache(lm.state, lm.place(split.shared), lm.place(split.input_ids),
                                            lm.place(split.attention_mask), graphdef=lm.graphdef)  # fmt: skip
-    key = split.shared.tobytes()
+    return compute_extended_cache(lm.state, kept_prefix_head(lm, split.shared, heads), lm.place(split.input_ids),
+                                  lm.place(split.attention_mask), graphdef=lm.graphdef)  # fmt: skip
+
+
+def kept_prefix_head(lm, shared: np.ndarray, heads: dict) -> KVCache:
+    """The cache of the prefix shared (host int32 [1, P]), `compute_prefix_head`, taken from
+    heads (a dict the caller keeps across the batches of a task) when the same tokens are in it,
+    else computed and kept there (at most `HEADS_KEPT` prefixes; the dict then starts over)."""
+    key = shared.tobytes()
     if key not in heads:
         if len(heads) >= HEADS_KEPT:
             heads.clear()
-        heads[key] = compute_prefix_head(lm.state, lm.place(split.shared), graphdef=lm.graphdef)
-    return compute_extended_cache(lm.state, heads[key], lm.place(split.input_ids), lm.place(split.attention_mask),
-                                  graphdef=lm.graphdef)  # fmt: skip
+        heads[key] = compute_prefix_head(lm.state, lm.place(shared), graphdef=lm.graphdef)
+    return heads[key]
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))

@@ -38,7 +38,7 @@ from flax import nnx
 from neuronjax.attribution import last_token as lt
 from neuronjax.attribution import quadrature
 from neuronjax.cached import (
-    HEADS_KEPT, compute_prefix_head, extend_head, prefix_cache, shared_prefix_cache, smallest_window, split_prefix,
+    extend_head, kept_prefix_head, prefix_cache, shared_prefix_cache, smallest_window, split_prefix,
 )
 from neuronjax.errors import InputError
 from neuronjax.kernels.choice import backend_or_current
@@ -293,13 +293,7 @@ def attribute(
     if split is not None:  # the rows become their suffixes after the shared prefix
         batch = dataclasses.replace(batch, input_ids=split.input_ids, attention_mask=split.attention_mask)
         seq = split.input_ids.shape[1]
-        heads = {} if heads is None else heads
-        key = split.shared.tobytes()
-        if key not in heads:
-            if len(heads) >= HEADS_KEPT:
-                heads.clear()
-            heads[key] = compute_prefix_head(lm.state, lm.place(split.shared), graphdef=lm.graphdef)
-        head = heads[key]
+        head = kept_prefix_head(lm, split.shared, {} if heads is None else heads)
     outs = []
     for lo in range(0, n, chunk):
         part = jax.tree.map(lambda x: np.asarray(x)[lo : lo + chunk], batch)

@@ -11,7 +11,6 @@ import pytest
 import neuronjax
 from neuronjax import cached
 from neuronjax.attribution import PromptBatch, attribute
-from neuronjax.attribution import engine
 from neuronjax.evaluation import score_interventions
 from neuronjax.intervention import Intervention
 from neuronjax.methods import learned
@@ -154,8 +153,8 @@ def test_attribution_keeps_a_tasks_prefix_across_calls(lm, monkeypatch):
     np.testing.assert_array_equal(splits[0].shared, splits[1].shared)
     assert splits[0].input_ids.shape != splits[1].input_ids.shape or (splits[0].input_ids != splits[1].input_ids).any()
     runs = []
-    real = engine.compute_prefix_head
-    monkeypatch.setattr(engine, "compute_prefix_head", lambda *a, **k: runs.append(1) or real(*a, **k))
+    real = cached.compute_prefix_head
+    monkeypatch.setattr(cached, "compute_prefix_head", lambda *a, **k: runs.append(1) or real(*a, **k))
     heads: dict = {}
     for batch in (first, second):
         _assert_same_attribution(attribute(lm, batch, "ig", 4, chunk=2, groups=1, heads=heads),
