@@ -110,7 +110,7 @@ def run(args) -> dict:
     from neuronjax.attribution.quadrature import layer_schedule
     from neuronjax.bench.attribution import matmul_peak, numpy_matmul_peak
     from neuronjax.bench.quadrature import world_facts_prompts
-    from neuronjax.cached import split_prefix
+    from neuronjax.cached import kept_prefix_head, split_prefix
 
     def limit() -> dict:
         return {"jnp.dot": [matmul_peak() / 1e9 for _ in range(args.matmul_rounds)],
@@ -136,16 +136,18 @@ def run(args) -> dict:
     jax.profiler.stop_trace()
     ops = operation_times(read_trace(trace_dir))
 
-    # the arguments `attribute` compiled for: the rows after the shared prefix, or the whole prompts
-    # left-padded to its 32-token bucket; the program is in jit's cache, so lowering does not compile again
+    # the arguments `attribute` compiled for: the rows after the shared prefix with the prefix's
+    # cache passed in (`kept_prefix_head`), or the whole prompts left-padded to its 32-token
+    # bucket; the program is in jit's cache, so lowering does not compile again, and the traced
+    # operations' names are this program's
     split = split_prefix(np.asarray(batch.input_ids), np.asarray(batch.attention_mask))
     part = batch if split is None else dataclasses.replace(batch, input_ids=split.input_ids, attention_mask=split.attention_mask)
     width = np.shape(part.input_ids)[1] if split is not None else -(-np.shape(part.input_ids)[1] // 32) * 32
     part = jax.tree.map(lm.place, engine.pad_rows(part, args.prompts, width))
-    shared = None if split is None else lm.place(split.shared)
-    compiled = engine.attribute_compiled.lower(lm.state, part, shared, graphdef=lm.graphdef, method="ig", steps=schedule,
-                                               groups=groups, target="ce", rule=args.rule,
-                                               replay=replay).compile()  # fmt: skip
+    head = None if split is None else kept_prefix_head(lm, split.shared, {})
+    compiled = engine.attribute_compiled.lower(lm.state, part, None, graphdef=lm.graphdef, method="ig", steps=schedule,
+                                               groups=groups, target="ce", rule=args.rule, replay=replay,
+                                               head=head).compile()  # fmt: skip
     names = hlo_instructions(compiled.as_text())
     flops = attribution_flops(lm.config, args.prompts, width, "ig", schedule, groups,
                               shared=0 if split is None else split.length)["total"]  # fmt: skip

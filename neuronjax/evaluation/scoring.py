@@ -20,6 +20,7 @@ import numpy as np
 from neuronjax import cached
 from neuronjax.distributed import global_batches, to_host
 from neuronjax.errors import InputError
+from neuronjax.evaluation.joined import join_plan, reorder, score_joined
 from neuronjax.intervention import Intervention
 from neuronjax.kernels.choice import backend_or_current
 from neuronjax.tasks.metrics import proxy_correct
@@ -30,6 +31,10 @@ GROUP = 32  # most interventions per compiled call (see `_groups`), and what `ne
 # call per batch: 80.5 s against 90.1 s for 5 calls of 28 over 294 prompts, 2026-11-30,
 # docs/performance.md); accelerators keep GROUP, which bounds the call's memory
 GROUP_ON = {"cpu": 160}
+# backends where first-token scoring joins each intervention at the first layer it edits
+# (`evaluation.joined`): one call per batch holds every intervention there, so one program; on
+# accelerators each call of GROUP would have its own groups, and its own program to compile
+JOINED_ON = ("cpu",)
 
 
 def most_per_call(backend: Optional[str] = None) -> int:
@@ -94,13 +99,16 @@ def _groups(interventions: Sequence[Intervention], most: int, identity: Interven
 
 def score_interventions(
     lm, encoded, interventions: Sequence[Intervention], progress: Optional[Callable[[int], None]] = None,
-    share_prefix: bool = True, capture: Optional[Sequence[tuple[int, int]]] = None,
+    share_prefix: bool = True, capture: Optional[Sequence[tuple[int, int]]] = None, joined: Optional[bool] = None,
 ) -> Scored:
     """Score every proxy of `encoded` (an `EncodedTask`) under each intervention. share_prefix:
     build each batch's cache for last-position interventions with its common prefix run once
     (False: every row runs its whole prompt; both give the same scores). capture: neurons
     [(layer, index)] whose unedited activations at the last position come back as
-    `Scored.activations`, read from the same prompt caches (what `neuronjax.cards` shows)."""
+    `Scored.activations`, read from the same prompt caches (what `neuronjax.cards` shows).
+    joined: first-token scores of last-position interventions with each intervention's rows
+    joining at the first layer it edits (`evaluation.joined`; the same scores, fewer layer
+    passes); None: on the backends of `JOINED_ON`."""
     if not interventions:
         raise InputError("score_interventions: no interventions given (pass Intervention.identity for none)")
     c = lm.config
@@ -112,6 +120,14 @@ def score_interventions(
     groups = _groups(interventions, size, Intervention.identity(c.num_layers, c.intermediate_size),
                      min(size, GROUP))  # whole prompts per intervention: at most GROUP a call  # fmt: skip
     any_last = any(policy == "last" for policy, _, _ in groups)
+    if joined is None:
+        joined = backend_or_current() in JOINED_ON
+    plans = {}  # call -> (its JoinPlan, its interventions in the plan's order, the inverse order)
+    if joined and kind == "first_token":
+        for k, (policy, _, ivs) in enumerate(groups):
+            if policy == "last":
+                plan = join_plan(ivs)
+                plans[k] = (plan, reorder(ivs, plan.order), np.argsort(plan.order))
     if capture is not None:
         want = (jnp.asarray([layer for layer, _ in capture], jnp.int32), jnp.asarray([i for _, i in capture], jnp.int32))
     scores, gold, items, proxies, acts = [], [], [], [], []
@@ -126,12 +142,16 @@ def score_interventions(
                                               0 if kind == "first_token" else batch["continuation"].shape[-1],
                                               heads)  # fmt: skip
         out = np.zeros((len(interventions), int(valid.sum()), batch["option_tokens"].shape[1]), np.float32)
-        for policy, idx, ivs in groups:
-            if policy == "all":
-                got = cached.score_all_positions(lm.state, ids, mask, options, cont, ivs, **static)
+        for k, (policy, idx, ivs) in enumerate(groups):
+            if k in plans:
+                plan, ordered, inverse = plans[k]
+                got = to_host(score_joined(lm.state, cache, ids, options, ordered, graphdef=lm.graphdef,
+                                           bounds=plan.bounds, counts=plan.counts))[inverse]  # fmt: skip
+            elif policy == "all":
+                got = to_host(cached.score_all_positions(lm.state, ids, mask, options, cont, ivs, **static))
             else:
-                got = cached.score_last_position(lm.state, cache, ids, options, cont, ivs, **static)
-            out[idx] = to_host(got)[: len(idx)][:, valid]
+                got = to_host(cached.score_last_position(lm.state, cache, ids, options, cont, ivs, **static))
+            out[idx] = got[: len(idx)][:, valid]
         if capture is not None:
             acts.append(to_host(cached.last_position_activations(lm.state, cache, ids, *want, graphdef=lm.graphdef))[valid])
         scores.append(out)
