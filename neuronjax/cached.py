@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from typing import Literal, Optional
 
 import jax
@@ -181,6 +182,7 @@ def compute_extended_cache(state, head: KVCache, input_ids: jax.Array, attention
 
 
 HEADS_KEPT = 8  # most distinct prefixes a `batch_prefix_cache` memo holds before it starts over
+_HEADS_LOCK = threading.Lock()
 
 
 def batch_prefix_cache(lm, batch: dict, ids: jax.Array, mask: jax.Array, share: bool = True, seq_bucket: int = 32,
@@ -210,11 +212,13 @@ def kept_prefix_head(lm, shared: np.ndarray, heads: dict) -> KVCache:
     heads (a dict the caller keeps across the batches of a task) when the same tokens are in it,
     else computed and kept there (at most `HEADS_KEPT` prefixes; the dict then starts over)."""
     key = shared.tobytes()
-    if key not in heads:
-        if len(heads) >= HEADS_KEPT:
-            heads.clear()
-        heads[key] = compute_prefix_head(lm.state, lm.place(shared), graphdef=lm.graphdef)
-    return heads[key]
+    with _HEADS_LOCK:  # batches worked on in two threads (`neuronjax.overlap`) run a prefix once
+        head = heads.get(key)
+        if head is None:
+            if len(heads) >= HEADS_KEPT:
+                heads.clear()
+            head = heads[key] = compute_prefix_head(lm.state, lm.place(shared), graphdef=lm.graphdef)
+    return head
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))

@@ -23,6 +23,7 @@ from neuronjax.errors import InputError
 from neuronjax.evaluation.joined import join_plan, reorder, score_joined
 from neuronjax.intervention import Intervention
 from neuronjax.kernels.choice import backend_or_current
+from neuronjax.overlap import in_flight, in_order
 from neuronjax.tasks.metrics import proxy_correct
 
 GROUP = 32  # most interventions per compiled call (see `_groups`), and what `neuronjax plan` plans for
@@ -133,7 +134,9 @@ def score_interventions(
     scores, gold, items, proxies, acts = [], [], [], [], []
     static = dict(graphdef=lm.graphdef, kind=kind, pad_id=encoded.pad_id)
     heads: dict = {}  # the task's shared prefix, run once for all its batches
-    for batch in global_batches(encoded):
+
+    def one(batch) -> tuple:
+        """(scores [intervention, valid row, option], captured activations or None) of a batch."""
         valid = np.asarray(batch["valid"], bool)
         ids, mask, options, cont = (lm.place(batch[k]) for k in ("input_ids", "attention_mask", "option_tokens", "continuation"))
         cache = None
@@ -152,9 +155,15 @@ def score_interventions(
             else:
                 got = to_host(cached.score_last_position(lm.state, cache, ids, options, cont, ivs, **static))
             out[idx] = got[: len(idx)][:, valid]
-        if capture is not None:
-            acts.append(to_host(cached.last_position_activations(lm.state, cache, ids, *want, graphdef=lm.graphdef))[valid])
+        if capture is None:
+            return out, None
+        return out, to_host(cached.last_position_activations(lm.state, cache, ids, *want, graphdef=lm.graphdef))[valid]
+
+    for batch, (out, captured) in in_order(one, global_batches(encoded), in_flight(lm)):  # on CPU two batches at once
+        valid = np.asarray(batch["valid"], bool)
         scores.append(out)
+        if captured is not None:
+            acts.append(captured)
         gold.append(batch["gold"][valid])
         items.append(batch["item_index"][valid])
         proxies.append(batch["proxy_index"][valid])

@@ -31,6 +31,7 @@ from neuronjax.identify.collect import IdentifyStats, ItemCollector, collect
 from neuronjax.identify.state import Checkpointing, RunState, run_key
 from neuronjax.io.neurons import NeuronSet, model_fingerprint
 from neuronjax.methods.base import NEEDS, ItemBlock, Method, method_record, nonfinite_scores
+from neuronjax.overlap import in_flight, in_order
 from neuronjax.tasks.metrics import proxy_correct
 
 log = logging.getLogger("neuronjax.identify")
@@ -102,8 +103,10 @@ def _blocks(lm, encoded, needs, attribution, collector: ItemCollector, progress,
     stats = collector.stats
     t0 = time.perf_counter() - stats.seconds
     heads: dict = {}  # the task's shared prefix, run once for all its batches
-    for index, batch in enumerate(global_batches(encoded, start=start), start=start):
-        collect(collector, batch, attribute_batch(lm, batch, needs, attribution, heads))
+    batches = enumerate(global_batches(encoded, start=start), start=start)
+    work = lambda item: attribute_batch(lm, item[1], needs, attribution, heads)  # noqa: E731
+    for (index, batch), rows in in_order(work, batches, in_flight(lm)):  # on CPU two batches at once
+        collect(collector, batch, rows)
         yield from collector.blocks(lm)
         stats.seconds = time.perf_counter() - t0
         if progress is not None:
