@@ -5,8 +5,9 @@ uses them all: the small ones between the matrix products (slices of the stacked
 elementwise fusions, the loop control) leave cores idle, as does the host's own work between two
 calls (padding a batch, copying results back). Two calls started from two threads run at once
 and fill those gaps: identification's IG over 96 world_facts prompts took 32.4-35.2 s with two
-batches in flight against 38.8-41.3 s one after the other (2 CPU cores, 2026-12-01,
-docs/performance.md), the same scores to the bit.
+batches in flight against 38.8-41.3 s one after the other, the evaluation of the 294 held-out
+proxies 85.7-89.1 s against 98.2-100.9 s (2 CPU cores, 2026-12-01, docs/performance.md), the
+same scores to the bit.
 
 Only where it is safe and pays: one process (every process of a multi-host run must launch the
 same programs in the same order) and a model on one CPU device (programs over a mesh of several
