@@ -74,7 +74,7 @@ def replay_inputs(model: Decoder, last_ids: jax.Array, cache: KVCache) -> tuple:
     return graphdef, replay
 
 
-def _layer(graphdef, replay: Replay, j):
+def layer_at(graphdef, replay: Replay, j):
     """(block of layer j, its rope, its mask, its cached (keys, values)); j may be traced."""
     block = nnx.merge(graphdef, layer_slice(replay.params, j))
     kind = replay.tables.kind[j]
@@ -91,7 +91,7 @@ def run_layers(graphdef, replay: Replay, x: jax.Array, shifts=None):
 
     def body(x, layer):
         j, shift = layer
-        block, rope, bias, past = _layer(graphdef, replay, j)
+        block, rope, bias, past = layer_at(graphdef, replay, j)
         x_mid, _ = block.attend(x, rope, bias, past)
         h = block.neurons(x, x_mid)
         if shift is not None:
@@ -177,7 +177,7 @@ def _edit_scan(model, graphdef, replay: Replay, x: jax.Array, lo: int, hi: int, 
     by alpha[v] * h + shift[v] (shift [variant, batch, mlp]) and runs unedited elsewhere."""
 
     def body(x, j):
-        block, rope, bias, past = _layer(graphdef, replay, j)
+        block, rope, bias, past = layer_at(graphdef, replay, j)
         x_mid, _ = block.attend(x, rope, bias, past)
         h = block.neurons(x, x_mid)[..., 0, :]
         here = (start == j)[:, None, None]

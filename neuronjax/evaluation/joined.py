@@ -97,7 +97,7 @@ def score_joined(state, cache: KVCache, input_ids: jax.Array, option_tokens: jax
 
     def body(x, layer):
         j, s, t = layer
-        block, rope, bias, past = lt._layer(block_def, replay, j)
+        block, rope, bias, past = lt.layer_at(block_def, replay, j)
         x_mid, _ = block.attend(x, rope, bias, past)
         h = iv.apply(block.neurons(x, x_mid), s[:, None, None, :], t[:, None, None, :], one)
         return x_mid + block.ffn_out(h), None
