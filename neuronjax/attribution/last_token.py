@@ -129,15 +129,13 @@ def gold_probability(model: Decoder, x: jax.Array, option_ids: jax.Array, gold: 
     budget. Within the budget, all variants go at once with nothing recomputed.
     """
     v, b, _ = x.shape
-    head = model.head_weights
-    vocab = head.shape[1]
+    vocab = model.head_weights.shape[1]
     cand = option_ids[jnp.arange(b), gold]  # [batch, cand]
     valid = cand >= 0
     cand = jnp.clip(cand, 0)
 
     def one(xv):  # [..., batch, embed] -> [..., batch]
-        logits = model.soft_cap(jnp.einsum("...e,ev->...v", model.final_norm(xv), head, preferred_element_type=jnp.float32))
-        logits = logits.astype(jnp.float32)
+        logits = model.head_logits(xv)  # float32
         idx = jnp.broadcast_to(cand, logits.shape[:-1] + cand.shape[-1:])
         picked = jnp.where(valid, jnp.take_along_axis(logits, idx, axis=-1), -jnp.inf)
         return jnp.exp(jax.nn.logsumexp(picked, axis=-1) - jax.nn.logsumexp(logits, axis=-1))

@@ -110,8 +110,7 @@ def score_joined(state, cache: KVCache, input_ids: jax.Array, option_tokens: jax
         x, _ = jax.lax.scan(body, x, (jnp.arange(lo, hi), scale[lo:hi, :used], shift[lo:hi, :used]))
     x = x[1:]
     v, b = x.shape[:2]
-    logits = model.soft_cap(jnp.einsum("vbe,ew->vbw", model.final_norm(x[:, :, 0]), model.head_weights,
-                                       preferred_element_type=jnp.float32))  # fmt: skip
+    logits = model.head_logits(x[:, :, 0])
     options = jnp.broadcast_to(option_tokens[None], (v,) + option_tokens.shape)
     scores = candidate_log_probs(logits.reshape(v * b, -1), options.reshape((v * b,) + option_tokens.shape[1:]))
     return scores.reshape(v, b, -1)

@@ -292,6 +292,12 @@ class Decoder(nnx.Module):
         cap = self.cfg.final_softcap
         return logits if cap is None else cap * jnp.tanh(logits / cap)
 
+    def head_logits(self, x: jax.Array) -> jax.Array:
+        """[..., vocab] float32 logits of the residual stream x [..., embed] after the last layer:
+        the final norm, the output head and the soft cap."""
+        logits = jnp.einsum("...e,ev->...v", self.final_norm(x), self.head_weights, preferred_element_type=jnp.float32)
+        return self.soft_cap(logits)
+
     def embed_tokens(self, input_ids: jax.Array, positions: jax.Array) -> jax.Array:
         """[batch, seq, embed] input of the first layer."""
         x = self.embed[...][input_ids]
@@ -374,10 +380,9 @@ class Decoder(nnx.Module):
         x, outs = jax.lax.scan(body, x, xs)
         logits = None
         if logits_at != "none":
-            x = self.final_norm(x)
-            if logits_at == "last":
+            if logits_at == "last":  # the norm is per position: taking the position first is the same
                 x = jnp.take_along_axis(x, last[:, None, None], axis=1)
-            logits = self.soft_cap(jnp.einsum("bse,ev->bsv", x, self.head_weights, preferred_element_type=jnp.float32))
+            logits = self.head_logits(x)
         return ForwardOutput(
             logits=logits,
             activations=jnp.swapaxes(outs["h"], 0, 1) if capture else None,
