@@ -99,7 +99,7 @@ def smallest_window(cfg: ModelConfig) -> Optional[int]:
 
 
 def split_prefix(input_ids: np.ndarray, attention_mask: np.ndarray, *, bucket: int = PREFIX_BUCKET,
-                 seq_bucket: int = 32, window: Optional[int] = None,
+                 seq_bucket: int = 16, window: Optional[int] = None,
                  extra_slots: int = 0) -> Optional[PrefixSplit]:  # fmt: skip
     """Cut a left-padded batch (numpy [batch, seq]) into its common prefix and suffixes, or None
     when nothing is worth sharing (run the batch unshared then).
@@ -185,7 +185,7 @@ HEADS_KEPT = 8  # most distinct prefixes a `batch_prefix_cache` memo holds befor
 _HEADS_LOCK = threading.Lock()
 
 
-def batch_prefix_cache(lm, batch: dict, ids: jax.Array, mask: jax.Array, share: bool = True, seq_bucket: int = 32,
+def batch_prefix_cache(lm, batch: dict, ids: jax.Array, mask: jax.Array, share: bool = True, seq_bucket: int = 16,
                        extra_slots: int = 0, heads: Optional[dict] = None) -> KVCache:  # fmt: skip
     """The cache of every prompt position but the last for one batch of a task (`batch`, the
     pipeline's host arrays; ids and mask its input_ids and attention_mask already placed on the

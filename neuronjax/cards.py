@@ -223,7 +223,7 @@ def neuron_activations(lm, encoded, neurons: Sequence[tuple[int, int]],
     for batch in global_batches(encoded):
         valid = np.asarray(batch["valid"], bool)
         ids, mask = lm.place(batch["input_ids"]), lm.place(batch["attention_mask"])
-        cache = cached.batch_prefix_cache(lm, batch, ids, mask, share_prefix, encoded.config.pipeline.bucket_multiple,
+        cache = cached.batch_prefix_cache(lm, batch, ids, mask, share_prefix, encoded.config.pipeline.suffix_multiple,
                                           heads=heads)  # fmt: skip
         acts = cached.last_position_activations(lm.state, cache, ids, layers, index, graphdef=lm.graphdef)
         values.append(to_host(acts)[valid])

@@ -236,7 +236,7 @@ def attribute(
     method: Method = "ig",
     steps: Union[int, Sequence[int]] = 16,
     chunk: Optional[int] = None,
-    seq_bucket: int = 32,
+    seq_bucket: int = 16,
     groups: Optional[int] = None,
     target: Target = "ce",
     rule: Rule = "gauss_legendre",

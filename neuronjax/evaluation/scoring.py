@@ -141,7 +141,7 @@ def score_interventions(
         ids, mask, options, cont = (lm.place(batch[k]) for k in ("input_ids", "attention_mask", "option_tokens", "continuation"))
         cache = None
         if any_last or capture is not None:
-            cache = cached.batch_prefix_cache(lm, batch, ids, mask, share_prefix, encoded.config.pipeline.bucket_multiple,
+            cache = cached.batch_prefix_cache(lm, batch, ids, mask, share_prefix, encoded.config.pipeline.suffix_multiple,
                                               0 if kind == "first_token" else batch["continuation"].shape[-1],
                                               heads)  # fmt: skip
         out = np.zeros((len(interventions), int(valid.sum()), batch["option_tokens"].shape[1]), np.float32)

@@ -37,6 +37,9 @@ class PipelineConfig:
 
     batch_size: int = 8  # rows per process per step
     bucket_multiple: int = 32  # padded lengths are multiples of this (fewer distinct shapes)
+    # the rows' own tokens after a prefix common to the batch, run once (`cached.split_prefix`),
+    # are padded to multiples of this: less padding in the prompt pass than bucket_multiple
+    suffix_multiple: int = 16
     shuffle: bool = False  # seeded shuffle of proxies within a bucket and of the batch order
     seed: int = 0  # the shuffle seed; the same seed gives the same batches
     worker_count: int = 0  # grain worker processes (0: in this process)
@@ -58,6 +61,9 @@ def plan_batches(records: Sequence[ProxyRecord], config: PipelineConfig, process
         raise ConfigError(
             f"pipeline: batch_size and process_count must be >= 1, got {config.batch_size}, {process_count}"
         )
+    for name in ("bucket_multiple", "suffix_multiple"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"pipeline.{name} = {getattr(config, name)}: expected an int >= 1 (padded lengths are its multiples)")
     rng = np.random.default_rng(config.seed)
     buckets: dict[tuple[int, int], list[int]] = {}
     for index, record in enumerate(records):

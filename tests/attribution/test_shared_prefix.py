@@ -93,10 +93,12 @@ def test_identical_rows_keep_their_last_token():
 
 
 def test_sliding_window_falls_back():
-    ids, mask = _prefixed(50, 20, (5, 9))  # P = 16, S = 32: 48 slots
-    assert cached.split_prefix(ids, mask, window=48) is not None
-    assert cached.split_prefix(ids, mask, window=47) is None
-    assert cached.split_prefix(ids, mask, window=60, extra_slots=13) is None  # option texts run after it
+    ids, mask = _prefixed(50, 20, (5, 9))  # P = 16, suffixes of up to 13 tokens: S = 32 at seq_bucket 32
+    assert cached.split_prefix(ids, mask, seq_bucket=32, window=48) is not None
+    assert cached.split_prefix(ids, mask, seq_bucket=32, window=47) is None
+    assert cached.split_prefix(ids, mask, seq_bucket=32, window=60, extra_slots=13) is None  # option texts run after it
+    assert cached.split_prefix(ids, mask, window=32) is not None  # S = 16 at the default seq_bucket, 16
+    assert cached.split_prefix(ids, mask, window=31) is None
     cfg = ModelConfig(model_type="llama", vocab_size=64, hidden_size=32, intermediate_size=48, num_layers=2,
                       num_heads=4, num_kv_heads=2, head_dim=8)  # fmt: skip
     assert cached.smallest_window(cfg) is None

@@ -118,3 +118,11 @@ def test_grain_worker_process():
 def test_bad_process_index():
     with pytest.raises(ValueError, match="process_index 2 outside 0..1"):
         run(records(), PipelineConfig(), 2, 2)
+
+
+@pytest.mark.parametrize("field", ["bucket_multiple", "suffix_multiple"])
+def test_padding_multiples_below_one_name_the_field(field):
+    from neuronjax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"pipeline\.{field} = 0: expected an int >= 1"):
+        plan_batches(records(5), PipelineConfig(batch_size=2, **{field: 0}))
