@@ -4,7 +4,8 @@ The algorithm of `neuronjax.attribution.last_token`, written for PyTorch's eager
 (NeuronLLM, arXiv 2601.04548, Sec. 3; definitions of h, F and IG as in `torch_ig`):
 
 1. The prompt without its last token runs once through transformers with its KV cache
-   (``use_cache=True``, the model's ``past_key_values``).
+   (``use_cache=True``, the model's ``past_key_values``); the token prefix common to a batch's
+   rows (a task's role block and demonstration) runs once for the batch, as in ours.
 2. The last token runs as a one-token step against that cache (the base pass), keeping each
    layer's residual stream after attention (x_mid) and its neurons h.
 3. IG: the (layer, alpha) variants of a group of layers run as one batch of one-token rows
@@ -32,12 +33,16 @@ optional biases) with full attention over the prompt.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import numpy as np
 import torch
 
 from neuronjax.attribution.quadrature import nodes
+from transformers import DynamicCache
+
 from neuronjax.bench.torch_ig import position_ids
+from neuronjax.cached import split_prefix
 from neuronjax.errors import ConfigError
 
 SUPPORTED = ("llama", "mistral", "qwen2")
@@ -72,16 +77,46 @@ def _cached(cache, i: int):
     return cache.key_cache[i], cache.value_cache[i]
 
 
-def prefix(model, ids: torch.Tensor, mask: torch.Tensor) -> Prompt:
-    """Run every position but the last once (ids, mask: int [batch, seq], left-padded)."""
-    pos = torch.as_tensor(position_ids(mask.numpy()))
+def _cache_argument(module) -> str:
+    """The forward argument that takes a cache: `cache` (transformers 5), else `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+
+
+def _cache_of(out):
+    cache = getattr(out, "cache", None)
+    return out.past_key_values if cache is None else cache  # renamed `cache` in transformers 5
+
+
+def prefix(model, ids: torch.Tensor, mask: torch.Tensor, share: bool = True) -> Prompt:
+    """Run every position but the last once (ids, mask: int [batch, seq], left-padded).
+
+    share: the token prefix common to every row (`neuronjax.cached.split_prefix`, the decision
+    ours makes) runs once for the batch, its keys and values are repeated for every row, and
+    each row's own tokens after it run on that cache, left-padded to the longest row's."""
+    split = split_prefix(ids.numpy(), mask.numpy(), seq_bucket=1) if share and ids.shape[0] > 1 else None
+    layers = range(len(model.model.layers))
     with torch.no_grad():
-        out = model.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1], use_cache=True)
+        if split is None:
+            pos = torch.as_tensor(position_ids(mask.numpy()))
+            out = model.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1],
+                              use_cache=True)  # fmt: skip
+        else:
+            p, b = split.length, ids.shape[0]
+            head = _cache_of(model.model(input_ids=torch.as_tensor(split.shared, dtype=torch.long), use_cache=True))
+            cache = DynamicCache(config=model.config)
+            for i in layers:
+                k, v = _cached(head, i)
+                cache.update(k.expand(b, -1, -1, -1).contiguous(), v.expand(b, -1, -1, -1).contiguous(), i)
+            ids = torch.as_tensor(split.input_ids, dtype=torch.long)
+            own = torch.as_tensor(split.attention_mask, dtype=torch.long)
+            mask = torch.cat([torch.ones((b, p), dtype=torch.long), own], dim=1)
+            pos = p + torch.as_tensor(position_ids(own.numpy()))
+            past = {_cache_argument(model.model): cache}
+            out = model.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1],
+                              use_cache=True, **past)  # fmt: skip
         x0 = model.model.embed_tokens(ids[:, -1])
         cos, sin = model.model.rotary_emb(x0[:, None], pos[:, -1:])
-    cache = getattr(out, "cache", None)
-    cache = out.past_key_values if cache is None else cache  # renamed `cache` in transformers 5
-    kv = [_cached(cache, i) for i in range(len(model.model.layers))]
+    kv = [_cached(_cache_of(out), i) for i in layers]
     bias = torch.zeros(mask[:, :-1].shape, dtype=x0.dtype).masked_fill(mask[:, :-1] == 0, float("-inf"))
     return Prompt([k for k, _ in kv], [v for _, v in kv], bias[:, None, None], cos[:, 0], sin[:, 0], x0)
 
@@ -183,9 +218,10 @@ def integrated_gradients(model, layers, prompt, mids, hs, option_ids, gold, step
 
 
 def attribute(model, input_ids, attention_mask, option_ids, gold, method: str = "ig", steps: int = 16,
-              rule: str = "right_riemann", groups: int = 4) -> dict:  # fmt: skip
+              rule: str = "right_riemann", groups: int = 4, share_prefix: bool = True) -> dict:  # fmt: skip
     """A left-padded batch at once: input_ids, attention_mask int [batch, seq]; option_ids int
-    [batch, 4, candidates] (-1 = none); gold int [batch]. Returns numpy {"scores": float32 [batch,
+    [batch, 4, candidates] (-1 = none); gold int [batch]; share_prefix: the rows' common prefix
+    once (`prefix`). Returns numpy {"scores": float32 [batch,
     layers, mlp], "f": float32 [batch], "option_scores": float32 [batch, 4]}, like `torch_ig.attribute`."""
     if method not in ("ig", "grad_x_act"):
         raise ConfigError(f"method {method!r} unknown; expected 'ig' or 'grad_x_act'")
@@ -198,7 +234,7 @@ def attribute(model, input_ids, attention_mask, option_ids, gold, method: str = 
     for p in frozen:
         p.requires_grad_(False)
     try:
-        prompt = prefix(model, ids, mask)
+        prompt = prefix(model, ids, mask, share_prefix)
         if method == "grad_x_act":
             with torch.enable_grad():
                 f, scores, _, hs, added = base_pass(model, layers, prompt, opts, gold_t, shifts=True)
