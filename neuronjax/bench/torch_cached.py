@@ -37,10 +37,9 @@ import inspect
 
 import numpy as np
 import torch
-
-from neuronjax.attribution.quadrature import nodes
 from transformers import DynamicCache
 
+from neuronjax.attribution.quadrature import nodes
 from neuronjax.bench.torch_ig import position_ids
 from neuronjax.cached import split_prefix
 from neuronjax.errors import ConfigError
@@ -221,8 +220,8 @@ def attribute(model, input_ids, attention_mask, option_ids, gold, method: str = 
               rule: str = "right_riemann", groups: int = 4, share_prefix: bool = True) -> dict:  # fmt: skip
     """A left-padded batch at once: input_ids, attention_mask int [batch, seq]; option_ids int
     [batch, 4, candidates] (-1 = none); gold int [batch]; share_prefix: the rows' common prefix
-    once (`prefix`). Returns numpy {"scores": float32 [batch,
-    layers, mlp], "f": float32 [batch], "option_scores": float32 [batch, 4]}, like `torch_ig.attribute`."""
+    runs once (`prefix`). Returns numpy {"scores": float32 [batch, layers, mlp], "f": float32
+    [batch], "option_scores": float32 [batch, 4]}, like `torch_ig.attribute`."""
     if method not in ("ig", "grad_x_act"):
         raise ConfigError(f"method {method!r} unknown; expected 'ig' or 'grad_x_act'")
     ids = torch.as_tensor(np.asarray(input_ids), dtype=torch.long)
