@@ -81,8 +81,8 @@ def poisoned(tmp_path_factory):
     and one neuron's activation made NaN in every prompt."""
     original = identify_module.attribute_batch
 
-    def attribute_batch(lm, batch, needs, attribution, heads=None):
-        rows = original(lm, batch, needs, attribution, heads)
+    def attribute_batch(lm, batch, needs, attribution, *rest):
+        rows = original(lm, batch, needs, attribution, *rest)
         if "attr" in rows:
             rows["attr"] = rows["attr"].copy()
             rows["attr"][:, 1, 5] = np.nan  # planted GOOD neuron (1, 5)
