@@ -58,6 +58,10 @@ def compute_prefix_cache(state, input_ids: jax.Array, attention_mask: jax.Array,
 
 
 PREFIX_BUCKET = 16  # shared prefix lengths are multiples of this (few compiled shapes)
+# the rows' own tokens after a shared prefix are left-padded to multiples of this by default (a
+# task's `pipeline.suffix_multiple`; 32 until 2026-12-01, 16 pads less at the same shape count
+# on the default task, docs/tasks.md)
+SUFFIX_BUCKET = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +103,7 @@ def smallest_window(cfg: ModelConfig) -> Optional[int]:
 
 
 def split_prefix(input_ids: np.ndarray, attention_mask: np.ndarray, *, bucket: int = PREFIX_BUCKET,
-                 seq_bucket: int = 16, window: Optional[int] = None,
+                 seq_bucket: int = SUFFIX_BUCKET, window: Optional[int] = None,
                  extra_slots: int = 0) -> Optional[PrefixSplit]:  # fmt: skip
     """Cut a left-padded batch (numpy [batch, seq]) into its common prefix and suffixes, or None
     when nothing is worth sharing (run the batch unshared then).
@@ -185,7 +189,8 @@ HEADS_KEPT = 8  # most distinct prefixes a `batch_prefix_cache` memo holds befor
 _HEADS_LOCK = threading.Lock()
 
 
-def batch_prefix_cache(lm, batch: dict, ids: jax.Array, mask: jax.Array, share: bool = True, seq_bucket: int = 16,
+def batch_prefix_cache(lm, batch: dict, ids: jax.Array, mask: jax.Array, share: bool = True,
+                       seq_bucket: int = SUFFIX_BUCKET,
                        extra_slots: int = 0, heads: Optional[dict] = None) -> KVCache:  # fmt: skip
     """The cache of every prompt position but the last for one batch of a task (`batch`, the
     pipeline's host arrays; ids and mask its input_ids and attention_mask already placed on the

@@ -38,7 +38,7 @@ from flax import nnx
 from neuronjax.attribution import last_token as lt
 from neuronjax.attribution import quadrature
 from neuronjax.cached import (
-    extend_head, kept_prefix_head, prefix_cache, shared_prefix_cache, smallest_window, split_prefix,
+    SUFFIX_BUCKET, extend_head, kept_prefix_head, prefix_cache, shared_prefix_cache, smallest_window, split_prefix,
 )
 from neuronjax.errors import InputError
 from neuronjax.kernels.choice import backend_or_current
@@ -236,7 +236,7 @@ def attribute(
     method: Method = "ig",
     steps: Union[int, Sequence[int]] = 16,
     chunk: Optional[int] = None,
-    seq_bucket: int = 16,
+    seq_bucket: int = SUFFIX_BUCKET,
     groups: Optional[int] = None,
     target: Target = "ce",
     rule: Rule = "gauss_legendre",

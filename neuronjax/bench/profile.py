@@ -39,7 +39,11 @@ import time
 from neuronjax.bench import timed_calls
 from neuronjax.evaluation.results import write_json
 
-SKIP = ("ThunkExecutor", "$", "SlinkyThreadPool")  # wrappers and Python frames, not operations
+# an XLA instruction's name (`fusion.12`, `dynamic-slice_bitcast_fusion.3`, `while`): lower case,
+# no spaces or scopes; the runtime's own events (`ThunkExecutor::Execute`,
+# `PjitFunction(compute_prefix_head)`, `DevicePut`) and Python frames (`$api.py:2479 ...`) are not
+# operations, and the host-side ones wrap operations already counted
+OPERATION = re.compile(r"[a-z][a-z0-9_\-]*(\.\d+)*")
 
 
 def kind_of(name: str) -> str:
@@ -49,10 +53,10 @@ def kind_of(name: str) -> str:
 
 def operation_times(events) -> dict[str, tuple[float, int]]:
     """{operation name: (microseconds, calls)} of the complete ("X") trace events that are
-    operations (not runtime wrappers or Python frames)."""
+    operations (`OPERATION`; not runtime wrappers, dispatch events or Python frames)."""
     out: dict[str, list] = {}
     for e in events:
-        if e.get("ph") != "X" or str(e.get("name", "")).startswith(SKIP):
+        if e.get("ph") != "X" or not OPERATION.fullmatch(str(e.get("name", ""))):
             continue
         t = out.setdefault(e["name"], [0.0, 0])
         t[0] += float(e.get("dur", 0.0))
@@ -110,7 +114,7 @@ def run(args) -> dict:
     from neuronjax.attribution.quadrature import layer_schedule
     from neuronjax.bench.attribution import matmul_peak, numpy_matmul_peak
     from neuronjax.bench.quadrature import world_facts_prompts
-    from neuronjax.cached import kept_prefix_head, split_prefix
+    from neuronjax.cached import SUFFIX_BUCKET, kept_prefix_head, split_prefix
 
     def limit() -> dict:
         return {"jnp.dot": [matmul_peak() / 1e9 for _ in range(args.matmul_rounds)],
@@ -137,12 +141,12 @@ def run(args) -> dict:
     ops = operation_times(read_trace(trace_dir))
 
     # the arguments `attribute` compiled for: the rows after the shared prefix with the prefix's
-    # cache passed in (`kept_prefix_head`), or the whole prompts left-padded to its 32-token
-    # bucket; the program is in jit's cache, so lowering does not compile again, and the traced
-    # operations' names are this program's
+    # cache passed in (`kept_prefix_head`), or the whole prompts left-padded to its bucket
+    # (`SUFFIX_BUCKET`, attribute's default); the program is in jit's cache, so lowering does not
+    # compile again, and the traced operations' names are this program's
     split = split_prefix(np.asarray(batch.input_ids), np.asarray(batch.attention_mask))
     part = batch if split is None else dataclasses.replace(batch, input_ids=split.input_ids, attention_mask=split.attention_mask)
-    width = np.shape(part.input_ids)[1] if split is not None else -(-np.shape(part.input_ids)[1] // 32) * 32
+    width = np.shape(part.input_ids)[1] if split is not None else -(-np.shape(part.input_ids)[1] // SUFFIX_BUCKET) * SUFFIX_BUCKET
     part = jax.tree.map(lm.place, engine.pad_rows(part, args.prompts, width))
     head = None if split is None else kept_prefix_head(lm, split.shared, {})
     compiled = engine.attribute_compiled.lower(lm.state, part, None, graphdef=lm.graphdef, method="ig", steps=schedule,

@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from neuronjax.attribution.engine import PromptBatch, attribute
+from neuronjax.cached import SUFFIX_BUCKET
 from neuronjax.config import AttributionConfig
 from neuronjax.distributed import global_batches, to_host
 from neuronjax.errors import ConfigError
@@ -59,7 +60,7 @@ def _check_task(encoded, block_items: int) -> None:
 
 
 def attribute_batch(lm, batch, needs: set[str], attribution: AttributionConfig,
-                    heads: Optional[dict] = None, seq_bucket: int = 16) -> dict[str, np.ndarray]:  # fmt: skip
+                    heads: Optional[dict] = None, seq_bucket: int = SUFFIX_BUCKET) -> dict[str, np.ndarray]:  # fmt: skip
     """Per-row arrays of one global batch: the attributions in `needs`, activations, correctness.
     heads: the task's shared-prefix caches, kept by the caller across its batches (`attribute`);
     seq_bucket: the rows' suffixes after it are padded to its multiples (the task's

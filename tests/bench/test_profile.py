@@ -16,6 +16,9 @@ def test_operations_are_summed_by_kind_by_hand():
         {"ph": "X", "name": "dynamic-slice_bitcast_fusion.12", "dur": 10.0},
         {"ph": "X", "name": "ThunkExecutor::Execute", "dur": 500.0},  # a wrapper: not an operation
         {"ph": "X", "name": "$api.py:2479 block_until_ready", "dur": 400.0},  # a Python frame
+        {"ph": "X", "name": "PjitFunction(compute_prefix_head)", "dur": 300.0},  # a jit dispatch on the host
+        {"ph": "X", "name": "CommonPjRtClient::CreateOutputs", "dur": 20.0},  # the runtime's own work
+        {"ph": "X", "name": "DevicePut", "dur": 70.0},
         {"ph": "i", "name": "ynn_fusion.1", "dur": 99.0},  # not a complete event
     ]
     ops = operation_times(events)
