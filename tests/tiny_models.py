@@ -98,6 +98,26 @@ def batch(vocab: int = 96, lengths=PROMPT_LENGTHS, seed: int = 0):
     return ids, mask, positions
 
 
+def prefixed_batch(vocab: int, prefix: int, suffixes, seed: int = 0, pad: int = 0):
+    """Left-padded int32 (ids, mask): one random prefix of `prefix` tokens, then each row's own
+    random suffix of the given length (the suffixes start with different tokens)."""
+    rng = np.random.default_rng(seed)
+    head = rng.integers(3, vocab, prefix)
+    rows = []
+    for r, n in enumerate(suffixes):
+        tail = rng.integers(3, vocab, n)
+        if n:
+            tail[0] = 3 + (r % (vocab - 3))  # the prefix ends where the rows part
+        rows.append(np.concatenate([head, tail]))
+    width = max(len(r) for r in rows) + 2
+    ids = np.full((len(rows), width), pad, np.int32)
+    mask = np.zeros((len(rows), width), np.int32)
+    for r, row in enumerate(rows):
+        ids[r, width - len(row) :] = row
+        mask[r, width - len(row) :] = 1
+    return ids, mask
+
+
 def torch_logits(model, ids, mask, positions):
     import torch
 

@@ -27,26 +27,6 @@ REL_IG = 5e-6
 REL = 2e-6
 
 
-def _prefixed(vocab: int, prefix: int, suffixes, seed: int = 0, pad: int = 0):
-    """Left-padded int32 (ids, mask): one random prefix of `prefix` tokens, then each row's own
-    random suffix of the given length (the suffixes start with different tokens)."""
-    rng = np.random.default_rng(seed)
-    head = rng.integers(3, vocab, prefix)
-    rows = []
-    for r, n in enumerate(suffixes):
-        tail = rng.integers(3, vocab, n)
-        if n:
-            tail[0] = 3 + (r % (vocab - 3))  # the prefix ends where the rows part
-        rows.append(np.concatenate([head, tail]))
-    width = max(len(r) for r in rows) + 2
-    ids = np.full((len(rows), width), pad, np.int32)
-    mask = np.zeros((len(rows), width), np.int32)
-    for r, row in enumerate(rows):
-        ids[r, width - len(row) :] = row
-        mask[r, width - len(row) :] = 1
-    return ids, mask
-
-
 def _rel(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.abs(a - b).max() / np.abs(b).max())
@@ -57,7 +37,7 @@ def _rel(a, b) -> float:
 
 @pytest.mark.parametrize("prefix,suffixes,bucket", [(20, (5, 1, 9, 3), 16), (37, (2, 30), 8), (16, (1, 1), 16)])
 def test_split_properties(prefix, suffixes, bucket):
-    ids, mask = _prefixed(50, prefix, suffixes, pad=7)
+    ids, mask = tiny_models.prefixed_batch(50, prefix, suffixes, pad=7)
     split = cached.split_prefix(ids, mask, bucket=bucket, seq_bucket=32)
     assert split is not None
     p = split.length
@@ -74,18 +54,18 @@ def test_split_properties(prefix, suffixes, bucket):
 
 
 def test_split_falls_back_without_a_long_enough_common_prefix():
-    ids, mask = _prefixed(50, 20, (5, 9))
+    ids, mask = tiny_models.prefixed_batch(50, 20, (5, 9))
     ids[1, mask[1].argmax()] += 1  # the rows differ at their first token
     assert cached.common_prefix_length(ids, mask) == 0
     assert cached.split_prefix(ids, mask) is None
-    short, short_mask = _prefixed(50, 15, (5, 9))  # 15 common tokens: 0 after rounding down to 16
+    short, short_mask = tiny_models.prefixed_batch(50, 15, (5, 9))  # 15 common tokens: 0 after rounding down to 16
     assert cached.common_prefix_length(short, short_mask) == 15
     assert cached.split_prefix(short, short_mask) is None
     assert cached.split_prefix(short, short_mask, bucket=5).length == 15
 
 
 def test_identical_rows_keep_their_last_token():
-    ids, mask = _prefixed(50, 33, (0,))
+    ids, mask = tiny_models.prefixed_batch(50, 33, (0,))
     ids, mask = np.repeat(ids, 3, axis=0), np.repeat(mask, 3, axis=0)
     assert cached.common_prefix_length(ids, mask) == 32  # every row's length - 1
     split = cached.split_prefix(ids, mask)
@@ -93,7 +73,8 @@ def test_identical_rows_keep_their_last_token():
 
 
 def test_sliding_window_falls_back():
-    ids, mask = _prefixed(50, 20, (5, 9))  # P = 16, suffixes of up to 13 tokens: S = 32 at seq_bucket 32
+    # P = 16, suffixes of up to 13 tokens: S = 32 at seq_bucket 32
+    ids, mask = tiny_models.prefixed_batch(50, 20, (5, 9))
     assert cached.split_prefix(ids, mask, seq_bucket=32, window=48) is not None
     assert cached.split_prefix(ids, mask, seq_bucket=32, window=47) is None
     assert cached.split_prefix(ids, mask, seq_bucket=32, window=60, extra_slots=13) is None  # option texts run after it
@@ -117,7 +98,7 @@ def lm(request, tmp_path_factory):
 
 
 def _batch(vocab, rows=3, seed=0):
-    ids, mask = _prefixed(vocab, 21, (6, 1, 11)[:rows], seed=seed)
+    ids, mask = tiny_models.prefixed_batch(vocab, 21, (6, 1, 11)[:rows], seed=seed)
     rng = np.random.default_rng(seed)
     opts = rng.integers(0, vocab, (rows, 4, 2)).astype(np.int32)
     opts[0, 1, 1] = -1
@@ -149,7 +130,7 @@ def test_attribution_keeps_a_tasks_prefix_across_calls(lm, monkeypatch):
     both equal the unshared path."""
     vocab = lm.config.vocab_size
     first = _batch(vocab)
-    ids, mask = _prefixed(vocab, 21, (9, 4, 2), seed=0)  # the same 21-token prefix, other rows
+    ids, mask = tiny_models.prefixed_batch(vocab, 21, (9, 4, 2), seed=0)  # the same 21-token prefix, other rows
     second = dataclasses.replace(first, input_ids=ids, attention_mask=mask)
     splits = [cached.split_prefix(b.input_ids, b.attention_mask) for b in (first, second)]
     np.testing.assert_array_equal(splits[0].shared, splits[1].shared)
