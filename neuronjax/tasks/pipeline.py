@@ -39,6 +39,7 @@ class PipelineConfig:
     bucket_multiple: int = 32  # padded lengths are multiples of this (fewer distinct shapes)
     # the rows' own tokens after a prefix common to the batch, run once (`cached.split_prefix`),
     # are padded to multiples of this: less padding in the prompt pass than bucket_multiple
+    # (the same default as `cached.SUFFIX_BUCKET`, attribute's own)
     suffix_multiple: int = 16
     shuffle: bool = False  # seeded shuffle of proxies within a bucket and of the batch order
     seed: int = 0  # the shuffle seed; the same seed gives the same batches
