@@ -52,15 +52,33 @@ def kind_of(name: str) -> str:
 
 
 def operation_times(events) -> dict[str, tuple[float, int]]:
-    """{operation name: (microseconds, calls)} of the complete ("X") trace events that are
-    operations (`OPERATION`; not runtime wrappers, dispatch events or Python frames)."""
+    """{operation name: (microseconds of its own, calls)} of the complete ("X") trace events that
+    are operations (`OPERATION`; not runtime wrappers, dispatch events or Python frames).
+
+    An operation's own time excludes the operations nested in it on the same thread: a ``while``
+    that runs its body on the thread it was called from encloses the body's operations (on one
+    core, every loop does), and counting both would count the body twice. Operations running at
+    the same time on other threads are not nested; their times add up (at most the cores times
+    the call's wall clock)."""
     out: dict[str, list] = {}
+    threads: dict[tuple, list] = collections.defaultdict(list)
     for e in events:
         if e.get("ph") != "X" or not OPERATION.fullmatch(str(e.get("name", ""))):
             continue
-        t = out.setdefault(e["name"], [0.0, 0])
-        t[0] += float(e.get("dur", 0.0))
-        t[1] += 1
+        threads[(e.get("pid"), e.get("tid"))].append(e)
+    for evs in threads.values():
+        evs.sort(key=lambda e: (float(e.get("ts", 0.0)), -float(e.get("dur", 0.0))))
+        stack: list[tuple[float, str]] = []  # (end, name) of the operations enclosing the next one
+        for e in evs:
+            start, dur = float(e.get("ts", 0.0)), float(e.get("dur", 0.0))
+            while stack and stack[-1][0] <= start:
+                stack.pop()
+            if stack:  # nested: its time is not its parent's own
+                out[stack[-1][1]][0] -= min(start + dur, stack[-1][0]) - start
+            t = out.setdefault(e["name"], [0.0, 0])
+            t[0] += dur
+            t[1] += 1
+            stack.append((start + dur, e["name"]))
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
@@ -193,7 +211,8 @@ def describe(r: dict) -> str:
         f"({r['matmul_limit_gflop_per_s']:.1f} GFLOP/s: best of "
         + ", ".join(f"{k} {max(v):.1f}" for k, v in r["matmul_gflop_per_s"].items()) + ")",
         f"traced call {r['traced_call_s']:.2f} s; its operations sum to {r['operations_ms'] / 1e3:.2f} s "
-        "(the two cores overlap some, the tracer adds its own)",
+        "(each operation's own time, without the operations nested in it; the cores overlap some, the "
+        "tracer adds its own)",
         "",
         "| kind | ms | share | calls | operations |",
         "| --- | ---: | ---: | ---: | ---: |",

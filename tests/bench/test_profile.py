@@ -9,17 +9,17 @@ from neuronjax.bench.profile import by_kind, hlo_instructions, kind_of, main, op
 
 
 def test_operations_are_summed_by_kind_by_hand():
-    events = [
-        {"ph": "X", "name": "ynn_fusion", "dur": 30.0},
-        {"ph": "X", "name": "ynn_fusion.93", "dur": 50.0},
-        {"ph": "X", "name": "ynn_fusion.93", "dur": 10.0},
-        {"ph": "X", "name": "dynamic-slice_bitcast_fusion.12", "dur": 10.0},
-        {"ph": "X", "name": "ThunkExecutor::Execute", "dur": 500.0},  # a wrapper: not an operation
-        {"ph": "X", "name": "$api.py:2479 block_until_ready", "dur": 400.0},  # a Python frame
-        {"ph": "X", "name": "PjitFunction(compute_prefix_head)", "dur": 300.0},  # a jit dispatch on the host
-        {"ph": "X", "name": "CommonPjRtClient::CreateOutputs", "dur": 20.0},  # the runtime's own work
-        {"ph": "X", "name": "DevicePut", "dur": 70.0},
-        {"ph": "i", "name": "ynn_fusion.1", "dur": 99.0},  # not a complete event
+    events = [  # one after the other on one thread, inside runtime wrappers that are not operations
+        {"ph": "X", "name": "ynn_fusion", "ts": 0.0, "dur": 30.0, "tid": 1},
+        {"ph": "X", "name": "ynn_fusion.93", "ts": 30.0, "dur": 50.0, "tid": 1},
+        {"ph": "X", "name": "ynn_fusion.93", "ts": 80.0, "dur": 10.0, "tid": 1},
+        {"ph": "X", "name": "dynamic-slice_bitcast_fusion.12", "ts": 90.0, "dur": 10.0, "tid": 1},
+        {"ph": "X", "name": "ThunkExecutor::Execute", "ts": 0.0, "dur": 500.0, "tid": 1},  # a wrapper
+        {"ph": "X", "name": "$api.py:2479 block_until_ready", "ts": 0.0, "dur": 400.0, "tid": 2},  # a Python frame
+        {"ph": "X", "name": "PjitFunction(compute_prefix_head)", "ts": 0.0, "dur": 300.0, "tid": 2},  # a host dispatch
+        {"ph": "X", "name": "CommonPjRtClient::CreateOutputs", "ts": 0.0, "dur": 20.0, "tid": 1},  # the runtime's
+        {"ph": "X", "name": "DevicePut", "ts": 0.0, "dur": 70.0, "tid": 2},
+        {"ph": "i", "name": "ynn_fusion.1", "ts": 0.0, "dur": 99.0, "tid": 1},  # not a complete event
     ]
     ops = operation_times(events)
     assert ops == {"ynn_fusion": (30.0, 1), "ynn_fusion.93": (60.0, 2), "dynamic-slice_bitcast_fusion.12": (10.0, 1)}
@@ -31,6 +31,28 @@ def test_operations_are_summed_by_kind_by_hand():
     assert parse_layer_steps("0=32; -1=8") == {0: 32, -1: 8} and parse_layer_steps("") == {}
     with pytest.raises(SystemExit, match="--layer-steps"):
         parse_layer_steps("0:32")
+
+
+def test_a_loop_counts_only_its_own_time_when_its_body_runs_on_its_thread():
+    """On one core a ``while`` encloses its body's operations on the same thread; each counts its
+    own time once. An operation on another thread at the same time is not nested in it."""
+    events = [
+        {"ph": "X", "name": "while.3", "ts": 100.0, "dur": 100.0, "tid": 7},
+        {"ph": "X", "name": "ynn_fusion.2", "ts": 110.0, "dur": 30.0, "tid": 7},  # body, first iteration
+        {"ph": "X", "name": "copy.4", "ts": 140.0, "dur": 5.0, "tid": 7},
+        {"ph": "X", "name": "ynn_fusion.2", "ts": 150.0, "dur": 30.0, "tid": 7},  # second iteration
+        {"ph": "X", "name": "while.9", "ts": 152.0, "dur": 4.0, "tid": 7},  # a loop nested in the body op's span
+        {"ph": "X", "name": "ynn_fusion.5", "ts": 100.0, "dur": 80.0, "tid": 8},  # another thread, concurrent
+        {"ph": "X", "name": "copy.4", "ts": 195.0, "dur": 10.0, "tid": 7},  # runs past the loop's end (clock skew)
+        {"ph": "X", "name": "copy.4", "ts": 300.0, "dur": 2.0, "tid": 7},  # after the loop
+    ]
+    ops = operation_times(events)
+    # while.3: 100 - 30 - 5 - 30 - the 5 of the last copy inside it = 30; ynn_fusion.2: 60 - the nested 4
+    assert ops["while.3"] == (30.0, 1)
+    assert ops["ynn_fusion.2"] == (56.0, 2) and ops["while.9"] == (4.0, 1)
+    assert ops["copy.4"] == (17.0, 3) and ops["ynn_fusion.5"] == (80.0, 1)
+    # the thread's own times add up to its busy span: 100 for the loop, 2 after it, 5 past its end
+    assert sum(t for k, (t, _) in ops.items() if k != "ynn_fusion.5") == pytest.approx(107.0)
 
 
 def test_hlo_instructions_give_shape_and_source():
