@@ -109,7 +109,13 @@ def prefixed_batch(vocab: int, prefix: int, suffixes, seed: int = 0, pad: int = 
         if n:
             tail[0] = 3 + (r % (vocab - 3))  # the prefix ends where the rows part
         rows.append(np.concatenate([head, tail]))
-    width = max(len(r) for r in rows) + 2
+    return left_pad(rows, pad, width=max(len(r) for r in rows) + 2)
+
+
+def left_pad(rows, pad: int = 0, width=None):
+    """int32 (ids, mask) of token lists `rows`, each left-padded with `pad` to `width` columns
+    (default: the longest row's length)."""
+    width = max(len(r) for r in rows) if width is None else width
     ids = np.full((len(rows), width), pad, np.int32)
     mask = np.zeros((len(rows), width), np.int32)
     for r, row in enumerate(rows):

@@ -10,6 +10,7 @@ from neuronjax.tasks.scoring import (
     option_scores,
 )
 from tests.tasks.helpers import fake_cached_fns, fake_logits_fn
+from tests.tiny_models import left_pad
 
 V = 258
 
@@ -23,16 +24,6 @@ def reference_logits(table, tokens):
     """Logits of the fake model for an unpadded token list: running mean of table rows."""
     rows = table[np.asarray(tokens)]
     return np.cumsum(rows, axis=0) / np.arange(1, len(tokens) + 1)[:, None]
-
-
-def left_pad(prompts, pad=0):
-    width = max(len(p) for p in prompts)
-    ids = np.full((len(prompts), width), pad, np.int32)
-    mask = np.zeros((len(prompts), width), np.int32)
-    for b, p in enumerate(prompts):
-        ids[b, width - len(p) :] = p
-        mask[b, width - len(p) :] = 1
-    return ids, mask
 
 
 PROMPTS = [[5, 9, 11, 40], [7, 3], [100, 101, 102, 103, 104, 105]]
