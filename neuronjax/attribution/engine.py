@@ -75,6 +75,53 @@ def resolve_replay(replay: str, backend: Optional[str] = None) -> str:
 DEFAULT_GROUPS = {"joined": 8, "grouped": 4}
 
 
+# the most replay rows (prompts x the IG variants of one pass over the layers) per device that
+# `attribute` puts in one compiled call when it chooses the chunk, per backend. On CPU the
+# replay's saved values grow with the rows, and past a few thousand rows the calls slow down: 16
+# world_facts prompts at m = 16 right Riemann (480 variants per prompt) took 1.35-1.40x less time
+# in calls of 4 prompts (1,920 rows) than in one call of 16 (7,680 rows, the whole batch, which
+# was the default before), and 1.00-1.16x less than in calls of 8 (3,840 rows; five comparisons);
+# at the default nodes (119 variants) calls of 4, 8 and 16 prompts were within noise of each other
+# (2026-12-01, docs/performance.md). Backends not named here run the whole batch in one call (not
+# measured there).
+ROW_BUDGET = {"cpu": 2048}
+
+
+def auto_chunk(prompts: int, rows_per_prompt: int, backend: Optional[str] = None, shards: int = 1) -> int:
+    """Prompts per compiled call when the caller gives none: all of them while each of the
+    ``shards`` devices the rows are split over holds at most the backend's `ROW_BUDGET` replay
+    rows (its prompts x rows_per_prompt, the rows one prompt brings to a pass over the layers);
+    else as few calls as the budget allows, the prompts spread evenly over them (the last call
+    pads the fewest rows) and each call a multiple of ``shards`` prompts. At least one prompt per
+    device and call."""
+    budget = ROW_BUDGET.get(backend_or_current(backend))
+    shards = max(1, int(shards))
+    if budget is None or -(-prompts // shards) * rows_per_prompt <= budget:
+        return prompts
+    cap = max(1, budget // rows_per_prompt) * shards
+    calls = -(-prompts // cap)
+    return -(-(-(-prompts // calls)) // shards) * shards
+
+
+def batch_shards(lm) -> int:
+    """How many devices the rows of a batch are split over on ``lm``'s mesh (1 without one)."""
+    if lm.mesh is None:
+        return 1
+    spec = lm.rules.spec(("batch",), None, lm.mesh)[0]
+    names = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+    return int(np.prod([lm.mesh.shape[n] for n in names], dtype=np.int64))
+
+
+def replay_rows(schedule: Sequence[int], groups: int, replay: str) -> int:
+    """Replay rows one prompt brings to the largest pass over the layers: every variant of the
+    schedule when the groups are joined, the largest group's when they run one after another."""
+    if not schedule:
+        return 1
+    if replay == "joined":
+        return int(sum(schedule))
+    return max(int(sum(schedule[lo:hi])) for lo, hi in quadrature.schedule_groups(schedule, groups))
+
+
 def resolve_groups(groups: Optional[int], replay: str) -> int:
     """``groups``, or for None the default of the (resolved) replay, `DEFAULT_GROUPS`."""
     if groups is None:
@@ -248,9 +295,10 @@ def attribute(
     """Attribute the target to every neuron at the last prompt position, for every prompt of
     ``batch``.
 
-    lm: a `neuronjax.LanguageModel`. chunk: prompts per compiled call (default: the whole batch);
-    the last chunk is padded to the same shape, and sequence lengths are left-padded up to a
-    multiple of ``seq_bucket``, so a run compiles once per shape bucket. groups: how many
+    lm: a `neuronjax.LanguageModel`. chunk: prompts per compiled call (default: `auto_chunk`,
+    the whole batch unless its replay rows per device, prompts x IG variants, pass the
+    backend's `ROW_BUDGET`: 2,048 on CPU); the last chunk is padded to the same shape, and
+    sequence lengths are left-padded up to a multiple of ``seq_bucket``, so a run compiles once per shape bucket. groups: how many
     layer groups the IG variants are split into (see `last_token`; None: 8 joined, 4 grouped,
     `resolve_groups`). replay: "grouped" runs one forward and backward pass per group, "joined"
     one for all groups, each group's variants joining the rows at its first layer (the same
@@ -284,7 +332,10 @@ def attribute(
         schedule = ()  # unused: one compiled program whatever steps says
     batch.validate()
     n, s = np.shape(batch.input_ids)
-    chunk = chunk or n
+    if chunk is None:
+        chunk = auto_chunk(n, replay_rows(schedule, groups, replay) if method == "ig" else 1, shards=batch_shards(lm))
+    elif int(chunk) < 1:
+        raise InputError(f"chunk = {chunk}: expected >= 1 prompts per call (or None to choose it)")
     seq = -(-s // seq_bucket) * seq_bucket
     split = head = None
     if share_prefix:
