@@ -34,9 +34,14 @@ def attribution_flops(cfg: ModelConfig, batch: int, seq: int, method: str, steps
     """FLOPs (2 x MACs) of one `attribute` call on [batch, seq] prompts, by phase; steps (and
     layer_steps) = IG nodes m per layer as in `attribute`, whatever the rule. shared: the length
     of a prefix common to every row that runs once (`cached.split_prefix`); seq is then the
-    rows' width after it."""
+    rows' width after it.
+
+    Keys: "shared", the common prefix's own products (counted as the compiled program runs them,
+    once per call; `attribute` computes the prefix once for all its chunks, so a count over
+    several chunks takes it once); "prefix", the rows' own tokens before the last; "base" and
+    "variants", the last position's passes; "total", their sum."""
     n = cfg.num_layers
-    prefix = batch * n * layer_macs(cfg, seq - 1, shared + seq - 1) + n * layer_macs(cfg, shared, shared)
+    prefix = batch * n * layer_macs(cfg, seq - 1, shared + seq - 1)
     one = layer_macs(cfg, 1, shared + seq)  # one token against the cache and itself
     base = batch * n * one * (2 if method == "grad_x_act" else 1)
     variants = 0
@@ -44,6 +49,7 @@ def attribution_flops(cfg: ModelConfig, batch: int, seq: int, method: str, steps
         schedule = layer_schedule(n, steps, layer_steps)
         for lo, hi in schedule_groups(schedule, groups):
             variants += sum(schedule[lo:hi]) * batch * (n - lo) * one * 2
-    out = {"prefix": 2 * prefix, "base": 2 * base, "variants": 2 * variants}
+    out = {"shared": 2 * n * layer_macs(cfg, shared, shared), "prefix": 2 * prefix, "base": 2 * base,
+           "variants": 2 * variants}  # fmt: skip
     out["total"] = sum(out.values())
     return out

@@ -286,12 +286,14 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
     seq_padded = -(-seq // bucket) * bucket
     calls = -(-n // chunk)
     out["seq_padded"] = seq_padded
-    # attribute() runs the prefix common to every prompt once per call: count what it runs
+    # attribute() runs the prefix common to every prompt once per call of its, whatever the
+    # chunks, and each chunk's rows after it: count what it runs
     split = split_prefix(arrays["input_ids"], arrays["attention_mask"], seq_bucket=bucket,
                          window=smallest_window(lm.config))  # fmt: skip
     width, shared = (split.input_ids.shape[1], split.length) if split is not None else (seq_padded, 0)
     out["shared_prefix"] = shared
-    out["flops_analytic"] = calls * attribution_flops(lm.config, chunk, width, "ig", steps, groups, shared=shared)["total"]
+    counted = attribution_flops(lm.config, chunk, width, "ig", steps, groups, shared=shared)
+    out["flops_analytic"] = calls * (counted["total"] - counted["shared"]) + counted["shared"]
     try:
         part = jax.tree.map(lm.place, pad_rows(first, chunk, seq_padded))
         compiled = attribute_compiled.lower(lm.state, part, graphdef=lm.graphdef, method="ig", steps=steps,

@@ -93,3 +93,22 @@ def test_flops_equal_the_programs_products(lm, method, steps, groups, replay, sh
     analytic = attribution_flops(lm.config, rows, width, method, list(steps) or 1, groups, shared=shared_len)["total"]
     assert analytic <= counted
     assert (counted - analytic) / counted < REL, (counted, analytic)
+
+
+def test_the_shared_term_is_the_prefix_programs_products(lm):
+    """"shared" is what the common prefix costs alone (`cached.prefix_head`, which `attribute`
+    runs once per call of its, whatever the chunks); the benchmark counts it once."""
+    from flax import nnx
+
+    from neuronjax.cached import prefix_head
+
+    batch = _batch(4, 40, prefix=24)
+    split = split_prefix(batch.input_ids, batch.attention_mask, seq_bucket=8, window=None)
+    assert split is not None
+    f = lambda state, ids: prefix_head(nnx.merge(lm.graphdef, state), ids)  # noqa: E731
+    counted = program_flops(jax.make_jaxpr(f)(lm.state, split.shared).jaxpr)
+    width = int(np.shape(split.input_ids)[1])
+    analytic = attribution_flops(lm.config, 4, width, "ig", 2, 1, shared=split.length)
+    assert analytic["shared"] == counted  # nothing left out here: the prefix's own products, all of them
+    assert analytic["total"] == sum(v for k, v in analytic.items() if k != "total")
+    assert attribution_flops(lm.config, 4, width, "ig", 2, 1)["shared"] == 0
