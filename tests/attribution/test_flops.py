@@ -96,7 +96,7 @@ def test_flops_equal_the_programs_products(lm, method, steps, groups, replay, sh
 
 
 def test_the_shared_term_is_the_prefix_programs_products(lm):
-    """"shared" is what the common prefix costs alone (`cached.prefix_head`, which `attribute`
+    """The "shared" term is what the common prefix costs alone (`cached.prefix_head`, which `attribute`
     runs once per call of its, whatever the chunks); the benchmark counts it once."""
     from flax import nnx
 
