@@ -601,6 +601,8 @@ def run(args) -> dict:
                     "rel_error": _error(theirs["result"]["scores"], ref[:p]),
                 },
             }
+            # the ratio beside the peer's other figures too; both errors are in the record above
+            research["ratio_equal_accuracy"] = r["ratio_equal_accuracy"]["ratio"]
     r["machine"]["loadavg_at_end"] = os.getloadavg()
     r["peak_rss_mib"] = _rss_mib()
     return r
