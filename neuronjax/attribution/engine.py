@@ -98,9 +98,10 @@ def auto_chunk(prompts: int, rows_per_prompt: int, backend: Optional[str] = None
     shards = max(1, int(shards))
     if budget is None or -(-prompts // shards) * rows_per_prompt <= budget:
         return prompts
-    cap = max(1, budget // rows_per_prompt) * shards
+    cap = max(1, budget // rows_per_prompt) * shards  # prompts one call may hold
     calls = -(-prompts // cap)
-    return -(-(-(-prompts // calls)) // shards) * shards
+    per_call = -(-prompts // calls)  # the prompts spread evenly over the calls
+    return -(-per_call // shards) * shards  # rounded up to a multiple of the devices
 
 
 def batch_shards(lm) -> int:
@@ -298,10 +299,10 @@ def attribute(
     lm: a `neuronjax.LanguageModel`. chunk: prompts per compiled call (default: `auto_chunk`,
     the whole batch unless its replay rows per device, prompts x IG variants, pass the
     backend's `ROW_BUDGET`: 2,048 on CPU); the last chunk is padded to the same shape, and
-    sequence lengths are left-padded up to a multiple of ``seq_bucket``, so a run compiles once per shape bucket. groups: how many
-    layer groups the IG variants are split into (see `last_token`; None: 8 joined, 4 grouped,
-    `resolve_groups`). replay: "grouped" runs one forward and backward pass per group, "joined"
-    one for all groups, each group's variants joining the rows at its first layer (the same
+    sequence lengths are left-padded up to a multiple of ``seq_bucket``, so a run compiles once
+    per shape bucket. groups: how many layer groups the IG variants are split into (see
+    `last_token`; None: 8 joined, 4 grouped, `resolve_groups`). replay: "grouped" runs one
+    forward and backward pass per group, "joined" one for all groups, each group's variants joining the rows at its first layer (the same
     variants and scores; fewer passes over the weights, more memory held at once); "auto" joins
     on CPU only (`resolve_replay`). target: "ce" for the contrastive F over the four options,
     "prob" for the gold option's probability over the whole vocabulary (see the module
