@@ -112,6 +112,12 @@ class ShardingRules:
     def sharding(self, mesh: Mesh, axes: Sequence[Optional[str]], shape: Sequence[int]) -> NamedSharding:
         return NamedSharding(mesh, self.spec(axes, shape, mesh))
 
+    def devices(self, axis: str, mesh: Optional[Mesh]) -> int:
+        """How many devices of ``mesh`` the logical ``axis`` is split over (1 without a mesh)."""
+        if mesh is None:
+            return 1
+        return math.prod(mesh.shape[n] for n in _names(getattr(self, axis)))
+
     def batch_sharding(self, mesh: Mesh, ndim: int, shape: Optional[Sequence[int]] = None) -> NamedSharding:
         """An input whose first axis is the batch and whose other axes are replicated."""
         return NamedSharding(mesh, self.spec(("batch",) + (None,) * (ndim - 1), shape, mesh))

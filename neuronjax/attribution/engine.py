@@ -104,15 +104,6 @@ def auto_chunk(prompts: int, rows_per_prompt: int, backend: Optional[str] = None
     return -(-per_call // shards) * shards  # rounded up to a multiple of the devices
 
 
-def batch_shards(lm) -> int:
-    """How many devices the rows of a batch are split over on ``lm``'s mesh (1 without one)."""
-    if lm.mesh is None:
-        return 1
-    spec = lm.rules.spec(("batch",), None, lm.mesh)[0]
-    names = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
-    return int(np.prod([lm.mesh.shape[n] for n in names], dtype=np.int64))
-
-
 def replay_rows(schedule: Sequence[int], groups: int, replay: str) -> int:
     """Replay rows one prompt brings to the largest pass over the layers: every variant of the
     schedule when the groups are joined, the largest group's when they run one after another."""
@@ -334,7 +325,7 @@ def attribute(
     batch.validate()
     n, s = np.shape(batch.input_ids)
     if chunk is None:
-        chunk = auto_chunk(n, replay_rows(schedule, groups, replay) if method == "ig" else 1, shards=batch_shards(lm))
+        chunk = auto_chunk(n, replay_rows(schedule, groups, replay) if method == "ig" else 1, shards=lm.rules.devices("batch", lm.mesh))
     elif int(chunk) < 1:
         raise InputError(f"chunk = {chunk}: expected >= 1 prompts per call (or None to choose it)")
     seq = -(-s // seq_bucket) * seq_bucket

@@ -83,6 +83,7 @@ def test_attribute_splits_over_budget_batches_without_changing_scores(monkeypatc
 
     # the devices a batch's rows are split over (the rows go on the data and fsdp axes): none
     # without a mesh, the data axis's 2, and data x fsdp = 4
-    assert engine.batch_shards(lm) == 1
+    assert lm.rules.devices("batch", lm.mesh) == 1
     for shape, shards in (({"data": 2, "tensor": 4}, 2), ({"data": 2, "fsdp": 2, "tensor": 2}, 4)):
-        assert engine.batch_shards(neuronjax.load_model(str(tmp_path), mesh=sh.make_mesh(shape))) == shards
+        on_mesh = neuronjax.load_model(str(tmp_path), mesh=sh.make_mesh(shape))
+        assert on_mesh.rules.devices("batch", on_mesh.mesh) == shards
