@@ -293,9 +293,9 @@ def attribute(
     sequence lengths are left-padded up to a multiple of ``seq_bucket``, so a run compiles once
     per shape bucket. groups: how many layer groups the IG variants are split into (see
     `last_token`; None: 8 joined, 4 grouped, `resolve_groups`). replay: "grouped" runs one
-    forward and backward pass per group, "joined" one for all groups, each group's variants joining the rows at its first layer (the same
-    variants and scores; fewer passes over the weights, more memory held at once); "auto" joins
-    on CPU only (`resolve_replay`). target: "ce" for the contrastive F over the four options,
+    forward and backward pass per group, "joined" one for all groups, each group's variants
+    joining the rows at its first layer (the same variants and scores; fewer passes over the
+    weights, more memory held at once); "auto" joins on CPU only (`resolve_replay`). target: "ce" for the contrastive F over the four options,
     "prob" for the gold option's probability over the whole vocabulary (see the module
     docstring). steps, rule: IG's m nodes and the quadrature rule
     that places and weights them (`quadrature`); steps may be one count for every layer or one
@@ -325,7 +325,8 @@ def attribute(
     batch.validate()
     n, s = np.shape(batch.input_ids)
     if chunk is None:
-        chunk = auto_chunk(n, replay_rows(schedule, groups, replay) if method == "ig" else 1, shards=lm.rules.devices("batch", lm.mesh))
+        rows = replay_rows(schedule, groups, replay) if method == "ig" else 1
+        chunk = auto_chunk(n, rows, shards=lm.rules.devices("batch", lm.mesh))
     elif int(chunk) < 1:
         raise InputError(f"chunk = {chunk}: expected >= 1 prompts per call (or None to choose it)")
     seq = -(-s // seq_bucket) * seq_bucket
