@@ -12,7 +12,7 @@
     neuronjax info [MODEL]                      what a checkpoint is and how it loads
     neuronjax export RUN_DIR --format safetensors|csv|json   a run's neuron sets for other tools
     neuronjax inspect RUN_DIR --neuron L:I [--method M]      one neuron's card: tokens it promotes, prompts it fires on
-    neuronjax bench attribution|evaluation|profile|quadrature|layout|agreement|scaling|load-memory   benchmarks
+    neuronjax bench attribution|evaluation|profile|layer|quadrature|layout|agreement|scaling|load-memory   benchmarks
     neuronjax plan CONFIG --model-config F --topology v5e-64 [--find-batch]   will it fit on a slice
 
 Overrides are dotted `key=value` pairs (YAML values): `identify.k=50`, `task.split.seed=1`.
@@ -417,6 +417,7 @@ def main(argv=None) -> int:
         "quadrature": ("neuronjax.bench.quadrature", "IG error of each quadrature rule against the nodes m"),
         "evaluation": ("neuronjax.bench.evaluation", "intervention scoring throughput against a PyTorch peer"),
         "profile": ("neuronjax.bench.profile", "where an IG call's time goes, by compiled operation kind"),
+        "layer": ("neuronjax.bench.layer", "one replay layer's parts timed alone, against a lone product"),
     }
     for name, (module, text) in benches.items():
         b = bench_sub.add_parser(name, help=text, add_help=False)
