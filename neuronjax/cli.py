@@ -276,7 +276,16 @@ def _inspect(args) -> int:
     return 0
 
 
+# subcommands that run a model: they start again under the huge-page allocator setting
+# (`neuronjax.hugepages`); the others start faster without it
+COMPUTE = ("run", "identify", "evaluate", "stability", "sweep", "generate", "inspect", "bench")
+
+
 def main(argv=None) -> int:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] in COMPUTE:
+        from neuronjax import hugepages
+
+        hugepages.reexec(["-m", "neuronjax", *sys.argv[1:]])  # returns when the setting is on or does not apply
     from neuronjax import __version__
 
     ap = argparse.ArgumentParser(prog="neuronjax", description="Good and bad FFN neurons of causal LLMs (NeuronLLM) in JAX.")

@@ -65,6 +65,7 @@ import time
 
 import numpy as np
 
+from neuronjax import hugepages
 from neuronjax.errors import ConfigError
 from neuronjax.evaluation.results import write_json
 
@@ -513,6 +514,10 @@ def run(args) -> dict:
             "jax": jax.__version__,
             "device": str(jax.devices()[0]),
             "loadavg_at_start": load,
+            # the allocator's huge pages (`neuronjax.hugepages`), ours and the peers' alike: the
+            # peers' process inherits the environment
+            "huge_pages": hugepages.enabled(),
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         },
         "dtype": args.dtype,
         "random_weights": bool(args.random_weights),
@@ -624,7 +629,8 @@ def report(r: dict) -> str:
             f"{'random-token' if r.get('random_weights') else 'one-shot proxy'} prompts of "
             f"{r['prompt_tokens_mean']:.0f} tokens (max {r['prompt_tokens_max']}), "
             f"{r['machine']['cpu_count']} CPU cores, load average {r['machine']['loadavg_at_start'][0]:.1f} at start, "
-            f"{r['machine']['loadavg_at_end'][0]:.1f} at end"
+            f"{r['machine']['loadavg_at_end'][0]:.1f} at end, allocator huge pages "
+            f"{'on' if r['machine'].get('huge_pages') else 'off'} (ours and the peers')"
         ),
         "",
         (
