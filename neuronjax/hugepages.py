@@ -13,7 +13,8 @@ in 5 of 8); when the machine's page faults were cheap (early that evening) it ga
 
 glibc reads its tunables once, when the process starts, so the setting cannot be made from
 Python after the fact: `reexec` runs the same command again with ``GLIBC_TUNABLES`` extended.
-The `neuronjax` command does that on start (before importing JAX) unless:
+The `neuronjax` command does that first thing for its subcommands that run a model (`cli.COMPUTE`;
+Python imports the package, and JAX with it, twice: about 2 s more at the start) unless:
 
 - ``NEURONJAX_HUGE_PAGES=0`` is set (opt out);
 - the C library is not glibc 2.35 or later, or the system is not Linux;
