@@ -170,7 +170,7 @@ def base_pass(model, graphdef, replay: Replay, option_ids, gold, shifts=None, ta
     return f[0], (scores[0], x_in[:, 0], h[:, 0])
 
 
-def _edit_scan(model, graphdef, replay: Replay, x: jax.Array, lo: int, hi: int, start, alpha, shift) -> jax.Array:
+def edit_scan(model, graphdef, replay: Replay, x: jax.Array, lo: int, hi: int, start, alpha, shift) -> jax.Array:
     """Layers lo..hi-1 on rows x [variant, batch, 1, embed]: row v replaces h at layer start[v]
     by alpha[v] * h + shift[v] (shift [variant, batch, mlp]) and runs unedited elsewhere."""
 
@@ -190,7 +190,7 @@ def _edit_scan(model, graphdef, replay: Replay, x: jax.Array, lo: int, hi: int, 
     return x
 
 
-def _entering(x_in: jax.Array, rows: int) -> jax.Array:
+def entering(x_in: jax.Array, rows: int) -> jax.Array:
     """The unedited residual entering a layer, x_in [batch, embed], as `rows` variant rows
     [rows, batch, 1, embed]."""
     return jnp.broadcast_to(x_in[None, :, None, :], (rows,) + x_in.shape[:1] + (1,) + x_in.shape[1:])
@@ -210,8 +210,8 @@ def staircase_f(
     serves every start layer of the group; the caller weights these gradients by the quadrature
     weights of the variants' alphas.
     """
-    x = _entering(x_in, start.shape[0])
-    x = _edit_scan(model, graphdef, replay, x, lo, model.cfg.num_layers, start, alpha, shift)
+    x = entering(x_in, start.shape[0])
+    x = edit_scan(model, graphdef, replay, x, lo, model.cfg.num_layers, start, alpha, shift)
     return target_of(model, x[..., 0, :], option_ids, gold, target)
 
 
@@ -232,8 +232,8 @@ def joined_f(
     x = None
     used = 0
     for (lo, hi), n in zip(bounds, counts):
-        new = _entering(x_in[lo], n)
+        new = entering(x_in[lo], n)
         x = new if x is None else jnp.concatenate([x, new])
         used += n
-        x = _edit_scan(model, graphdef, replay, x, lo, hi, start[:used], alpha[:used], shift[:used])
+        x = edit_scan(model, graphdef, replay, x, lo, hi, start[:used], alpha[:used], shift[:used])
     return target_of(model, x[..., 0, :], option_ids, gold, target)

@@ -23,9 +23,9 @@ its input activations, as the replay takes them: no weight gradients):
   respect to q, k, v;
 - ``attention``: the attention half of layer --layer (norm, projections, core, output);
 - ``ffn``: its FFN half (norm, gate and up, the activation, down);
-- ``layer``: the whole step of layer --layer as the replay runs it (`last_token._edit_scan`'s
+- ``layer``: the whole step of layer --layer as the replay runs it (`last_token.edit_scan`'s
   body: each row's neurons scaled at its edit layer);
-- ``all layers``: `last_token._edit_scan` over every layer, reported per layer: the replay's own
+- ``all layers``: `last_token.edit_scan` over every layer, reported per layer: the replay's own
   scan, with the stacked weights read per layer and the values kept for the backward pass.
 """
 
@@ -90,8 +90,8 @@ def build(lm, batch, variants: int, layer: int) -> dict:
     _, (_, x_in, _) = lt.base_pass(model, graphdef, replay, jnp.asarray(batch.option_ids), jnp.asarray(batch.gold))
     # every variant starts from the unedited residual entering the layer, a little apart per row
     spread = 1.0 + 0.01 * jnp.arange(variants, dtype=x_in.dtype)[:, None, None, None]
-    x = lt._entering(x_in[layer], variants) * spread  # [variant, batch, 1, embed]
-    x0 = lt._entering(x_in[0], variants) * spread
+    x = lt.entering(x_in[layer], variants) * spread  # [variant, batch, 1, embed]
+    x0 = lt.entering(x_in[0], variants) * spread
     start = jnp.asarray(np.arange(variants) % cfg.num_layers, jnp.int32)
     alpha = jnp.asarray((np.arange(variants) % 16 + 1) / 16, jnp.float32)
     shift = jnp.zeros((variants, b, cfg.intermediate_size), x.dtype)
@@ -122,7 +122,7 @@ def build(lm, batch, variants: int, layer: int) -> dict:
         return read(x_mid + blk.ffn_out(h)[..., None, :])
 
     def all_layers(x, shift):
-        return read(lt._edit_scan(model, graphdef, replay, x, 0, cfg.num_layers, start, alpha, shift))
+        return read(lt.edit_scan(model, graphdef, replay, x, 0, cfg.num_layers, start, alpha, shift))
 
     rows = variants * b
     a = jnp.ones((rows, cfg.hidden_size), x.dtype)
