@@ -170,17 +170,23 @@ def base_pass(model, graphdef, replay: Replay, option_ids, gold, shifts=None, ta
     return f[0], (scores[0], x_in[:, 0], h[:, 0])
 
 
+def edit_layer(graphdef, replay: Replay, x: jax.Array, j, start, alpha, shift) -> jax.Array:
+    """Layer j (may be traced) on rows x [variant, batch, 1, embed]: the rows with start[v] == j
+    replace h by alpha[v] * h + shift[v] (shift [variant, batch, mlp]), the others run unedited."""
+    block, rope, bias, past = layer_at(graphdef, replay, j)
+    x_mid, _ = block.attend(x, rope, bias, past)
+    h = block.neurons(x, x_mid)[..., 0, :]
+    here = (start == j)[:, None, None]
+    h = jnp.where(here, alpha[:, None, None].astype(h.dtype) * h + shift.astype(h.dtype), h)
+    return x_mid + block.ffn_out(h)[..., None, :]
+
+
 def edit_scan(model, graphdef, replay: Replay, x: jax.Array, lo: int, hi: int, start, alpha, shift) -> jax.Array:
-    """Layers lo..hi-1 on rows x [variant, batch, 1, embed]: row v replaces h at layer start[v]
-    by alpha[v] * h + shift[v] (shift [variant, batch, mlp]) and runs unedited elsewhere."""
+    """Layers lo..hi-1 on rows x [variant, batch, 1, embed], each as `edit_layer`: row v replaces
+    h at layer start[v] by alpha[v] * h + shift[v] and runs unedited elsewhere."""
 
     def body(x, j):
-        block, rope, bias, past = layer_at(graphdef, replay, j)
-        x_mid, _ = block.attend(x, rope, bias, past)
-        h = block.neurons(x, x_mid)[..., 0, :]
-        here = (start == j)[:, None, None]
-        h = jnp.where(here, alpha[:, None, None].astype(h.dtype) * h + shift.astype(h.dtype), h)
-        return x_mid + block.ffn_out(h)[..., None, :], None
+        return edit_layer(graphdef, replay, x, j, start, alpha, shift), None
 
     # keep every matrix product's output for the backward pass, the attention ones (with batch
     # dimensions) too: 3-10% faster than keeping only those without (2026-11-30, 16 world_facts

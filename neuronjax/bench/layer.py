@@ -23,8 +23,8 @@ its input activations, as the replay takes them: no weight gradients):
   respect to q, k, v;
 - ``attention``: the attention half of layer --layer (norm, projections, core, output);
 - ``ffn``: its FFN half (norm, gate and up, the activation, down);
-- ``layer``: the whole step of layer --layer as the replay runs it (`last_token.edit_scan`'s
-  body: each row's neurons scaled at its edit layer);
+- ``layer``: the whole step of layer --layer as the replay runs it (`last_token.edit_layer`:
+  each row's neurons scaled at its edit layer);
 - ``all layers``: `last_token.edit_scan` over every layer, reported per layer: the replay's own
   scan, with the stacked weights read per layer and the values kept for the backward pass.
 """
@@ -114,12 +114,7 @@ def build(lm, batch, variants: int, layer: int) -> dict:
         return read(x + blk.ffn_out(blk.neurons(x, x)))
 
     def one_layer(x, shift):
-        blk, rp, bs, ps = lt.layer_at(graphdef, replay, layer)
-        x_mid, _ = blk.attend(x, rp, bs, ps)
-        h = blk.neurons(x, x_mid)[..., 0, :]
-        here = (start == layer)[:, None, None]
-        h = jnp.where(here, alpha[:, None, None].astype(h.dtype) * h + shift.astype(h.dtype), h)
-        return read(x_mid + blk.ffn_out(h)[..., None, :])
+        return read(lt.edit_layer(graphdef, replay, x, layer, start, alpha, shift))
 
     def all_layers(x, shift):
         return read(lt.edit_scan(model, graphdef, replay, x, 0, cfg.num_layers, start, alpha, shift))
@@ -218,9 +213,10 @@ def main(argv=None) -> int:
     from neuronjax.bench.quadrature import world_facts_prompts
 
     lm = neuronjax.load_model(neuronjax.default_model_path())
-    if not 0 <= args.layer < lm.config.num_layers:
-        ap.error(f"--layer {args.layer}: expected 0..{lm.config.num_layers - 1} ({lm.config.num_layers} layers)")
-    r = measure(lm, world_facts_prompts(lm, args.prompts), args.variants, args.layer, args.rounds)
+    try:
+        r = measure(lm, world_facts_prompts(lm, args.prompts), args.variants, args.layer, args.rounds)
+    except InputError as err:  # the layer out of range
+        ap.error(f"--{err}")
     r["model"] = lm.source
     print(describe(r, lm.source))
     cmd = "neuronjax bench layer " + " ".join(sys.argv[3:] if argv is None else argv)
