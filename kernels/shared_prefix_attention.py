@@ -73,6 +73,7 @@ from jax.experimental import pallas as pl
 from neuronjax.kernels import choice
 
 from neuronjax.errors import InputError
+from neuronjax.kernels import one_token
 
 F32 = jnp.float32
 MAX_BLOCK_K = 128  # cached positions per inner step
@@ -117,6 +118,9 @@ def shared_prefix_attention(
     if name == "pallas" and impl == "auto" and not choice.forced() and seq > 1:
         name = "reference"
     if name == "reference" or cached == 0:
+        if (impl == "auto" and not choice.forced() and devices == 1 and choice.backend_or_current() == "cpu"
+                and one_token.applies(q, k, v, bias)):  # fmt: skip
+            return one_token.attention(q, k, v, past_k, past_v, bias, scale, softcap)
         return reference(q, k, v, past_k, past_v, bias, scale, softcap)
     kernel = functools.partial(pallas_attention, scale=scale, softcap=softcap, interpret=name == "interpret",
                                block_k=block_k)  # fmt: skip

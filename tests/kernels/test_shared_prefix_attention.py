@@ -22,6 +22,7 @@ from neuronjax.models.layers import NEG_INF, attend
 
 # The module (the package's attribute of that name is the function).
 spa = importlib.import_module("neuronjax.kernels.shared_prefix_attention")
+one_token = importlib.import_module("neuronjax.kernels.one_token")
 
 NEG = NEG_INF  # the model's mask value: the most negative float32, not -inf
 
@@ -239,29 +240,38 @@ def test_auto_follows_the_default_device(monkeypatch):
         assert kernels.choose("auto", devices=1) == "reference"
 
 
-def test_attend_with_past_uses_reference_on_cpu_and_obeys_override(monkeypatch):
+def test_attend_with_past_uses_one_token_layout_on_cpu_and_obeys_override(monkeypatch):
+    """On CPU a one-token step runs `one_token.attention` (the reference's math in the replay's
+    layout); NEURONJAX_KERNELS=reference forces the einsum reference, =interpret the kernel."""
     monkeypatch.delenv(choice.ENV_VAR, raising=False)
-    if jax.default_backend() != "cpu":
+    on_cpu = jax.default_backend() == "cpu"
+    if not on_cpu:
         monkeypatch.setenv(choice.ENV_VAR, "reference")  # the same check of the override on an accelerator
     q, k, v, pk, pv, bias = make_inputs(6, (3,), 3, 1, 6, 3, 16, 37, jnp.float32)
     calls = []
 
-    def spy(name, fn):
+    def spy(module, name, fn):
         def wrapped(*a, **kw):
             calls.append(name)
             return fn(*a, **kw)
 
-        monkeypatch.setattr(spa, name, wrapped)
+        monkeypatch.setattr(module, name, wrapped)
 
-    spy("reference", spa.reference)
-    spy("pallas_attention", spa.pallas_attention)
+    spy(spa, "reference", spa.reference)
+    spy(spa, "pallas_attention", spa.pallas_attention)
+    spy(one_token, "attention", one_token.attention)
 
     def run():  # a fresh function each time, so the choice is traced again
         return jax.jit(lambda *a: attend(*a[:4], 0.25, None, past=a[4:]))(q, k, v, bias, pk, pv)
 
+    want = jitted("reference", 0.25, None)(q, k, v, pk, pv, bias)
     out = run()
+    assert calls == (["attention"] if on_cpu else ["reference"])
+    assert_close(out, want, jnp.float32)
+    calls.clear()
+    monkeypatch.setenv(choice.ENV_VAR, "reference")
+    np.testing.assert_array_equal(np.asarray(run()), np.asarray(want))
     assert calls == ["reference"]
-    np.testing.assert_array_equal(np.asarray(out), np.asarray(jitted("reference", 0.25, None)(q, k, v, pk, pv, bias)))
     calls.clear()
     monkeypatch.setenv(choice.ENV_VAR, "interpret")
     forced = run()

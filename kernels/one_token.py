@@ -1,0 +1,154 @@
+"""One-token shared-prefix attention in XLA, laid out for the CPU: the replay's attention core.
+
+What it computes is `shared_prefix_attention.reference` for one query token (seq == 1): every
+variant's query reads the prompt's cached keys and values plus its own new key and value. The
+reference writes that as einsums over [..., batch, seq, kv_heads, group, ...]. XLA's CPU backend
+turns those into small batched products over (batch, kv head) whose operands and results it
+relays out around every product, in the forward pass and again, with more of them, in the
+automatic backward pass. On the IG replay's shapes (119 variants x 8 prompts, 9 heads in 3 kv
+groups, 94 cached keys, head_dim 64) the attention core took about a fifth of a layer's forward
+time for 3% of its products (docs/performance.md, "One replay layer, part by part").
+
+Here the query rows are laid out once as [batch, kv_head, rows, head_dim] (rows = the variants
+times the group's heads, in that order), the cache as [batch, kv_head, cached, head_dim], and
+every array of the step keeps that layout: scores and probabilities [batch, kv_head, rows,
+cached + 1] (the row's own key last), so each product reads and writes its natural layout and
+the softmax runs along the last axis. The backward pass is written out (`jax.custom_vjp`) in the
+same layout, from the probabilities saved by the forward pass (and, with a softcap, its tanh):
+two products for the query and cache gradients' shapes as in the forward pass, plus the
+cache's and bias's gradients, which XLA drops when nothing reads them (the replay
+differentiates with respect to the rows only).
+
+Numbers: scores, softmax and every sum in float32; the weighted values are summed in float32
+from the probabilities cast to the values' dtype (as the reference does) and cast to it once at
+the end; gradients are computed in float32 and returned in their inputs' dtypes.
+
+`applies` says when it runs (one query position, a bias of the replay's form [batch or 1, 1, 1,
+1, cached + 1]); `shared_prefix_attention` uses it on the CPU for one-token steps unless an
+implementation is forced.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+F32 = jnp.float32
+
+
+def applies(q, k, v, bias) -> bool:
+    """Whether `attention` takes these shapes: one query position, k and v with q's leading
+    axes, and a bias [batch or 1, 1, 1, 1, cached + 1] (one row for every variant and head)."""
+    return (
+        q.ndim >= 4 and q.shape[-3] == 1 and k.shape[:-2] == q.shape[:-2] and v.shape == k.shape
+        and bias.ndim == 5 and bias.shape[1:4] == (1, 1, 1) and bias.shape[0] in (1, q.shape[-4])
+        and q.shape[-2] % k.shape[-2] == 0
+    )  # fmt: skip
+
+
+def attention(q, k, v, past_k, past_v, bias, scale: float, softcap: Optional[float]) -> jax.Array:
+    """`shared_prefix_attention.reference` for one query token (`applies` must hold).
+
+    q [..., batch, 1, heads, head_dim]; k, v [..., batch, 1, kv_heads, head_dim]; past_k, past_v
+    [batch, cached, kv_heads, head_dim]; bias [batch or 1, 1, 1, 1, cached + 1]. Returns q's
+    shape in v's dtype.
+    """
+    *lead, b, s, h, d = q.shape
+    kv = k.shape[-2]
+    n = math.prod(lead)
+    out = _core(
+        q.reshape(n, b, h, d), k.reshape(n, b, kv, d), v.reshape(n, b, kv, d), past_k, past_v,
+        bias.reshape(bias.shape[0], -1), float(scale), None if softcap is None else float(softcap),
+    )  # fmt: skip
+    return out.reshape(q.shape)
+
+
+def _rows(x, kv):  # [n, b, h, d] -> [b, kv, n * group, d]
+    n, b, h, d = x.shape
+    return x.reshape(n, b, kv, h // kv, d).transpose(1, 2, 0, 3, 4).reshape(b, kv, n * (h // kv), d)
+
+
+def _unrows(x, n):  # [b, kv, n * group, d] -> [n, b, kv * group, d]
+    b, kv, r, d = x.shape
+    return x.reshape(b, kv, n, r // n, d).transpose(2, 0, 1, 3, 4).reshape(n, b, kv * (r // n), d)
+
+
+def _per_group(x, group):  # [b, kv, n * group, ...] -> [b, kv, n, group, ...]
+    return x.reshape(x.shape[0], x.shape[1], x.shape[2] // group, group, *x.shape[3:])
+
+
+def _bdot(x, y, x_contract: int, y_contract: int):
+    """Product over the shared leading (batch, kv_head) axes, summed in float32."""
+    return jax.lax.dot_general(x, y, (((x_contract,), (y_contract,)), ((0, 1), (0, 1))), preferred_element_type=F32)
+
+
+def _forward(q, k, v, past_k, past_v, bias, scale, softcap):
+    n, b, h, d = q.shape
+    kv = k.shape[2]
+    group = h // kv
+    qr = _rows(q, kv)  # [b, kv, rows, d]
+    kn, vn = k.transpose(1, 2, 0, 3), v.transpose(1, 2, 0, 3)  # the rows' own keys/values [b, kv, n, d]
+    kc, vc = past_k.transpose(0, 2, 1, 3), past_v.transpose(0, 2, 1, 3)  # [b, kv, cached, d]
+    cached = _bdot(qr, kc, 3, 3)  # [b, kv, rows, cached]
+    own = jnp.einsum("bkngd,bknd->bkng", _per_group(qr, group), kn, preferred_element_type=F32)
+    raw = jnp.concatenate([cached, own.reshape(b, kv, n * group, 1)], axis=-1) * scale
+    tanh = None
+    if softcap is not None:
+        tanh = jnp.tanh(raw / softcap)
+        raw = softcap * tanh
+    probs = jax.nn.softmax(raw + bias.astype(F32)[:, None, None, :], axis=-1)
+    p = probs.astype(v.dtype)
+    out = _bdot(p[..., :-1], vc.astype(v.dtype), 3, 2)
+    out = out + (_per_group(p[..., -1], group)[..., None].astype(F32) * vn[:, :, :, None, :]).reshape(out.shape)
+    return _unrows(out, n).astype(v.dtype), (qr, kn, vn, kc, vc, probs, tanh)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def _core(q, k, v, past_k, past_v, bias, scale, softcap):
+    return _forward(q, k, v, past_k, past_v, bias, scale, softcap)[0]
+
+
+def _core_fwd(q, k, v, past_k, past_v, bias, scale, softcap):
+    out, saved = _forward(q, k, v, past_k, past_v, bias, scale, softcap)
+    return out, (saved, (q, k, v, past_k, past_v, bias))
+
+
+def _core_bwd(scale, softcap, residuals, d_out):
+    (qr, kn, vn, kc, vc, probs, tanh), (q, k, v, past_k, past_v, bias) = residuals
+    n, b, h, d = d_out.shape
+    kv = kn.shape[1]
+    group = h // kv
+    do = _rows(d_out.astype(F32), kv)  # [b, kv, rows, d]
+    p_v = probs.astype(v.dtype).astype(F32)  # what the forward's value products read
+    # d(values): cached ones summed over every row; each row's own value over its group's heads
+    d_vc = _bdot(p_v[..., :-1], do, 2, 2)  # [b, kv, cached, d]
+    d_vn = jnp.einsum("bkng,bkngd->bknd", _per_group(p_v[..., -1], group), _per_group(do, group))
+    # d(probabilities), then through the softmax: d(logits) = p * (dp - sum(p * dp))
+    dp_cached = _bdot(do, vc.astype(F32), 3, 3)  # [b, kv, rows, cached]
+    dp_own = jnp.einsum("bkngd,bknd->bkng", _per_group(do, group), vn.astype(F32)).reshape(b, kv, -1, 1)
+    dp = jnp.concatenate([dp_cached, dp_own], axis=-1)
+    d_logits = probs * (dp - (probs * dp).sum(-1, keepdims=True))
+    d_bias = d_logits.sum((1, 2))  # [b, cached + 1]
+    d_raw = d_logits if tanh is None else d_logits * (1.0 - tanh * tanh)
+    d_scores = d_raw * scale
+    d_qr = _bdot(d_scores[..., :-1], kc.astype(F32), 3, 2)
+    d_qr = d_qr + (_per_group(d_scores[..., -1], group)[..., None] * kn[:, :, :, None, :].astype(F32)).reshape(d_qr.shape)
+    d_kc = _bdot(d_scores[..., :-1], qr.astype(F32), 2, 2)  # [b, kv, cached, d]
+    d_kn = jnp.einsum("bkng,bkngd->bknd", _per_group(d_scores[..., -1], group), _per_group(qr, group).astype(F32))
+    if bias.shape[0] == 1:
+        d_bias = d_bias.sum(0, keepdims=True)
+    return (
+        _unrows(d_qr, n).astype(q.dtype),
+        d_kn.transpose(2, 0, 1, 3).astype(k.dtype),
+        d_vn.transpose(2, 0, 1, 3).astype(v.dtype),
+        d_kc.transpose(0, 2, 1, 3).astype(past_k.dtype),
+        d_vc.transpose(0, 2, 1, 3).astype(past_v.dtype),
+        d_bias.astype(bias.dtype),
+    )
+
+
+_core.defvjp(_core_fwd, _core_bwd)
