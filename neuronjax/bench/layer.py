@@ -19,8 +19,8 @@ its input activations, as the replay takes them: no weight gradients):
 
 - ``product``: [rows x embed] x [embed x mlp] alone, forward only: the rate the parts are held to;
 - ``attention core``: scores against the cached keys and the row's own key, softmax, the weighted
-  values (`kernels.shared_prefix_attention.reference`, what the replay runs on CPU), gradient with
-  respect to q, k, v;
+  values (`kernels.shared_prefix_attention`, as the replay calls it: on CPU `kernels.one_token`,
+  or the einsum reference with NEURONJAX_KERNELS=reference), gradient with respect to q, k, v;
 - ``attention``: the attention half of layer --layer (norm, projections, core, output);
 - ``ffn``: its FFN half (norm, gate and up, the activation, down);
 - ``layer``: the whole step of layer --layer as the replay runs it (`last_token.edit_layer`:
@@ -75,7 +75,7 @@ def build(lm, batch, variants: int, layer: int) -> dict:
     import jax.numpy as jnp
     from flax import nnx
 
-    from neuronjax.kernels.shared_prefix_attention import reference
+    from neuronjax.kernels.shared_prefix_attention import shared_prefix_attention
     from neuronjax.attribution import last_token as lt
     from neuronjax.cached import prefix_cache
 
@@ -103,7 +103,7 @@ def build(lm, batch, variants: int, layer: int) -> dict:
         return (y.astype(jnp.float32) * jnp.cos(jnp.arange(y.shape[-1], dtype=jnp.float32))).sum()
 
     def core(q, k, v):
-        return read(reference(q, k, v, past[0], past[1], bias, cfg.scale, cfg.attn_softcap))
+        return read(shared_prefix_attention(q, k, v, past[0], past[1], bias, cfg.scale, cfg.attn_softcap))
 
     def attention(x):
         blk, rp, bs, ps = lt.layer_at(graphdef, replay, layer)
