@@ -5,8 +5,9 @@ interventions) attending to one shared prompt KV cache; what ``neuronjax.models.
 computes when given ``past``.
 
 Every kernel takes ``impl`` ("auto", "reference", "pallas", "interpret"); ``choose`` resolves it:
-"auto" means the environment variable ``NEURONJAX_KERNELS`` when set, else the Pallas kernel on
-GPU/TPU and the reference on CPU. ``python -m neuronjax.kernels.bench`` times both on the current backend.
+"auto" means the environment variable ``NEURONJAX_KERNELS`` when set, else the Pallas kernel on a
+TPU and the reference elsewhere (on the CPU, one-token steps of ``shared_prefix_attention`` run
+``one_token``: the reference's math laid out for that case, with a written backward pass). ``python -m neuronjax.kernels.bench`` times both on the current backend.
 """
 
 from neuronjax.kernels.choice import ENV_VAR, IMPLS, choose

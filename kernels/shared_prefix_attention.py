@@ -31,7 +31,11 @@ always used), "pallas", "interpret" (the Pallas kernel under the Pallas interpre
 With "auto" on an accelerator, steps of more than one query token (seq > 1) use the reference:
 the kernel handles them (one grid axis per query position, so the cache is re-read once per
 position), but the shared-cache saving is for one-token steps, which is the hot path. An
-explicit impl or ``NEURONJAX_KERNELS`` forces the kernel for any seq.
+explicit impl or ``NEURONJAX_KERNELS`` forces the kernel for any seq. Where "auto" resolves to the
+reference on the CPU (one device, no mesh), one-token steps run ``one_token.attention``
+(``kernels/one_token.py``): the reference's math with the rows laid out [batch, kv_head, rows]
+and a written backward pass, twice as fast on the IG replay's shapes; an explicit "reference"
+(argument or ``NEURONJAX_KERNELS``) runs the einsums below.
 
 Gradients: the kernel part has a ``jax.custom_vjp`` whose backward pass is a second Pallas kernel
 (same grid; it recomputes the probabilities from the saved row max and sum, accumulates the query

@@ -48,17 +48,17 @@ CASES = [
 
 @pytest.mark.parametrize("lead,batch,heads,kv_heads,dim,cached,softcap", CASES)
 def test_values_and_gradients_match_the_reference(lead, batch, heads, kv_heads, dim, cached, softcap):
-    """Measured agreement in float32: outputs within 8e-7 and gradients within 7e-7 of the
-    largest entry; the bound is 4e-6."""
+    """Measured agreement in float32 (these cases and the next test's): outputs within 3e-7 and
+    gradients within 7e-7 of the largest entry; the bound is 2e-6."""
     args = make_inputs(3, lead, batch, 1, heads, kv_heads, dim, cached)
     assert one_token.applies(args[0], args[1], args[2], args[5])
     want, want_g = value_and_grads(spa.reference, args, 0.25, softcap)
     got, got_g = value_and_grads(one_token.attention, args, 0.25, softcap)
     assert got.shape == want.shape and got.dtype == want.dtype
-    assert_near(got, want, 4e-6)
+    assert_near(got, want, 2e-6)
     for name, g, r in zip(NAMES, got_g, want_g):
         assert g.shape == r.shape and g.dtype == r.dtype, name
-        assert_near(g, r, 4e-6, name)
+        assert_near(g, r, 2e-6, name)
 
 
 def test_bias_shared_by_the_batch_and_a_row_that_sees_nothing():
@@ -71,15 +71,15 @@ def test_bias_shared_by_the_batch_and_a_row_that_sees_nothing():
         args = (q, k, v, pk, pv, bias)
         want, want_g = value_and_grads(spa.reference, args, 0.25, None)
         got, got_g = value_and_grads(one_token.attention, args, 0.25, None)
-        assert_near(got, want, 4e-6)
+        assert_near(got, want, 2e-6)
         for name, g, r in zip(NAMES, got_g, want_g):
             assert g.shape == r.shape, name
-            assert_near(g, r, 4e-6, name)
+            assert_near(g, r, 2e-6, name)
 
 
 def test_bfloat16_against_the_float32_reference():
     """bfloat16 inputs: the output and gradients against the float32 reference of the same
-    (rounded) inputs, within bfloat16's resolution (measured 7e-3 of the largest entry)."""
+    (rounded) inputs, within bfloat16's resolution (measured: at most 6e-3 of the largest entry)."""
     args = make_inputs(4, (7,), 3, 1, 6, 3, 32, 37, jnp.bfloat16)
     want, want_g = value_and_grads(spa.reference, tuple(a.astype(jnp.float32) for a in args), 0.25, 30.0)
     got, got_g = value_and_grads(one_token.attention, args, 0.25, 30.0)
