@@ -57,7 +57,7 @@ def attention(q, k, v, past_k, past_v, bias, scale: float, softcap: Optional[flo
     [batch, cached, kv_heads, head_dim]; bias [batch or 1, 1, 1, 1, cached + 1]. Returns q's
     shape in v's dtype.
     """
-    *lead, b, s, h, d = q.shape
+    *lead, b, _, h, d = q.shape
     kv = k.shape[-2]
     n = math.prod(lead)
     out = _core(
@@ -87,7 +87,7 @@ def _bdot(x, y, x_contract: int, y_contract: int):
 
 
 def _forward(q, k, v, past_k, past_v, bias, scale, softcap):
-    n, b, h, d = q.shape
+    n, b, h, _ = q.shape
     kv = k.shape[2]
     group = h // kv
     qr = _rows(q, kv)  # [b, kv, rows, d]
@@ -119,7 +119,7 @@ def _core_fwd(q, k, v, past_k, past_v, bias, scale, softcap):
 
 def _core_bwd(scale, softcap, residuals, d_out):
     (qr, kn, vn, kc, vc, probs, tanh), (q, k, v, past_k, past_v, bias) = residuals
-    n, b, h, d = d_out.shape
+    n, b, h, _ = d_out.shape
     kv = kn.shape[1]
     group = h // kv
     do = _rows(d_out.astype(F32), kv)  # [b, kv, rows, d]

@@ -68,6 +68,7 @@ import numpy as np
 from neuronjax import hugepages
 from neuronjax.errors import ConfigError
 from neuronjax.evaluation.results import write_json
+from neuronjax.kernels import choice as kernel_choice
 
 ROLE = "You are a careful assistant. Answer each multiple-choice question with the letter of the correct option only."
 
@@ -518,6 +519,8 @@ def run(args) -> dict:
             # peers' process inherits the environment
             "huge_pages": hugepages.enabled(),
             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+            # the kernels' implementation when NEURONJAX_KERNELS forces one ("auto" otherwise)
+            "kernels": os.environ.get(kernel_choice.ENV_VAR, "").strip().lower() or "auto",
         },
         "dtype": args.dtype,
         "random_weights": bool(args.random_weights),
@@ -631,6 +634,7 @@ def report(r: dict) -> str:
             f"{r['machine']['cpu_count']} CPU cores, load average {r['machine']['loadavg_at_start'][0]:.1f} at start, "
             f"{r['machine']['loadavg_at_end'][0]:.1f} at end, allocator huge pages "
             f"{'on' if r['machine'].get('huge_pages') else 'off'} (ours and the peers')"
+            + (f", NEURONJAX_KERNELS={r['machine']['kernels']}" if r["machine"].get("kernels", "auto") != "auto" else "")
         ),
         "",
         (

@@ -2,7 +2,6 @@
 einsum reference (values and the gradient of every input, through its written backward pass)
 and against a float64 loop in numpy; when it applies."""
 
-import functools
 import importlib
 
 import jax
@@ -120,14 +119,16 @@ def test_under_vmap_equals_the_leading_axis():
 
     mapped = jax.vmap(f)(q, k, v)
     np.testing.assert_allclose(np.asarray(mapped), np.asarray(f(q, k, v)), rtol=1e-6, atol=1e-6)
-    loss = functools.partial(lambda fn, *a: (fn(*a) ** 2).sum())
+    def loss(fn, *a):
+        return (fn(*a) ** 2).sum()
+
     g_mapped = jax.grad(loss, argnums=1)(jax.vmap(f), q, k, v)
     g_lead = jax.grad(loss, argnums=1)(f, q, k, v)
     np.testing.assert_allclose(np.asarray(g_mapped), np.asarray(g_lead), rtol=1e-5, atol=1e-6)
 
 
 def test_applies_to_one_token_steps_only():
-    q, k, v, pk, pv, bias = make_inputs(7, (3,), 2, 1, 6, 3, 16, 9)
+    q, k, v, _, _, bias = make_inputs(7, (3,), 2, 1, 6, 3, 16, 9)
     assert one_token.applies(q, k, v, bias)
     q2, k2, v2, _, _, bias2 = make_inputs(7, (3,), 2, 2, 6, 3, 16, 9)
     assert not one_token.applies(q2, k2, v2, bias2)  # two query positions
