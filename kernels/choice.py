@@ -16,7 +16,9 @@ Every kernel in this package takes ``impl``:
   of the default device (``jax.default_device``) when one is set. A Pallas call is
   opaque to XLA's sharding propagation, so on a mesh the kernels run once per shard under
   `jax.shard_map` (they are given the mesh); arrays spread over several devices without a mesh
-  given get the reference.
+  given get the reference. Where "auto" gives the reference on a CPU with one device,
+  ``shared_prefix_attention`` runs its one-token steps in ``one_token`` (the same math, laid out
+  for the CPU); naming "reference" explicitly keeps the einsum form.
 
 An explicit ``impl`` other than ``"auto"`` is always honoured; the environment variable only
 replaces ``"auto"``. The choice is made when a function is traced, so changing the variable
