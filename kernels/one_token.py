@@ -14,10 +14,10 @@ times the group's heads, in that order), the cache as [batch, kv_head, cached, h
 every array of the step keeps that layout: scores and probabilities [batch, kv_head, rows,
 cached + 1] (the row's own key last), so each product reads and writes its natural layout and
 the softmax runs along the last axis. The backward pass is written out (`jax.custom_vjp`) in the
-same layout, from the probabilities saved by the forward pass (and, with a softcap, its tanh):
-two products for the query and cache gradients' shapes as in the forward pass, plus the
-cache's and bias's gradients, which XLA drops when nothing reads them (the replay
-differentiates with respect to the rows only).
+same layout, from the probabilities saved by the forward pass (and, with a softcap, its tanh).
+It computes the gradients of the inputs being differentiated only (symbolic zeros): the replay
+differentiates the rows' q, k and v, which takes two products of the forward pass's shapes; the
+cached keys' and values' gradients take one product each, when asked for.
 
 Numbers: scores, softmax and every sum in float32; the weighted values are summed in float32
 from the probabilities cast to the values' dtype (as the reference does) and cast to it once at
@@ -112,43 +112,57 @@ def _core(q, k, v, past_k, past_v, bias, scale, softcap):
     return _forward(q, k, v, past_k, past_v, bias, scale, softcap)[0]
 
 
+NAMES = ("q", "k", "v", "past_k", "past_v", "bias")
+
+
 def _core_fwd(q, k, v, past_k, past_v, bias, scale, softcap):
-    out, saved = _forward(q, k, v, past_k, past_v, bias, scale, softcap)
-    return out, (saved, (q, k, v, past_k, past_v, bias))
+    # symbolic zeros: each input comes with whether it is differentiated; the names of those that
+    # are travel as the keys of a dict (static pytree structure), so the backward pass computes
+    # only their gradients (the replay differentiates q, k and v, never the cache or the bias)
+    args = (q, k, v, past_k, past_v, bias)
+    wanted = {name: None for name, a in zip(NAMES, args) if a.perturbed}
+    out, saved = _forward(*(a.value for a in args), scale, softcap)
+    return out, (saved, bias.value, wanted)
 
 
 def _core_bwd(scale, softcap, residuals, d_out):
-    (qr, kn, vn, kc, vc, probs, tanh), (q, k, v, past_k, past_v, bias) = residuals
+    (qr, kn, vn, kc, vc, probs, tanh), bias, wanted = residuals
+    if isinstance(d_out, jax.custom_derivatives.SymbolicZero):
+        return (None,) * len(NAMES)
     n, b, h, _ = d_out.shape
     kv = kn.shape[1]
     group = h // kv
+    grads = dict.fromkeys(NAMES)
     do = _rows(d_out.astype(F32), kv)  # [b, kv, rows, d]
-    p_v = probs.astype(v.dtype).astype(F32)  # what the forward's value products read
+    p_v = probs.astype(vn.dtype).astype(F32)  # what the forward's value products read
     # d(values): cached ones summed over every row; each row's own value over its group's heads
-    d_vc = _bdot(p_v[..., :-1], do, 2, 2)  # [b, kv, cached, d]
-    d_vn = jnp.einsum("bkng,bkngd->bknd", _per_group(p_v[..., -1], group), _per_group(do, group))
+    if "past_v" in wanted:
+        grads["past_v"] = _bdot(p_v[..., :-1], do, 2, 2).transpose(0, 2, 1, 3).astype(vc.dtype)
+    if "v" in wanted:
+        d_vn = jnp.einsum("bkng,bkngd->bknd", _per_group(p_v[..., -1], group), _per_group(do, group))
+        grads["v"] = d_vn.transpose(2, 0, 1, 3).astype(vn.dtype)
+    if not wanted.keys() & {"q", "k", "past_k", "bias"}:
+        return tuple(grads.values())
     # d(probabilities), then through the softmax: d(logits) = p * (dp - sum(p * dp))
     dp_cached = _bdot(do, vc.astype(F32), 3, 3)  # [b, kv, rows, cached]
     dp_own = jnp.einsum("bkngd,bknd->bkng", _per_group(do, group), vn.astype(F32)).reshape(b, kv, -1, 1)
     dp = jnp.concatenate([dp_cached, dp_own], axis=-1)
     d_logits = probs * (dp - (probs * dp).sum(-1, keepdims=True))
-    d_bias = d_logits.sum((1, 2))  # [b, cached + 1]
+    if "bias" in wanted:
+        d_bias = d_logits.sum((1, 2))  # [b, cached + 1]
+        grads["bias"] = (d_bias.sum(0, keepdims=True) if bias.shape[0] == 1 else d_bias).astype(bias.dtype)
     d_raw = d_logits if tanh is None else d_logits * (1.0 - tanh * tanh)
     d_scores = d_raw * scale
-    d_qr = _bdot(d_scores[..., :-1], kc.astype(F32), 3, 2)
-    d_qr = d_qr + (_per_group(d_scores[..., -1], group)[..., None] * kn[:, :, :, None, :].astype(F32)).reshape(d_qr.shape)
-    d_kc = _bdot(d_scores[..., :-1], qr.astype(F32), 2, 2)  # [b, kv, cached, d]
-    d_kn = jnp.einsum("bkng,bkngd->bknd", _per_group(d_scores[..., -1], group), _per_group(qr, group).astype(F32))
-    if bias.shape[0] == 1:
-        d_bias = d_bias.sum(0, keepdims=True)
-    return (
-        _unrows(d_qr, n).astype(q.dtype),
-        d_kn.transpose(2, 0, 1, 3).astype(k.dtype),
-        d_vn.transpose(2, 0, 1, 3).astype(v.dtype),
-        d_kc.transpose(0, 2, 1, 3).astype(past_k.dtype),
-        d_vc.transpose(0, 2, 1, 3).astype(past_v.dtype),
-        d_bias.astype(bias.dtype),
-    )
+    if "q" in wanted:
+        d_qr = _bdot(d_scores[..., :-1], kc.astype(F32), 3, 2)
+        own = _per_group(d_scores[..., -1], group)[..., None] * kn[:, :, :, None, :].astype(F32)
+        grads["q"] = _unrows(d_qr + own.reshape(d_qr.shape), n).astype(qr.dtype)
+    if "past_k" in wanted:
+        grads["past_k"] = _bdot(d_scores[..., :-1], qr.astype(F32), 2, 2).transpose(0, 2, 1, 3).astype(kc.dtype)
+    if "k" in wanted:
+        d_kn = jnp.einsum("bkng,bkngd->bknd", _per_group(d_scores[..., -1], group), _per_group(qr, group).astype(F32))
+        grads["k"] = d_kn.transpose(2, 0, 1, 3).astype(kn.dtype)
+    return tuple(grads.values())
 
 
-_core.defvjp(_core_fwd, _core_bwd)
+_core.defvjp(_core_fwd, _core_bwd, symbolic_zeros=True)
