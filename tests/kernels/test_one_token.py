@@ -135,3 +135,23 @@ def test_applies_to_one_token_steps_only():
     assert not one_token.applies(q, k[:1], v[:1], bias)  # keys broadcast over the variants
     per_head = jnp.zeros((2, 1, 3, 1, 10))
     assert not one_token.applies(q, k, v, per_head)
+
+
+def test_backward_computes_only_the_gradients_asked_for():
+    """Differentiating the rows' q, k, v (as the replay does) puts no product for the cache's
+    gradients in the program; asking for past_k adds one ([batch, kv_heads, cached, head_dim])."""
+    q, k, v, pk, pv, bias = make_inputs(8, (3,), 2, 1, 6, 3, 16, 11)
+    cache_grad_shape = (2, 3, 11, 16)
+
+    def products(argnums):
+        def loss(*a):
+            return (one_token.attention(*a, 0.25, None) ** 2).sum()
+
+        jaxpr = jax.make_jaxpr(jax.grad(loss, argnums))(q, k, v, pk, pv, bias).jaxpr
+        return [tuple(e.outvars[0].aval.shape) for e in jaxpr.eqns if e.primitive.name == "dot_general"]
+
+    rows_only = products((0, 1, 2))
+    assert cache_grad_shape not in rows_only
+    with_cache = products((0, 1, 2, 3))
+    assert with_cache.count(cache_grad_shape) == 1
+    assert len(with_cache) == len(rows_only) + 1
