@@ -66,6 +66,7 @@ import time
 import numpy as np
 
 from neuronjax import hugepages
+from neuronjax.bench import cpu_model
 from neuronjax.errors import ConfigError
 from neuronjax.evaluation.results import write_json
 from neuronjax.kernels import choice as kernel_choice
@@ -511,6 +512,7 @@ def run(args) -> dict:
         "prompt_tokens_max": int(lengths.max()),
         "machine": {
             "cpu_count": os.cpu_count(),
+            "cpu": cpu_model(),
             "platform": platform.platform(),
             "jax": jax.__version__,
             "device": str(jax.devices()[0]),
@@ -619,6 +621,10 @@ def run(args) -> dict:
 PEERS = (("research_code", "research code"), ("captum", "Captum"), ("torch_cached", "torch cached port"))
 
 
+def _cpu_label(machine: dict) -> str:
+    return f" ({machine['cpu']})" if machine.get("cpu") else ""
+
+
 def _fmt(x) -> str:
     return "-" if x is None else (f"{x:,.0f}" if x >= 1000 else f"{x:.4g}")
 
@@ -631,7 +637,7 @@ def report(r: dict) -> str:
             f"neurons, {r.get('dtype', 'float32')}, IG m={r['steps']} ({RULE}), {r['prompts']} "
             f"{'random-token' if r.get('random_weights') else 'one-shot proxy'} prompts of "
             f"{r['prompt_tokens_mean']:.0f} tokens (max {r['prompt_tokens_max']}), "
-            f"{r['machine']['cpu_count']} CPU cores, load average {r['machine']['loadavg_at_start'][0]:.1f} at start, "
+            f"{r['machine']['cpu_count']} CPU cores{_cpu_label(r['machine'])}, load average {r['machine']['loadavg_at_start'][0]:.1f} at start, "
             f"{r['machine']['loadavg_at_end'][0]:.1f} at end, allocator huge pages "
             f"{'on' if r['machine'].get('huge_pages') else 'off'} (ours and the peers')"
             + (f", NEURONJAX_KERNELS={r['machine']['kernels']}" if r["machine"].get("kernels", "auto") != "auto" else "")

@@ -34,6 +34,7 @@ import time
 
 import numpy as np
 
+from neuronjax.bench import cpu_model
 from neuronjax.bench.attribution import own_peak_rss_mib
 from neuronjax.evaluation.results import write_json
 
@@ -144,7 +145,7 @@ def run(args) -> dict:
     ours = score_interventions(lm, encoded, ivs)
     seconds = time.perf_counter() - t
     prompts = ours.scores.shape[1]
-    machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__,
+    machine = {"cpu_count": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform(), "jax": jax.__version__,
                "device": str(jax.devices()[0]), "loadavg_at_start": load}  # fmt: skip
     r: dict = {"model": os.path.basename(path), "layers": c.num_layers, "mlp": c.intermediate_size, "task": args.task,
                "items": len(encoded.items), "prompts": prompts, "interventions": args.interventions,

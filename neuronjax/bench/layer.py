@@ -38,6 +38,7 @@ from typing import Callable
 
 import numpy as np
 
+from neuronjax.bench import cpu_model
 from neuronjax.errors import InputError
 from neuronjax.evaluation.results import write_json
 
@@ -187,7 +188,8 @@ def describe(r: dict, model: str) -> str:
     lines = [
         f"{model}: {r['variants']} variants x {r['prompts']} prompts = {r['rows']} one-token rows against "
         f"{r['keys']} keys (the cached ones and the row's own); single-layer parts at layer {r['layer']}; "
-        f"medians of {r['rounds']} interleaved rounds; 'all layers' per layer of {r['layers']}",
+        f"medians of {r['rounds']} interleaved rounds; 'all layers' per layer of {r['layers']}"
+        + (f"; CPU: {r['cpu']}" if r.get("cpu") else ""),
         "",
         "| part | pass | ms | GFLOP | GFLOP/s | of the lone product's rate |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
@@ -218,6 +220,7 @@ def main(argv=None) -> int:
     except InputError as err:  # the layer out of range
         ap.error(f"--{err}")
     r["model"] = lm.source
+    r["cpu"] = cpu_model()
     print(describe(r, lm.source))
     cmd = "neuronjax bench layer " + " ".join(sys.argv[3:] if argv is None else argv)
     print(f"\n{cmd.strip()}")
