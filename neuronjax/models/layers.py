@@ -55,8 +55,8 @@ class Norm(nnx.Module):
         # of cached steps) are dropped for the computation and put back after it. On XLA's CPU
         # backend the backward pass's sum(g * x) over the last axis ran about 10x slower on
         # [119, 8, 1, 576] than on [119, 8, 576] (1.5 against 0.17 ms, 2026-12-02); without the
-        # size-1 axis the replay's layer step took 5% less time (docs/performance.md, "The
-        # norms' backward sum"). The values are the same either way.
+        # size-1 axis the replay's layer scan took 5-7% less time (docs/performance.md, "Measured
+        # 2026-12-02 (morning) ... the norms' backward sum"). The values are the same either way.
         ones = tuple(i for i in range(x.ndim - len(self.reduce)) if x.shape[i] == 1)
         if ones:
             return jnp.expand_dims(self._normalise(jnp.squeeze(x, ones)), ones)
