@@ -8,8 +8,9 @@ from typing import Any, Callable
 
 
 def cpu_model(path: str = "/proc/cpuinfo") -> str:
-    """The CPU's model name (e.g. "Intel(R) Xeon(R) Processor"), for the benchmarks' records: every ratio against a peer moves with the CPU (which library's products are faster
-    there), so the figures say which one they came from. Read from Linux's /proc/cpuinfo, else
+    """The CPU's model name (e.g. "Intel(R) Xeon(R) Processor"), for the benchmarks' records:
+    every ratio against a peer moves with the CPU (which library's products are faster there), so
+    the figures say which one they came from. Read from Linux's /proc/cpuinfo, else
     `platform.processor()`; "" when neither says."""
     try:
         with open(path) as f:
