@@ -172,7 +172,7 @@ def alphas(steps: int, rule: Rule = "right_riemann") -> np.ndarray:
 
 
 def _ig(
-    model, block_def, replay, x_in, h, batch: PromptBatch, schedule: tuple, groups: int, target: str, rule: str,
+    model, block_def, replay, base: lt.Base, batch: PromptBatch, schedule: tuple, groups: int, target: str, rule: str,
     how: str = "grouped",
 ) -> jax.Array:
     """IG [layers, batch, mlp] from staircase groups of (layer, alpha) variants, schedule[l] nodes
@@ -181,14 +181,17 @@ def _ig(
     "joined", all groups in one (`last_token.joined_f`); the same variants either way."""
     if how not in ("grouped", "joined"):
         raise InputError(f"replay {how!r}: expected 'grouped' or 'joined' here ('auto' is resolved by `attribute`)")
+    h = base.h
     b, f = h.shape[1], h.shape[2]
     bounds = quadrature.schedule_groups(schedule, groups)
     if how == "joined":
         layer, a, w = quadrature.variants(rule, schedule, 0, len(schedule))
         counts = [int(sum(schedule[lo:hi])) for lo, hi in bounds]
+        owns = [int(schedule[lo]) for lo, _ in bounds]
         start, alpha = jnp.asarray(layer, jnp.int32), jnp.asarray(a, jnp.float32)
         total = lambda shift: lt.joined_f(  # noqa: E731
-            model, block_def, replay, bounds, counts, x_in, start, alpha, shift, batch.option_ids, batch.gold, target
+            model, block_def, replay, bounds, counts, owns, base, start, alpha, shift, batch.option_ids, batch.gold,
+            target,
         ).sum()
         parts = [(0, len(schedule), layer, w, jax.grad(total)(jnp.zeros((len(layer), b, f), h.dtype)))]
     else:
@@ -197,7 +200,8 @@ def _ig(
             layer, a, w = quadrature.variants(rule, schedule, lo, hi)
             start, alpha = jnp.asarray(layer, jnp.int32), jnp.asarray(a, jnp.float32)
             total = lambda shift, lo=lo, start=start, alpha=alpha: lt.staircase_f(  # noqa: E731
-                model, block_def, replay, lo, x_in[lo], start, alpha, shift, batch.option_ids, batch.gold, target
+                model, block_def, replay, lo, base, int(schedule[lo]), start, alpha, shift, batch.option_ids,
+                batch.gold, target,
             ).sum()
             parts.append((lo, hi, layer, w, jax.grad(total)(jnp.zeros((len(layer), b, f), h.dtype))))
     out = []
@@ -235,15 +239,17 @@ def _attribute(
 
     shifts = jnp.zeros((cfg.num_layers, b, cfg.intermediate_size), inputs.x0.dtype)
     if method == "grad_x_act":
-        grads, (f, (scores, _, h)) = jax.grad(base, has_aux=True)(shifts)
+        grads, (f, (scores, unedited)) = jax.grad(base, has_aux=True)(shifts)
+        h = unedited.h
         attr = h.astype(jnp.float32) * grads.astype(jnp.float32)
     else:
-        _, (f, (scores, x_in, h)) = base(None)
+        _, (f, (scores, unedited)) = base(None)
+        h = unedited.h
         if method == "activation":
             attr = h.astype(jnp.float32)
         else:
             schedule = quadrature.layer_schedule(cfg.num_layers, steps)  # one count, or one per layer
-            attr = _ig(model, block_def, inputs, x_in, h, batch, schedule, groups, target, rule, replay)
+            attr = _ig(model, block_def, inputs, unedited, batch, schedule, groups, target, rule, replay)
     h32 = h.astype(jnp.float32)
     return Attribution(
         scores=jnp.swapaxes(attr, 0, 1), f=f, option_scores=scores, activations=jnp.swapaxes(h32, 0, 1)

@@ -47,8 +47,9 @@ def attribution_flops(cfg: ModelConfig, batch: int, seq: int, method: str, steps
     variants = 0
     if method == "ig":
         schedule = layer_schedule(n, steps, layer_steps)
+        down = cfg.intermediate_size * cfg.hidden_size  # a variant of a group's first layer runs its down projection there
         for lo, hi in schedule_groups(schedule, groups):
-            variants += sum(schedule[lo:hi]) * batch * (n - lo) * one * 2
+            variants += (sum(schedule[lo:hi]) * (n - lo - 1) * one + schedule[lo] * down) * batch * 2
     out = {"shared": 2 * n * layer_macs(cfg, shared, shared), "prefix": 2 * prefix, "base": 2 * base,
            "variants": 2 * variants}  # fmt: skip
     out["total"] = sum(out.values())

@@ -3,18 +3,22 @@
 Attribution only edits the FFN neurons of the last position, and attention is causal, so every
 earlier position is the same in every variant. The prompt without its last token is run once and
 its keys and values are kept (`neuronjax.cached.prefix_cache`); the last token is then run as a one-token step
-against that cache (`base_pass`), and each (layer l, alpha) variant restarts from the residual
-stream entering its group's first layer (`staircase_f`).
+against that cache (`base_pass`), and each (layer l, alpha) variant restarts from the unedited
+pass as its group's first layer leaves it (`enter_after`, `staircase_f`).
 
 The layers of the replay run under one `lax.scan` over the model's stacked parameters, each step
 taking its layer by a dynamic index (the program makes no copy of the weights; XLA's CPU backend
 still copies each layer's slice once per pass over the layers, docs/performance.md). Variants are
-grouped by the layer they edit: the group of layers lo..hi-1 is one scan over layers lo..L-1
-in which each row applies its edit at its own layer (`staircase_f`). More groups waste less work
-on layers below a row's edit (the waste is about 1/(2 * groups) of the total); fewer groups
-compile faster and give larger matrix products. `joined_f` runs the same groups in one pass: each
-group's rows join the earlier groups' rows at its first layer, so every layer is read once per
-pass whatever the number of groups, and every group's saved values are held at once.
+grouped by the layer they edit. The group of layers lo..hi-1 joins the replay after layer lo:
+the base pass saved what that layer computes unedited (its input, its residual after attention,
+its neurons), so a row that edits lo runs only lo's down projection on alpha * h + shift, and a
+row that edits a later layer starts from the unedited input of lo + 1. One scan over layers
+lo+1..L-1 follows, in which each row applies its edit at its own layer (`staircase_f`). A row
+still runs the layers between lo + 1 and its own layer unedited: more groups waste less of that
+work (about 1/(2 * groups) of the total), fewer groups compile faster and give larger matrix
+products. `joined_f` runs the same groups in one pass: each group's rows join the earlier
+groups' rows as they leave its first layer, so every layer is read once per pass whatever the
+number of groups, and every group's saved values are held at once.
 
 Variants keep their own leading axis: activations are [variant, batch, 1, embed] and every
 variant reads the one prompt cache [batch, keys, ...] by broadcasting, never by copying it.
@@ -62,6 +66,17 @@ class Replay:
     x0: jax.Array  # [batch, 1, embed] input of the first layer at the last position
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Base:
+    """The unedited last position, layer by layer, as the base pass ran it: what a variant that
+    has not yet reached its edit carries (its rows enter the replay from here, `enter_after`)."""
+
+    x_in: jax.Array  # [layers, batch, embed]: the residual entering each layer
+    h: jax.Array  # [layers, batch, mlp]: each layer's FFN neurons
+    x_mid: jax.Array  # [layers, batch, embed]: the residual after each layer's attention
+
+
 def replay_inputs(model: Decoder, last_ids: jax.Array, cache: KVCache) -> tuple:
     """(block graphdef, Replay) for one-token steps of the tokens last_ids [batch] after cache."""
     b, t = cache.mask.shape
@@ -86,7 +101,8 @@ def run_layers(graphdef, replay: Replay, x: jax.Array, shifts=None):
     """Every layer on one-token rows x [variant, batch, 1, embed].
 
     shifts: optional [layers, variant, batch, mlp] added to each layer's neurons (their gradient
-    is dF/dh). Returns (x, (x_in [layers, variant, batch, embed], h [layers, variant, batch, mlp])).
+    is dF/dh). Returns (x, (x_in, h, x_mid)): each layer's input x_in and residual after attention
+    x_mid [layers, variant, batch, embed], and its neurons h [layers, variant, batch, mlp].
     """
 
     def body(x, layer):
@@ -96,7 +112,7 @@ def run_layers(graphdef, replay: Replay, x: jax.Array, shifts=None):
         h = block.neurons(x, x_mid)
         if shift is not None:
             h = h + shift[..., None, :].astype(h.dtype)
-        return x_mid + block.ffn_out(h), (x[..., 0, :], h[..., 0, :])
+        return x_mid + block.ffn_out(h), (x[..., 0, :], h[..., 0, :], x_mid[..., 0, :])
 
     return jax.lax.scan(body, x, (jnp.arange(replay.keys.shape[0]), shifts))
 
@@ -157,17 +173,17 @@ def target_of(model: Decoder, x: jax.Array, option_ids: jax.Array, gold: jax.Arr
 
 
 def base_pass(model, graphdef, replay: Replay, option_ids, gold, shifts=None, target: Target = "ce"):
-    """The unedited last position: (F or P [batch], (option scores [batch, option], x_in [layers,
-    batch, embed], h [layers, batch, mlp])). shifts [layers, batch, mlp] as in `run_layers`.
-    The option scores are the candidate logsumexps of `option_scores` for either target."""
+    """The unedited last position: (F or P [batch], (option scores [batch, option], `Base`)).
+    shifts [layers, batch, mlp] as in `run_layers`. The option scores are the candidate
+    logsumexps of `option_scores` for either target."""
     shifts = None if shifts is None else shifts[:, None]
-    x, (x_in, h) = run_layers(graphdef, replay, replay.x0[None], shifts)
+    x, (x_in, h, x_mid) = run_layers(graphdef, replay, replay.x0[None], shifts)
     scores = option_scores(model, x[..., 0, :], option_ids)
     if target == "ce":
         f = f_of_scores(scores, gold)
     else:
         f = target_of(model, x[..., 0, :], option_ids, gold, target)
-    return f[0], (scores[0], x_in[:, 0], h[:, 0])
+    return f[0], (scores[0], Base(x_in=x_in[:, 0], h=h[:, 0], x_mid=x_mid[:, 0]))
 
 
 def edit_layer(graphdef, replay: Replay, x: jax.Array, j, start, alpha, shift) -> jax.Array:
@@ -202,44 +218,67 @@ def entering(x_in: jax.Array, rows: int) -> jax.Array:
     return jnp.broadcast_to(x_in[None, :, None, :], (rows,) + x_in.shape[:1] + (1,) + x_in.shape[1:])
 
 
+def enter_after(graphdef, replay: Replay, lo: int, base: Base, own: int, alpha, shift) -> jax.Array:
+    """The rows [variant, batch, 1, embed] of a group of variants whose first layer is lo, as they
+    leave layer lo. The group's rows are ordered by layer; its first ``own`` rows edit layer lo
+    itself and leave it as x_mid + ffn_out(alpha * h + shift) from the base pass's x_mid[lo] and
+    h[lo] (what `edit_layer` computes for a row that enters lo unedited), the others edit a later
+    layer and leave lo unedited, as the base pass's x_in[lo + 1]. So no row runs the layer it
+    joins at: a row that edits lo runs only its down projection there, and every other row
+    nothing. alpha [variant], shift [variant, batch, mlp]: the group's rows."""
+    rows = alpha.shape[0]
+    block = nnx.merge(graphdef, layer_slice(replay.params, lo))
+    h = base.h[lo]
+    edited = alpha[:own, None, None].astype(h.dtype) * h[None] + shift[:own].astype(h.dtype)
+    x = (base.x_mid[lo][None] + block.ffn_out(edited))[..., None, :]  # [own, batch, 1, embed]
+    if rows > own:
+        x = jnp.concatenate([x, entering(base.x_in[lo + 1], rows - own)])
+    return x
+
+
 def staircase_f(
-    model, graphdef, replay: Replay, lo: int, x_in: jax.Array, start, alpha, shift, option_ids, gold, target: Target = "ce"
+    model, graphdef, replay: Replay, lo: int, base: Base, own: int, start, alpha, shift, option_ids, gold,
+    target: Target = "ce",
 ):
     """The target (F, or P for ``target="prob"``) [variant, batch] of a group of variants that
-    edit layers lo.. : one scan over lo..L-1.
+    edit layers lo.. : one scan over lo+1..L-1.
 
     Variant v with start layer start[v] and scale alpha[v] replaces h at that layer's last
     position by alpha * h + shift[v]; below its layer it reproduces the unedited pass (every
-    variant begins from the unedited residual entering layer lo, x_in [batch, embed]), above it
-    runs on the edited stream. start, alpha: [variant]; shift: [variant, batch, mlp]. The
-    gradient of F with respect to shift is dF/dh at each variant's own edit point, so one scan
-    serves every start layer of the group; the caller weights these gradients by the quadrature
-    weights of the variants' alphas.
+    variant leaves layer lo as `enter_after` gives it, the first ``own`` having edited lo), above
+    it runs on the edited stream. start, alpha: [variant], ordered by layer; shift: [variant,
+    batch, mlp]. The gradient of F with respect to shift is dF/dh at each variant's own edit
+    point, so one scan serves every start layer of the group; the caller weights these gradients
+    by the quadrature weights of the variants' alphas.
     """
-    x = entering(x_in, start.shape[0])
-    x = edit_scan(model, graphdef, replay, x, lo, model.cfg.num_layers, start, alpha, shift)
+    x = enter_after(graphdef, replay, lo, base, own, alpha, shift)
+    if lo + 1 < model.cfg.num_layers:
+        x = edit_scan(model, graphdef, replay, x, lo + 1, model.cfg.num_layers, start, alpha, shift)
     return target_of(model, x[..., 0, :], option_ids, gold, target)
 
 
 def joined_f(
-    model, graphdef, replay: Replay, bounds, counts, x_in: jax.Array, start, alpha, shift, option_ids, gold,
+    model, graphdef, replay: Replay, bounds, counts, owns, base: Base, start, alpha, shift, option_ids, gold,
     target: Target = "ce",
 ):
     """The target [variant, batch] of every group's variants in one pass over the layers.
 
-    bounds: the groups' contiguous layer ranges [(0, hi_0), (hi_0, hi_1), ..., (lo, L)] and
-    counts their variant counts (Python ints); the variants (start, alpha [variant], shift
-    [variant, batch, mlp]) are ordered by group. Group g's rows join those of groups 0..g-1 at its
-    first layer, starting from the unedited residual x_in[lo_g] ([layers, batch, embed] of the
-    base pass), and group g's layers run once on all rows so far (one scan per group). Each row's
-    value and gradient are those of `staircase_f` over its own group; the layers are read once
-    per pass instead of once per group and the products have more rows, at the price of every
-    group's saved values living at once in the backward pass."""
+    bounds: the groups' contiguous layer ranges [(0, hi_0), (hi_0, hi_1), ..., (lo, L)], counts
+    their variant counts and owns the counts of those that edit each group's first layer (Python
+    ints); the variants (start, alpha [variant], shift [variant, batch, mlp]) are ordered by
+    layer. Group g's rows join those of groups 0..g-1 as they leave its first layer lo_g
+    (`enter_after`), and the layers lo_g+1..lo_{g+1} then run once on all rows so far (one scan
+    per group). Each row's value and gradient are those of `staircase_f` over its own group; the
+    layers are read once per pass instead of once per group and the products have more rows, at
+    the price of every group's saved values living at once in the backward pass."""
+    n_layers = model.cfg.num_layers
     x = None
     used = 0
-    for (lo, hi), n in zip(bounds, counts):
-        new = entering(x_in[lo], n)
+    for g, ((lo, _), n, own) in enumerate(zip(bounds, counts, owns)):
+        new = enter_after(graphdef, replay, lo, base, own, alpha[used:used + n], shift[used:used + n])
         x = new if x is None else jnp.concatenate([x, new])
         used += n
-        x = edit_scan(model, graphdef, replay, x, lo, hi, start[:used], alpha[:used], shift[:used])
+        end = bounds[g + 1][0] + 1 if g + 1 < len(bounds) else n_layers
+        if lo + 1 < end:
+            x = edit_scan(model, graphdef, replay, x, lo + 1, end, start[:used], alpha[:used], shift[:used])
     return target_of(model, x[..., 0, :], option_ids, gold, target)

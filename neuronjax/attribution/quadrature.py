@@ -89,19 +89,27 @@ def variants(rule: str, schedule, lo: int, hi: int) -> tuple[np.ndarray, np.ndar
     return tuple(np.concatenate(p) for p in zip(*parts))
 
 
+# what a node of a group's first layer costs there, in one-token layer passes: the down
+# projection alone, a quarter of a layer's products in a gated FFN whose width is about 2.7x the
+# model's (SmolLM2, Llama; the rest are attention and the gate and up projections)
+ENTRY_COST = 0.25
+
+
 def schedule_groups(schedule, groups: int) -> list[tuple[int, int]]:
     """At most ``groups`` contiguous layer groups (lo, hi) that minimise the replay's work.
 
-    A group's variants all start at its first layer lo and run to the last, so it costs
-    (its node count) x (layers - lo) one-token layer passes. For equal counts per layer the best
-    groups have about equal sizes; a layer with many more nodes than the rest gets a group of its
-    own or shares one with few layers. Found exactly by dynamic programming over the cut points."""
+    A group's variants join the replay as its first layer lo leaves it and run every layer after
+    it (`last_token.enter_after`), so it costs (its node count) x (layers - lo - 1) one-token
+    layer passes, plus lo's down projection for the nodes of lo itself (`ENTRY_COST` of a pass
+    each). For equal counts per layer the best groups have about equal sizes; a layer with many
+    more nodes than the rest gets a group of its own or shares one with few layers. Found exactly
+    by dynamic programming over the cut points."""
     n = len(schedule)
     g = max(1, min(groups, n))
     total = np.concatenate([[0], np.cumsum(schedule)])
 
     def cost(lo, hi):
-        return int(total[hi] - total[lo]) * (n - lo)
+        return int(total[hi] - total[lo]) * (n - lo - 1) + ENTRY_COST * int(schedule[lo])
 
     inf = float("inf")
     best = [[inf] * (n + 1) for _ in range(g + 1)]  # best[k][i]: layers 0..i-1 in k groups

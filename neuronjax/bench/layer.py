@@ -88,7 +88,7 @@ def build(lm, batch, variants: int, layer: int) -> dict:
     cache = prefix_cache(model, ids[:, :-1], mask[:, :-1])
     graphdef, replay = lt.replay_inputs(model, ids[:, -1], cache)
     b = ids.shape[0]
-    _, (_, x_in, _) = lt.base_pass(model, graphdef, replay, jnp.asarray(batch.option_ids), jnp.asarray(batch.gold))
+    x_in = lt.base_pass(model, graphdef, replay, jnp.asarray(batch.option_ids), jnp.asarray(batch.gold))[1][1].x_in
     # every variant starts from the unedited residual entering the layer, a little apart per row
     spread = 1.0 + 0.01 * jnp.arange(variants, dtype=x_in.dtype)[:, None, None, None]
     x = lt.entering(x_in[layer], variants) * spread  # [variant, batch, 1, embed]

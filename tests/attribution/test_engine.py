@@ -232,7 +232,7 @@ def test_auto_replay_joins_on_cpu_only():
     from neuronjax.attribution import engine
 
     with pytest.raises(ValueError, match="'auto' is resolved by `attribute`"):  # the compiled step takes no "auto"
-        engine._ig(None, None, None, None, None, None, (1,), 1, "ce", "gauss_legendre", "auto")
+        engine._ig(None, None, None, None, None, (1,), 1, "ce", "gauss_legendre", "auto")
 
 
 @pytest.mark.multidevice
