@@ -95,21 +95,24 @@ def variants(rule: str, schedule, lo: int, hi: int) -> tuple[np.ndarray, np.ndar
 ENTRY_COST = 0.25
 
 
-def schedule_groups(schedule, groups: int) -> list[tuple[int, int]]:
+def schedule_groups(schedule, groups: int, rerun_first: bool = False) -> list[tuple[int, int]]:
     """At most ``groups`` contiguous layer groups (lo, hi) that minimise the replay's work.
 
     A group's variants join the replay as its first layer lo leaves it and run every layer after
     it (`last_token.enter_after`), so it costs (its node count) x (layers - lo - 1) one-token
     layer passes, plus lo's down projection for the nodes of lo itself (`ENTRY_COST` of a pass
-    each). For equal counts per layer the best groups have about equal sizes; a layer with many
-    more nodes than the rest gets a group of its own or shares one with few layers. Found exactly
-    by dynamic programming over the cut points."""
+    each). rerun_first: every row runs its group's first layer whole instead, (its row count) x
+    (layers - lo) passes (the evaluation's interventions, `evaluation.joined`). For equal counts
+    per layer the best groups have about equal sizes; a layer with many more nodes than the rest
+    gets a group of its own or shares one with few layers. Found exactly by dynamic programming
+    over the cut points."""
     n = len(schedule)
     g = max(1, min(groups, n))
     total = np.concatenate([[0], np.cumsum(schedule)])
 
     def cost(lo, hi):
-        return int(total[hi] - total[lo]) * (n - lo - 1) + ENTRY_COST * int(schedule[lo])
+        rows = int(total[hi] - total[lo])
+        return rows * (n - lo) if rerun_first else rows * (n - lo - 1) + ENTRY_COST * int(schedule[lo])
 
     inf = float("inf")
     best = [[inf] * (n + 1) for _ in range(g + 1)]  # best[k][i]: layers 0..i-1 in k groups

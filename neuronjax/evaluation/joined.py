@@ -7,8 +7,8 @@ carrier), and the interventions, sorted by their first edited layer, join the ro
 group g's rows start as copies of the carrier entering its first layer lo_g and run layers
 lo_g.. together with the rows of the groups before it, as IG's joined replay does
 (`neuronjax.attribution.last_token.joined_f`). The groups are cut where they save the most layer
-passes (`quadrature.schedule_groups`, which minimises (rows of a group) x (layers from its
-first)); an intervention that edits nothing joins at the last layer.
+passes (`quadrature.schedule_groups` with ``rerun_first``, which minimises (rows of a group) x
+(layers from its first)); an intervention that edits nothing joins at the last layer.
 
 The scores are the same option log-probabilities as `cached.score_last_position`'s (full
 vocabulary, `tasks.scoring.candidate_log_probs`); the arithmetic of each row is the same, only
@@ -69,7 +69,7 @@ def join_plan(interventions: Intervention, groups: int = GROUPS) -> JoinPlan:
     layers = np.shape(interventions.scale)[1]
     entry = np.minimum(entry_layers(interventions), layers - 1)
     per_layer = np.bincount(entry, minlength=layers)
-    bounds = tuple(schedule_groups(per_layer.tolist(), groups))
+    bounds = tuple(schedule_groups(per_layer.tolist(), groups, rerun_first=True))
     counts = tuple(int(per_layer[lo:hi].sum()) for lo, hi in bounds)
     return JoinPlan(order=np.argsort(entry, kind="stable"), bounds=bounds, counts=counts)
 

@@ -160,10 +160,13 @@ def test_layer_schedule():
         check_schedule("trapezoid", (2, 2, 1))
 
 
-def _work(schedule, groups):
+def _work(schedule, groups, rerun_first=False):
     """Layer passes of the replay's rows: each group's rows run every layer after its first, and
-    the rows of the first layer its down projection (a quarter of a pass)."""
+    the rows of the first layer its down projection (a quarter of a pass); or, rerun_first, every
+    row runs every layer from its group's first."""
     n = len(schedule)
+    if rerun_first:
+        return sum(sum(schedule[lo:hi]) * (n - lo) for lo, hi in groups)
     return sum(sum(schedule[lo:hi]) * (n - lo - 1) + 0.25 * schedule[lo] for lo, hi in groups)
 
 
@@ -176,14 +179,15 @@ def test_schedule_groups_are_the_cheapest_partition():
     rng = np.random.default_rng(0)
     for n, g in [(1, 3), (5, 1), (6, 2), (7, 3), (9, 4)]:
         for schedule in [(4,) * n, tuple(rng.integers(1, 40, n))]:
-            got = schedule_groups(schedule, g)
-            assert got[0][0] == 0 and got[-1][1] == n and len(got) <= g
-            assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(got, got[1:]))
-            best = min(
-                _work(schedule, list(zip((0,) + cuts, cuts + (n,))))
-                for k in range(min(g, n)) for cuts in itertools.combinations(range(1, n), k)
-            )  # fmt: skip
-            assert _work(schedule, got) == best
+            for rerun in (False, True):
+                got = schedule_groups(schedule, g, rerun_first=rerun)
+                assert got[0][0] == 0 and got[-1][1] == n and len(got) <= g
+                assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(got, got[1:]))
+                best = min(
+                    _work(schedule, list(zip((0,) + cuts, cuts + (n,))), rerun)
+                    for k in range(min(g, n)) for cuts in itertools.combinations(range(1, n), k)
+                )  # fmt: skip
+                assert _work(schedule, got, rerun) == best
     # equal counts: groups of equal size (30 layers in 4: 7 or 8 each)
     assert sorted(hi - lo for lo, hi in schedule_groups((16,) * 30, 4)) == [7, 7, 8, 8]
 
