@@ -29,8 +29,11 @@ def layer_macs(cfg: ModelConfig, tokens: int, keys: int) -> int:
     return tokens * (projections + mlp) + 2 * h * d * tokens * keys
 
 
+ENTRIES = ("group", "own")
+
+
 def attribution_flops(cfg: ModelConfig, batch: int, seq: int, method: str, steps, groups: int, layer_steps=None,
-                      shared: int = 0) -> dict:  # fmt: skip
+                      shared: int = 0, entry: str = "group") -> dict:  # fmt: skip
     """FLOPs (2 x MACs) of one `attribute` call on [batch, seq] prompts, by phase; steps (and
     layer_steps) = IG nodes m per layer as in `attribute`, whatever the rule. shared: the length
     of a prefix common to every row that runs once (`cached.split_prefix`); seq is then the
@@ -39,7 +42,15 @@ def attribution_flops(cfg: ModelConfig, batch: int, seq: int, method: str, steps
     Keys: "shared", the common prefix's own products (counted as the compiled program runs them,
     once per call; `attribute` computes the prefix once for all its chunks, so a count over
     several chunks takes it once); "prefix", the rows' own tokens before the last; "base" and
-    "variants", the last position's passes; "total", their sum."""
+    "variants", the last position's passes; "total", their sum.
+
+    entry: where a variant joins the rows. "group" (ours, `last_token.enter_after`): the variants
+    of a layer group join as its first layer lo leaves it, those of lo having run lo's down
+    projection, and every one of them runs lo+1.. to the last layer. "own" (the PyTorch port's,
+    `neuronjax.bench.torch_cached`, which appends rows as its loop climbs): a variant of layer j
+    runs j's down projection and j+1.. only, whatever the groups."""
+    if entry not in ENTRIES:
+        raise ValueError(f"entry {entry!r}: expected one of {ENTRIES}")
     n = cfg.num_layers
     prefix = batch * n * layer_macs(cfg, seq - 1, shared + seq - 1)
     one = layer_macs(cfg, 1, shared + seq)  # one token against the cache and itself
@@ -48,7 +59,9 @@ def attribution_flops(cfg: ModelConfig, batch: int, seq: int, method: str, steps
     if method == "ig":
         schedule = layer_schedule(n, steps, layer_steps)
         down = cfg.intermediate_size * cfg.hidden_size  # a variant of a group's first layer runs its down projection there
-        for lo, hi in schedule_groups(schedule, groups):
+        if entry == "own":
+            variants = sum(m * ((n - j - 1) * one + down) for j, m in enumerate(schedule)) * batch * 2
+        for lo, hi in schedule_groups(schedule, groups) if entry == "group" else ():
             variants += (sum(schedule[lo:hi]) * (n - lo - 1) * one + schedule[lo] * down) * batch * 2
     out = {"shared": 2 * n * layer_macs(cfg, shared, shared), "prefix": 2 * prefix, "base": 2 * base,
            "variants": 2 * variants}  # fmt: skip

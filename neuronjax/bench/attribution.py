@@ -297,6 +297,11 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
     out["shared_prefix"] = shared
     counted = attribution_flops(lm.config, chunk, width, "ig", steps, groups, shared=shared)
     out["flops_analytic"] = calls * (counted["total"] - counted["shared"]) + counted["shared"]
+    # the variants' products alone, ours and as the PyTorch port enters them (each at its own
+    # layer's down projection), at the same shapes: the work the two replays differ in
+    out["flops_variants"] = calls * counted["variants"]
+    port = attribution_flops(lm.config, chunk, width, "ig", steps, groups, shared=shared, entry="own")
+    out["flops_variants_own_entry"] = calls * port["variants"]
     try:
         part = jax.tree.map(lm.place, pad_rows(first, chunk, seq_padded))
         compiled = attribute_compiled.lower(lm.state, part, graphdef=lm.graphdef, method="ig", steps=steps,
@@ -567,6 +572,9 @@ def run(args) -> dict:
     }
     r["matmul_peak_flops"] = best[limit_by]
     r["ours"]["ig"]["fraction_of_peak"] = r["ours"]["ig"]["flops_per_s"] / best[limit_by]
+    port = r.get("peers", {}).get("torch_cached", {})
+    if "ratio" in port and "torch" in best:
+        port["work"] = port_work(ours, best)
 
     # --- quadrature error against a converged reference ---
     research = r.get("peers", {}).get("research_code")
@@ -616,6 +624,30 @@ def run(args) -> dict:
     r["machine"]["loadavg_at_end"] = os.getloadavg()
     r["peak_rss_mib"] = _rss_mib()
     return r
+
+
+def port_work(ours: dict, best: dict) -> dict:
+    """What separates ours from the PyTorch port of the same algorithm, besides the run time: the
+    IG variants' matrix products of each (analytic, at the same shapes and m; the port's variants
+    enter at their own layer's down projection, ours after their layer group's first layer) and
+    the two libraries' float32 product rates read in this run (2048^3 on a CPU)."""
+    mine, theirs = ours["flops_variants"], ours["flops_variants_own_entry"]
+    return {
+        "variants_flops_ours": mine,
+        "variants_flops_port": theirs,
+        "extra_work": mine / theirs - 1.0,
+        "jnp_dot_over_torch": best["jnp.dot"] / best["torch"],
+    }
+
+
+def _port_line(p: dict) -> str:
+    w = p["work"]
+    head = (f"torch cached port: ours {p['ratio']:.2f}x its speed"
+            + (" (ours is slower)" if p["ratio"] < 1 else ""))  # fmt: skip
+    return (f"{head}; the variants' products for the same prompts: ours {w['variants_flops_ours'] / 1e12:.2f} TFLOP, the port's "
+            f"{w['variants_flops_port'] / 1e12:.2f} ({100 * w['extra_work']:+.1f}% for ours: its variants enter at "
+            f"their own layer's down projection, ours after their layer group's first layer); jnp.dot ran at "
+            f"{w['jnp_dot_over_torch']:.2f}x torch's rate on the 2048^3 product")
 
 
 PEERS = (("research_code", "research code"), ("captum", "Captum"), ("torch_cached", "torch cached port"))
@@ -689,6 +721,8 @@ def report(r: dict) -> str:
     if "torch_cached" in peers and "groups" in peers["torch_cached"]:
         lines.append(f"torch cached port: {peers['torch_cached']['chunk']} prompts per call, "
                      f"{peers['torch_cached']['groups']} layer groups")  # fmt: skip
+    if "work" in peers.get("torch_cached", {}):
+        lines.append(_port_line(peers["torch_cached"]))
     if "peers_process" in r:
         pp = r["peers_process"]
         lines.append(f"peers: torch {pp['torch']}, {pp['torch_threads']} threads, {pp['attn_implementation']} "

@@ -112,3 +112,28 @@ def test_the_shared_term_is_the_prefix_programs_products(lm):
     assert analytic["shared"] == counted  # nothing left out here: the prefix's own products, all of them
     assert analytic["total"] == sum(v for k, v in analytic.items() if k != "total")
     assert attribution_flops(lm.config, 4, width, "ig", 2, 1)["shared"] == 0
+
+
+@pytest.mark.parametrize("steps", [(4, 4, 4), (8, 2, 2), (1, 3, 5)])
+def test_the_own_entry_is_every_variant_from_its_own_layer(lm, steps):
+    """entry="own" (the PyTorch port's): a variant of layer j costs j's down projection and one
+    one-token pass of each layer above, forward and backward, whatever the groups; summed here
+    variant by variant. With every layer its own group, our entry is the same thing."""
+    from neuronjax.attribution.flops import layer_macs
+
+    cfg, rows, width = lm.config, 4, 40
+    one = layer_macs(cfg, 1, width)
+    down = cfg.intermediate_size * cfg.hidden_size
+    n = cfg.num_layers
+    want = 0
+    for j, m in enumerate(steps):
+        for _ in range(m):
+            want += 2 * rows * (down + sum(one for _ in range(j + 1, n)))
+    want *= 2  # FLOPs
+    for groups in (1, 2, n):
+        got = attribution_flops(cfg, rows, width, "ig", list(steps), groups, entry="own")
+        assert got["variants"] == want
+    assert attribution_flops(cfg, rows, width, "ig", list(steps), n)["variants"] == want
+    assert attribution_flops(cfg, rows, width, "ig", list(steps), 1)["variants"] > want
+    with pytest.raises(ValueError, match="entry 'first'"):
+        attribution_flops(cfg, rows, width, "ig", list(steps), 1, entry="first")

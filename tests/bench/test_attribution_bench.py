@@ -45,4 +45,13 @@ def test_the_json_has_every_peer_and_the_equal_accuracy_ratio(tmp_path, capsys):
     # the default nodes (32 on the first layer) are closer to the converged IG than right Riemann
     # with 2 nodes: 1.4e-3 against 8.8e-2 at 16 nodes in the benchmark's runs
     assert eq["ours"]["rel_error"]["median"] < eq["research_code"]["rel_error"]["median"]
-    assert "ratio_equal_accuracy" in capsys.readouterr().out
+    # what separates ours from the port besides time: the variants' work of each at the same shapes
+    # (ours enters after the group's first layer, so it does at least the port's) and the libraries'
+    # product rates of this run
+    w = r["peers"]["torch_cached"]["work"]
+    assert w["variants_flops_ours"] >= w["variants_flops_port"] > 0
+    assert w["extra_work"] == pytest.approx(w["variants_flops_ours"] / w["variants_flops_port"] - 1, rel=1e-9)
+    assert w["jnp_dot_over_torch"] == pytest.approx(m["best"]["jnp.dot"] / m["best"]["torch"], rel=1e-9)
+    printed = capsys.readouterr().out
+    assert "ratio_equal_accuracy" in printed
+    assert "the variants' products for the same prompts" in printed
