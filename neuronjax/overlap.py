@@ -17,6 +17,7 @@ devices keep one call at a time). Each batch's work must not depend on another b
 from __future__ import annotations
 
 import collections
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
@@ -29,12 +30,18 @@ R = TypeVar("R")
 
 # calls in flight per backend; absent: one at a time
 IN_FLIGHT_ON = {"cpu": 2}
+# the names of `in_order`'s threads; a call from one of them runs its own work one at a time
+THREAD_PREFIX = "neuronjax-batch"
 
 
 def in_flight(lm, backend: Optional[str] = None) -> int:
     """How many batches of `lm` to work on at once: `IN_FLIGHT_ON`'s entry for the backend when
-    the run is one process and the model sits on one device, else 1."""
+    the run is one process, the model sits on one device and the caller is not itself one of
+    `in_order`'s threads (work already in flight beside another runs its own parts one at a
+    time), else 1."""
     if jax.process_count() > 1:
+        return 1
+    if threading.current_thread().name.startswith(THREAD_PREFIX):  # already one of two in flight: no nesting
         return 1
     if lm.mesh is not None and lm.mesh.size > 1:
         return 1
@@ -49,7 +56,7 @@ def in_order(fn: Callable[[T], R], items: Iterable[T], depth: int) -> Iterator[t
         for item in items:
             yield item, fn(item)
         return
-    with ThreadPoolExecutor(depth, thread_name_prefix="neuronjax-batch") as pool:
+    with ThreadPoolExecutor(depth, thread_name_prefix=THREAD_PREFIX) as pool:
         pending: collections.deque = collections.deque()
         for item in items:
             pending.append((item, pool.submit(fn, item)))

@@ -84,3 +84,48 @@ def test_identification_and_evaluation_equal_one_batch_at_a_time(monkeypatch):
     np.testing.assert_array_equal(two[1].activations, one[1].activations)
     np.testing.assert_array_equal(two[1].item_index, one[1].item_index)
     assert np.abs(two[1].scores[1] - two[1].scores[0]).max() > 1e-3  # the interventions matter
+
+
+def test_no_nesting_inside_an_in_flight_batch():
+    """Work already running beside another (one of `in_order`'s threads) runs its own parts one
+    at a time: identification's batches call `attribute`, whose chunks would otherwise go two at
+    a time in each of the two threads."""
+    lm = planted.model()
+    inside = dict(overlap.in_order(lambda k: overlap.in_flight(lm, "cpu"), range(3), 2))
+    assert inside == {0: 1, 1: 1, 2: 1}
+    assert overlap.in_flight(lm, "cpu") == 2
+
+
+def test_attribute_chunks_in_flight_within_the_row_budget(monkeypatch):
+    """`attribute`'s calls go two at a time on one CPU device while both calls' replay rows fit the
+    backend's row budget together, and give what one call at a time gives."""
+    from neuronjax.attribution import PromptBatch, attribute
+    from neuronjax.attribution import engine
+
+    lm = planted.model()
+    assert engine.chunks_in_flight(lm, 3, 1000, "cpu") == 2
+    assert engine.chunks_in_flight(lm, 1, 1000, "cpu") == 1  # one call: nothing beside it
+    assert engine.chunks_in_flight(lm, 3, engine.ROW_BUDGET["cpu"] // 2 + 1, "cpu") == 1  # two would pass it
+    assert engine.chunks_in_flight(lm, 3, 1000, "gpu") == 1
+    rng = np.random.default_rng(0)
+    c = lm.config
+    n, seq = 6, 12
+    ids = rng.integers(3, c.vocab_size, (n, seq)).astype(np.int32)
+    batch = PromptBatch(ids, np.ones((n, seq), np.int32), rng.integers(3, c.vocab_size, (n, 4, 1)).astype(np.int32),
+                        (np.arange(n) % 4).astype(np.int32))  # fmt: skip
+    calls, real = [], engine.attribute_compiled
+
+    def counting(*args, **kwargs):
+        calls.append(overlap.threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "attribute_compiled", counting)
+    two = attribute(lm, batch, "ig", 2, chunk=2)
+    assert len(calls) == 3 and all(name.startswith(overlap.THREAD_PREFIX) for name in calls)
+    monkeypatch.setattr(overlap, "IN_FLIGHT_ON", {})
+    calls.clear()
+    one = attribute(lm, batch, "ig", 2, chunk=2)
+    assert len(calls) == 3 and not any(name.startswith(overlap.THREAD_PREFIX) for name in calls)
+    for got, want in ((two.scores, one.scores), (two.f, one.f), (two.activations, one.activations)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))  # the same programs on the same inputs
+    assert np.abs(np.asarray(one.scores)).max() > 0

@@ -42,6 +42,7 @@ from neuronjax.cached import (
 )
 from neuronjax.errors import InputError
 from neuronjax.kernels.choice import backend_or_current
+from neuronjax.overlap import in_flight, in_order
 
 Method = Literal["ig", "grad_x_act", "activation"]
 METHODS = ("ig", "grad_x_act", "activation")
@@ -102,6 +103,20 @@ def auto_chunk(prompts: int, rows_per_prompt: int, backend: Optional[str] = None
     calls = -(-prompts // cap)
     per_call = -(-prompts // calls)  # the prompts spread evenly over the calls
     return -(-per_call // shards) * shards  # rounded up to a multiple of the devices
+
+
+def chunks_in_flight(lm, calls: int, rows_per_call: int, backend: Optional[str] = None) -> int:
+    """How many of `attribute`'s calls run at once: `overlap.in_flight` (two on one CPU device)
+    while the calls in flight hold at most the backend's `ROW_BUDGET` replay rows between them,
+    else one. Two calls of 8 world_facts prompts at the default nodes (952 rows each) ran 1.10x
+    faster side by side than one after the other (medians of two processes each); two of 8 at
+    m = 16 (3,840 rows each) took twice as long (medians 18.6 against 9.2 s; 2026-12-02,
+    docs/performance.md)."""
+    depth = in_flight(lm, backend) if calls > 1 else 1
+    budget = ROW_BUDGET.get(backend_or_current(backend))
+    if depth > 1 and budget is not None and depth * rows_per_call > budget:
+        return 1
+    return depth
 
 
 def replay_rows(schedule: Sequence[int], groups: int, replay: str) -> int:
@@ -330,8 +345,8 @@ def attribute(
         schedule = ()  # unused: one compiled program whatever steps says
     batch.validate()
     n, s = np.shape(batch.input_ids)
+    rows = replay_rows(schedule, groups, replay) if method == "ig" else 1
     if chunk is None:
-        rows = replay_rows(schedule, groups, replay) if method == "ig" else 1
         chunk = auto_chunk(n, rows, shards=lm.rules.devices("batch", lm.mesh))
     elif int(chunk) < 1:
         raise InputError(f"chunk = {chunk}: expected >= 1 prompts per call (or None to choose it)")
@@ -344,8 +359,10 @@ def attribute(
         batch = dataclasses.replace(batch, input_ids=split.input_ids, attention_mask=split.attention_mask)
         seq = split.input_ids.shape[1]
         head = kept_prefix_head(lm, split.shared, {} if heads is None else heads)
-    outs = []
-    for lo in range(0, n, chunk):
+    starts = range(0, n, chunk)
+    depth = chunks_in_flight(lm, len(starts), chunk * rows)
+
+    def one(lo: int) -> Attribution:
         part = jax.tree.map(lambda x: np.asarray(x)[lo : lo + chunk], batch)
         part = pad_rows(part, chunk, seq)
         part = jax.tree.map(lm.place, part)
@@ -353,7 +370,11 @@ def attribute(
             lm.state, part, None, graphdef=lm.graphdef, method=method, steps=schedule, groups=groups, target=target,
             rule=rule, replay=replay if method == "ig" else "grouped", head=head,
         )
-        outs.append(jax.tree.map(lambda x, k=min(chunk, n - lo): x[:k], out))
+        # with two chunks in flight (CPU), each thread waits for its own call: the next chunk's
+        # call then starts beside a running one instead of queueing behind it
+        return jax.block_until_ready(out) if depth > 1 else out
+
+    outs = [jax.tree.map(lambda x, k=min(chunk, n - lo): x[:k], out) for lo, out in in_order(one, starts, depth)]
     if len(outs) == 1:
         return outs[0]
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)

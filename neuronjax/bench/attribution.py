@@ -251,7 +251,10 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
     import jax
 
     from neuronjax.attribution import PromptBatch, attribute
-    from neuronjax.attribution.engine import attribute_compiled, pad_rows, resolve_groups, resolve_replay
+    from neuronjax.attribution.engine import (
+        attribute_compiled, chunks_in_flight, pad_rows, replay_rows, resolve_groups, resolve_replay,
+    )
+    from neuronjax.attribution.quadrature import layer_schedule
     from neuronjax.attribution.flops import attribution_flops
     from neuronjax.cached import smallest_window, split_prefix
 
@@ -279,6 +282,11 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
         }
         if layer_steps:
             out[name]["layer_steps"] = {str(k): v for k, v in layer_steps.items()}
+        # how many of its calls ran at once (`engine.chunks_in_flight`: two on one CPU device
+        # while both calls' replay rows fit the row budget)
+        rows = replay_rows(layer_schedule(lm.config.num_layers, m, layer_steps), resolve_groups(None, "auto"),
+                           resolve_replay("auto")) if method == "ig" else 1  # fmt: skip
+        out[name]["calls_in_flight"] = chunks_in_flight(lm, -(-n // chunk), chunk * rows)
 
     # FLOPs of the IG run: the analytic matmul count, and XLA's count of one compiled call.
     _, steps, rule, *_ = runs["ig"]
@@ -703,6 +711,8 @@ def report(r: dict) -> str:
             f"grad x act {o['grad_x_act']['seconds']:.2f} s, IG with our default {d['rule']} {nodes_label(d)} "
             f"{d['seconds']:.1f} s ({_fmt(d['prompts_per_s'])} prompts/s); chunk {o['chunk']}, seq padded to "
             f"{o['seq_padded']}" + (f"; {o['replay']} replay, {o['groups']} layer groups" if "replay" in o else "")
+            + (f"; calls in flight: IG {o['ig']['calls_in_flight']}, default nodes {d['calls_in_flight']}, grad x act "
+               f"{o['grad_x_act']['calls_in_flight']}" if "calls_in_flight" in d else "")
         ),
         (
             f"ours: {o['flops_analytic'] / 1e12:.2f} TFLOP counted analytically ({o['flops_xla'] / 1e12:.2f} by XLA "

@@ -52,6 +52,8 @@ def test_the_json_has_every_peer_and_the_equal_accuracy_ratio(tmp_path, capsys):
     assert w["variants_flops_ours"] >= w["variants_flops_port"] > 0
     assert w["extra_work"] == pytest.approx(w["variants_flops_ours"] / w["variants_flops_port"] - 1, rel=1e-9)
     assert w["jnp_dot_over_torch"] == pytest.approx(m["best"]["jnp.dot"] / m["best"]["torch"], rel=1e-9)
+    # one call of 2 prompts each: nothing runs beside it
+    assert [ours[k]["calls_in_flight"] for k in ("ig", "grad_x_act", "ig_default")] == [1, 1, 1]
     printed = capsys.readouterr().out
     assert "ratio_equal_accuracy" in printed
     assert "the variants' products for the same prompts" in printed
