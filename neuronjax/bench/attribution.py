@@ -246,8 +246,9 @@ def nodes_label(run: dict) -> str:
 
 
 def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
-    """Our timed runs, runs = {name: (method, m, rule[, layer_steps])}: each a warm-up call on the
-    first chunk (compile), then the timed call on every prompt; the FLOPs of the run named "ig"."""
+    """Our timed runs, runs = {name: (method, m, rule[, layer_steps])}: each an untimed warm-up call
+    on the first chunk (compile; on as many chunks as run at once, and twice, when calls run in
+    flight), then the timed call on every prompt; the FLOPs of the run named "ig"."""
     import jax
 
     from neuronjax.attribution import PromptBatch, attribute
@@ -261,13 +262,25 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
     batch = PromptBatch(**arrays)
     n, seq = arrays["input_ids"].shape
     chunk = min(chunk, n)
-    first = PromptBatch(**{k: v[:chunk] for k, v in arrays.items()})
     out: dict = {"chunk": chunk}
     for name, (method, m, rule, *extra) in runs.items():
         layer_steps = extra[0] if extra else None
-        t = time.perf_counter()
-        jax.block_until_ready(attribute(lm, first, method, m, chunk=chunk, rule=rule, layer_steps=layer_steps))
-        compile_s = time.perf_counter() - t
+        # how many of its calls run at once (`engine.chunks_in_flight`: two on one CPU device while
+        # both calls' replay rows fit the row budget)
+        rows = replay_rows(layer_schedule(lm.config.num_layers, m, layer_steps), resolve_groups(None, "auto"),
+                           resolve_replay("auto")) if method == "ig" else 1  # fmt: skip
+        depth = chunks_in_flight(lm, -(-n // chunk), chunk * rows)
+        # the untimed first call compiles. With calls in flight it holds as many calls as go at once,
+        # and a second one follows it: the first calls run side by side are slower (a 16-prompt call
+        # of the default nodes in calls of 8, after a warm-up of one call of 8, took 5.2-6.1 s, the
+        # next 3.3-5.2 s, the two after that 3.0-3.5 s, in four processes; 2026-12-02,
+        # docs/performance.md)
+        warm = PromptBatch(**{k: v[: chunk * depth] for k, v in arrays.items()})
+        for i in range(2 if depth > 1 else 1):
+            t = time.perf_counter()
+            jax.block_until_ready(attribute(lm, warm, method, m, chunk=chunk, rule=rule, layer_steps=layer_steps))
+            if i == 0:
+                compile_s = time.perf_counter() - t
         t = time.perf_counter()
         res = attribute(lm, batch, method, m, chunk=chunk, rule=rule, layer_steps=layer_steps)
         jax.block_until_ready(res)
@@ -279,14 +292,10 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
             "prompts_per_s": n / seconds,
             "steps": m,
             "rule": rule,
+            "calls_in_flight": depth,
         }
         if layer_steps:
             out[name]["layer_steps"] = {str(k): v for k, v in layer_steps.items()}
-        # how many of its calls ran at once (`engine.chunks_in_flight`: two on one CPU device
-        # while both calls' replay rows fit the row budget)
-        rows = replay_rows(layer_schedule(lm.config.num_layers, m, layer_steps), resolve_groups(None, "auto"),
-                           resolve_replay("auto")) if method == "ig" else 1  # fmt: skip
-        out[name]["calls_in_flight"] = chunks_in_flight(lm, -(-n // chunk), chunk * rows)
 
     # FLOPs of the IG run: the analytic matmul count, and XLA's count of one compiled call.
     _, steps, rule, *_ = runs["ig"]
@@ -311,6 +320,7 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
     port = attribution_flops(lm.config, chunk, width, "ig", steps, groups, shared=shared, entry="own")
     out["flops_variants_own_entry"] = calls * port["variants"]
     try:
+        first = PromptBatch(**{k: v[:chunk] for k, v in arrays.items()})
         part = jax.tree.map(lm.place, pad_rows(first, chunk, seq_padded))
         compiled = attribute_compiled.lower(lm.state, part, graphdef=lm.graphdef, method="ig", steps=steps,
                                             groups=groups, rule=rule, replay=replay).compile()  # fmt: skip
