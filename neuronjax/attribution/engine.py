@@ -108,8 +108,8 @@ def auto_chunk(prompts: int, rows_per_prompt: int, backend: Optional[str] = None
 def chunks_in_flight(lm, calls: int, rows_per_call: int, backend: Optional[str] = None) -> int:
     """How many of `attribute`'s calls run at once: `overlap.in_flight` (two on one CPU device)
     while the calls in flight hold at most the backend's `ROW_BUDGET` replay rows between them,
-    else one. Two calls of 8 world_facts prompts at the default nodes (952 rows each) ran 1.10x
-    faster side by side than one after the other (medians of two processes each); two of 8 at
+    else one. Two calls of 8 world_facts prompts at the default nodes (952 rows each) ran 1.07x
+    and 1.19x faster side by side than one after the other (medians of two processes each); two of 8 at
     m = 16 (3,840 rows each) took twice as long (medians 18.6 against 9.2 s; 2026-12-02,
     docs/performance.md)."""
     depth = in_flight(lm, backend) if calls > 1 else 1

@@ -61,8 +61,9 @@ def attribution_flops(cfg: ModelConfig, batch: int, seq: int, method: str, steps
         down = cfg.intermediate_size * cfg.hidden_size  # a variant of a group's first layer runs its down projection there
         if entry == "own":
             variants = sum(m * ((n - j - 1) * one + down) for j, m in enumerate(schedule)) * batch * 2
-        for lo, hi in schedule_groups(schedule, groups) if entry == "group" else ():
-            variants += (sum(schedule[lo:hi]) * (n - lo - 1) * one + schedule[lo] * down) * batch * 2
+        else:
+            for lo, hi in schedule_groups(schedule, groups):
+                variants += (sum(schedule[lo:hi]) * (n - lo - 1) * one + schedule[lo] * down) * batch * 2
     out = {"shared": 2 * n * layer_macs(cfg, shared, shared), "prefix": 2 * prefix, "base": 2 * base,
            "variants": 2 * variants}  # fmt: skip
     out["total"] = sum(out.values())

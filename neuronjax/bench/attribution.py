@@ -662,9 +662,10 @@ def _port_line(p: dict) -> str:
     w = p["work"]
     head = (f"torch cached port: ours {p['ratio']:.2f}x its speed"
             + (" (ours is slower)" if p["ratio"] < 1 else ""))  # fmt: skip
-    return (f"{head}; the variants' products for the same prompts: ours {w['variants_flops_ours'] / 1e12:.2f} TFLOP, the port's "
-            f"{w['variants_flops_port'] / 1e12:.2f} ({100 * w['extra_work']:+.1f}% for ours: its variants enter at "
-            f"their own layer's down projection, ours after their layer group's first layer); jnp.dot ran at "
+    return (f"{head}; the variants' products for the same prompts: ours {w['variants_flops_ours'] / 1e12:.2f} "
+            f"TFLOP, the port's {w['variants_flops_port'] / 1e12:.2f} ({100 * w['extra_work']:+.1f}% for ours: its "
+            f"variants enter at their own layer's down projection, ours after their layer group's first layer); "
+            f"jnp.dot ran at "
             f"{w['jnp_dot_over_torch']:.2f}x torch's rate on the 2048^3 product")
 
 
