@@ -263,12 +263,17 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
     n, seq = arrays["input_ids"].shape
     chunk = min(chunk, n)
     out: dict = {"chunk": chunk}
+    # the replay and groups `attribute` runs with its defaults (the calls below give neither)
+    defaults = {k: v.default for k, v in inspect.signature(attribute).parameters.items()}
+    replay = resolve_replay(defaults["replay"])
+    groups, bucket = resolve_groups(defaults["groups"], replay), defaults["seq_bucket"]
     for name, (method, m, rule, *extra) in runs.items():
         layer_steps = extra[0] if extra else None
         # how many of its calls run at once (`engine.chunks_in_flight`: two on one CPU device while
         # both calls' replay rows fit the row budget)
-        rows = replay_rows(layer_schedule(lm.config.num_layers, m, layer_steps), resolve_groups(None, "auto"),
-                           resolve_replay("auto")) if method == "ig" else 1  # fmt: skip
+        rows = 1
+        if method == "ig":
+            rows = replay_rows(layer_schedule(lm.config.num_layers, m, layer_steps), groups, replay)
         depth = chunks_in_flight(lm, -(-n // chunk), chunk * rows)
         # the untimed first call compiles. With calls in flight it holds as many calls as go at once,
         # and a second one follows it: the first calls run side by side are slower (a 16-prompt call
@@ -299,9 +304,6 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int) -> dict:
 
     # FLOPs of the IG run: the analytic matmul count, and XLA's count of one compiled call.
     _, steps, rule, *_ = runs["ig"]
-    defaults = {k: v.default for k, v in inspect.signature(attribute).parameters.items()}
-    replay = resolve_replay(defaults["replay"])
-    groups, bucket = resolve_groups(defaults["groups"], replay), defaults["seq_bucket"]
     out["replay"], out["groups"] = replay, groups
     seq_padded = -(-seq // bucket) * bucket
     calls = -(-n // chunk)
@@ -665,8 +667,7 @@ def _port_line(p: dict) -> str:
     return (f"{head}; the variants' products for the same prompts: ours {w['variants_flops_ours'] / 1e12:.2f} "
             f"TFLOP, the port's {w['variants_flops_port'] / 1e12:.2f} ({100 * w['extra_work']:+.1f}% for ours: its "
             f"variants enter at their own layer's down projection, ours after their layer group's first layer); "
-            f"jnp.dot ran at "
-            f"{w['jnp_dot_over_torch']:.2f}x torch's rate on the 2048^3 product")
+            f"jnp.dot ran at {w['jnp_dot_over_torch']:.2f}x torch's rate on the 2048^3 product")
 
 
 PEERS = (("research_code", "research code"), ("captum", "Captum"), ("torch_cached", "torch cached port"))

@@ -142,7 +142,9 @@ def test_the_ports_variant_products_are_the_own_entry_count(steps, groups):
                                               "right_riemann", groups)  # fmt: skip
 
     counted, others = _product_flops(variants)
-    assert not others & {"matmul", "linear", "einsum", "_scaled_dot_product_attention_math"}, others
+    # no op with products inside that the count above would miss (a fused attention, a matrix-vector)
+    hidden = {o for o in others if any(w in o for w in ("dot", "mv", "conv", "attention", "matmul", "linear"))}
+    assert not hidden, hidden
     cfg = config_from_hf(model.config.to_dict(), "the tiny llama")
     analytic = attribution_flops(cfg, ids.shape[0], ids.shape[1], "ig", steps, groups, entry="own")["variants"]
     assert analytic <= counted
