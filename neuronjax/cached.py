@@ -49,12 +49,42 @@ def prefix_cache(model: Decoder, input_ids: jax.Array, attention_mask: jax.Array
     return model(input_ids[:, :-1], attention_mask[:, :-1], logits_at="none", return_cache=True).cache
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def compute_prefix_cache(state, input_ids: jax.Array, attention_mask: jax.Array, *, graphdef) -> KVCache:
+# the prompt caches that one-token steps read (attribution's replay, the evaluation's scoring) are
+# left-padded with empty slots to a multiple of this by default (a task's `pipeline.cache_multiple`),
+# so that the step compiles once for every suffix width a task's batches fall in, not once per width
+CACHE_BUCKET = 64
+
+
+def cache_slots(length: int, multiple: Optional[int]) -> Optional[int]:
+    """The slots a prompt cache of `length` slots is padded to: `length` rounded up to a multiple of
+    `multiple` (None: not padded, None returned)."""
+    if multiple is None:
+        return None
+    if multiple < 1:
+        raise ValueError(f"cache multiple {multiple}: expected an int >= 1")
+    return max(multiple, -(-length // multiple) * multiple)
+
+
+def padded(cache: KVCache, slots: Optional[int]) -> KVCache:
+    """`cache` with empty slots (mask False) before its first, to `slots` in all (None: as it is).
+    The same cache for every step that reads it: positions count the real slots, and attention's
+    masks and sliding windows measure distances between slots, which the padding at the far left
+    shifts all alike."""
+    if slots is None or slots == cache.length:
+        return cache
+    if slots < cache.length:
+        raise ValueError(f"a prompt cache of {cache.length} slots cannot be padded to {slots}")
+    return cache.pad_left(slots - cache.length)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "slots"))
+def compute_prefix_cache(state, input_ids: jax.Array, attention_mask: jax.Array, *, graphdef,
+                         slots: Optional[int] = None) -> KVCache:  # fmt: skip
     """`prefix_cache` compiled, from the parameter state: the cache shared by every
-    last-position intervention of a batch."""
-    return forward(state, input_ids[:, :-1], attention_mask[:, :-1], None, None, graphdef=graphdef,
-                   logits_at="none", return_cache=True).cache  # fmt: skip
+    last-position intervention of a batch; slots: padded to that many (`padded`)."""
+    cache = forward(state, input_ids[:, :-1], attention_mask[:, :-1], None, None, graphdef=graphdef,
+                    logits_at="none", return_cache=True).cache  # fmt: skip
+    return padded(cache, slots)
 
 
 PREFIX_BUCKET = 16  # shared prefix lengths are multiples of this (few compiled shapes)
@@ -164,12 +194,12 @@ def shared_prefix_cache(model: Decoder, shared_ids: jax.Array, input_ids: jax.Ar
     return extend_head(model, prefix_head(model, shared_ids), input_ids, attention_mask)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
+@functools.partial(jax.jit, static_argnames=("graphdef", "slots"))
 def compute_shared_prefix_cache(state, shared_ids: jax.Array, input_ids: jax.Array, attention_mask: jax.Array,
-                                *, graphdef) -> KVCache:  # fmt: skip
+                                *, graphdef, slots: Optional[int] = None) -> KVCache:  # fmt: skip
     """`shared_prefix_cache` compiled, from the parameter state (`compute_prefix_cache` of a batch
-    cut by `split_prefix`)."""
-    return shared_prefix_cache(nnx.merge(graphdef, state), shared_ids, input_ids, attention_mask)
+    cut by `split_prefix`); slots: padded to that many (`padded`)."""
+    return padded(shared_prefix_cache(nnx.merge(graphdef, state), shared_ids, input_ids, attention_mask), slots)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
@@ -178,11 +208,11 @@ def compute_prefix_head(state, shared_ids: jax.Array, *, graphdef) -> KVCache:
     return prefix_head(nnx.merge(graphdef, state), shared_ids)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
+@functools.partial(jax.jit, static_argnames=("graphdef", "slots"))
 def compute_extended_cache(state, head: KVCache, input_ids: jax.Array, attention_mask: jax.Array,
-                           *, graphdef) -> KVCache:  # fmt: skip
-    """`extend_head` compiled, from the parameter state."""
-    return extend_head(nnx.merge(graphdef, state), head, input_ids, attention_mask)
+                           *, graphdef, slots: Optional[int] = None) -> KVCache:  # fmt: skip
+    """`extend_head` compiled, from the parameter state; slots: padded to that many (`padded`)."""
+    return padded(extend_head(nnx.merge(graphdef, state), head, input_ids, attention_mask), slots)
 
 
 HEADS_KEPT = 8  # most distinct prefixes a `batch_prefix_cache` memo holds before it starts over
@@ -190,26 +220,31 @@ _HEADS_LOCK = threading.Lock()
 
 
 def batch_prefix_cache(lm, batch: dict, ids: jax.Array, mask: jax.Array, share: bool = True,
-                       seq_bucket: int = SUFFIX_BUCKET,
-                       extra_slots: int = 0, heads: Optional[dict] = None) -> KVCache:  # fmt: skip
+                       seq_bucket: int = SUFFIX_BUCKET, extra_slots: int = 0, heads: Optional[dict] = None,
+                       cache_multiple: Optional[int] = CACHE_BUCKET) -> KVCache:  # fmt: skip
     """The cache of every prompt position but the last for one batch of a task (`batch`, the
     pipeline's host arrays; ids and mask its input_ids and attention_mask already placed on the
     mesh): the prefix common to every row run once where `split_prefix` allows it (share=True;
     not for a model whose sliding window is shorter than the prompt's slots plus `extra_slots`),
     else every row's whole prompt (`compute_prefix_cache`). heads: a dict the caller keeps across
     the batches of a task; a prefix already in it (the same tokens: a task's role block and
-    demonstration) is not run again, only the batch's rows on it."""
+    demonstration) is not run again, only the batch's rows on it. cache_multiple: the cache is
+    left-padded to a multiple of this many slots (`padded`; a task's `pipeline.cache_multiple`),
+    so that the steps reading it compile once for all the task's suffix widths below it; None:
+    not padded."""
     split = None
     if share:
         split = split_prefix(batch["input_ids"], batch["attention_mask"], seq_bucket=seq_bucket,
                              window=smallest_window(lm.config), extra_slots=extra_slots)  # fmt: skip
     if split is None:
-        return compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef)
+        slots = cache_slots(np.shape(batch["input_ids"])[1] - 1, cache_multiple)
+        return compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef, slots=slots)
+    slots = cache_slots(split.length + split.input_ids.shape[1] - 1, cache_multiple)
     if heads is None:
         return compute_shared_prefix_cache(lm.state, lm.place(split.shared), lm.place(split.input_ids),
-                                           lm.place(split.attention_mask), graphdef=lm.graphdef)  # fmt: skip
+                                           lm.place(split.attention_mask), graphdef=lm.graphdef, slots=slots)  # fmt: skip
     return compute_extended_cache(lm.state, kept_prefix_head(lm, split.shared, heads), lm.place(split.input_ids),
-                                  lm.place(split.attention_mask), graphdef=lm.graphdef)  # fmt: skip
+                                  lm.place(split.attention_mask), graphdef=lm.graphdef, slots=slots)  # fmt: skip
 
 
 def kept_prefix_head(lm, shared: np.ndarray, heads: dict) -> KVCache:

@@ -223,9 +223,11 @@ def neuron_activations(lm, encoded, neurons: Sequence[tuple[int, int]],
     for batch in global_batches(encoded):
         valid = np.asarray(batch["valid"], bool)
         ids, mask = lm.place(batch["input_ids"]), lm.place(batch["attention_mask"])
-        cache = cached.batch_prefix_cache(lm, batch, ids, mask, share_prefix, encoded.config.pipeline.suffix_multiple,
-                                          heads=heads)  # fmt: skip
-        acts = cached.last_position_activations(lm.state, cache, ids, layers, index, graphdef=lm.graphdef)
+        pipeline = encoded.config.pipeline
+        cache = cached.batch_prefix_cache(lm, batch, ids, mask, share_prefix, pipeline.suffix_multiple, heads=heads,
+                                          cache_multiple=pipeline.cache_multiple)  # fmt: skip
+        last = lm.place(np.asarray(batch["input_ids"])[:, -1:])  # one program per cache bucket
+        acts = cached.last_position_activations(lm.state, cache, last, layers, index, graphdef=lm.graphdef)
         values.append(to_host(acts)[valid])
         items.append(np.asarray(batch["item_index"])[valid])
         proxies.append(np.asarray(batch["proxy_index"])[valid])

@@ -38,7 +38,8 @@ from flax import nnx
 from neuronjax.attribution import last_token as lt
 from neuronjax.attribution import quadrature
 from neuronjax.cached import (
-    SUFFIX_BUCKET, extend_head, kept_prefix_head, prefix_cache, shared_prefix_cache, smallest_window, split_prefix,
+    CACHE_BUCKET, SUFFIX_BUCKET, cache_slots, compute_extended_cache, compute_prefix_cache, extend_head,
+    kept_prefix_head, prefix_cache, shared_prefix_cache, smallest_window, split_prefix,
 )
 from neuronjax.errors import InputError
 from neuronjax.kernels.choice import backend_or_current
@@ -230,16 +231,21 @@ def _ig(
 
 def _attribute(
     state, batch: PromptBatch, shared: Optional[jax.Array] = None, *, graphdef, method: str, steps, groups: int,
-    target: str = "ce", rule: str = "gauss_legendre", replay: str = "grouped", head=None,
+    target: str = "ce", rule: str = "gauss_legendre", replay: str = "grouped", head=None, cache=None,
 ) -> Attribution:
     """shared: None, or int32 [1, P], the token prefix common to every row, cut off the rows of
     `batch` (`cached.split_prefix`): it runs once for the whole batch. head: instead of shared,
     that prefix's cache already computed (`cached.compute_prefix_head`, one row), which the
-    batch's rows then run on. replay: "grouped" or "joined" (`_ig`; `attribute` resolves
-    "auto")."""
+    batch's rows then run on. cache: instead of both, the cache of every row's prompt but its last
+    token already computed (a `cached.KVCache`, left-padded to any number of slots); only the last
+    column of batch.input_ids is then read, so a batch of that one column compiles one program
+    for every prompt width (what `attribute` does). replay: "grouped" or "joined" (`_ig`;
+    `attribute` resolves "auto")."""
     model = nnx.merge(graphdef, state)
     cfg = model.cfg
-    if head is not None:
+    if cache is not None:
+        pass
+    elif head is not None:
         cache = extend_head(model, head, batch.input_ids, batch.attention_mask)
     elif shared is None:
         cache = prefix_cache(model, batch.input_ids, batch.attention_mask)
@@ -304,6 +310,7 @@ def attribute(
     share_prefix: bool = True,
     replay: Replay = "auto",
     heads: Optional[dict] = None,
+    cache_bucket: Optional[int] = CACHE_BUCKET,
 ) -> Attribution:
     """Attribute the target to every neuron at the last prompt position, for every prompt of
     ``batch``.
@@ -329,6 +336,10 @@ def attribute(
     run unshared. The shared prefix's cache is computed once per call (not once per chunk), and
     heads, a dict the caller keeps across the batches of a task, holds it across calls: a prefix
     already in it (the same tokens: a task's role block and demonstration) is not run again.
+    cache_bucket: each call's prompt pass is a program of its own, whose cache is left-padded with
+    empty slots to a multiple of this (`cached.padded`; None: not padded), and the rest of the call
+    (the base pass and the replay, the costly program to compile) then compiles once for all
+    prompt widths within one multiple (a task's `pipeline.cache_multiple`).
     """
     if method not in METHODS:
         raise InputError(f"method {method!r} unknown; expected one of {METHODS}")
@@ -350,6 +361,8 @@ def attribute(
         chunk = auto_chunk(n, rows, shards=lm.rules.devices("batch", lm.mesh))
     elif int(chunk) < 1:
         raise InputError(f"chunk = {chunk}: expected >= 1 prompts per call (or None to choose it)")
+    if cache_bucket is not None and int(cache_bucket) < 1:
+        raise InputError(f"cache_bucket = {cache_bucket}: expected >= 1 slots (or None for no padding)")
     seq = -(-s // seq_bucket) * seq_bucket
     split = head = None
     if share_prefix:
@@ -361,14 +374,22 @@ def attribute(
         head = kept_prefix_head(lm, split.shared, {} if heads is None else heads)
     starts = range(0, n, chunk)
     depth = chunks_in_flight(lm, len(starts), chunk * rows)
+    # the prompt pass (compiled per suffix width) and the rest (compiled per cache bucket) are two
+    # programs: the rest, the costly one to compile, then serves every width up to the bucket
+    slots = cache_slots(seq - 1 + (0 if head is None else head.length), cache_bucket)
 
     def one(lo: int) -> Attribution:
         part = jax.tree.map(lambda x: np.asarray(x)[lo : lo + chunk], batch)
         part = pad_rows(part, chunk, seq)
-        part = jax.tree.map(lm.place, part)
+        ids, mask = lm.place(part.input_ids), lm.place(part.attention_mask)
+        if head is None:
+            cache = compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef, slots=slots)
+        else:
+            cache = compute_extended_cache(lm.state, head, ids, mask, graphdef=lm.graphdef, slots=slots)
+        last = PromptBatch(part.input_ids[:, -1:], part.attention_mask[:, -1:], part.option_ids, part.gold)
         out = attribute_compiled(
-            lm.state, part, None, graphdef=lm.graphdef, method=method, steps=schedule, groups=groups, target=target,
-            rule=rule, replay=replay if method == "ig" else "grouped", head=head,
+            lm.state, jax.tree.map(lm.place, last), None, graphdef=lm.graphdef, method=method, steps=schedule,
+            groups=groups, target=target, rule=rule, replay=replay if method == "ig" else "grouped", cache=cache,
         )
         # with two chunks in flight (CPU), each thread waits for its own call: the next chunk's
         # call then starts beside a running one instead of queueing behind it

@@ -85,7 +85,8 @@ def score_joined(state, cache: KVCache, input_ids: jax.Array, option_tokens: jax
                  *, graphdef, bounds: tuple, counts: tuple) -> jax.Array:  # fmt: skip
     """float32 [intervention, batch, option]: first-token option scores of stacked last-position
     interventions, already in the order of a `JoinPlan` (bounds, counts), on the prompt cache
-    ``cache`` of input_ids [batch, seq] minus their last column."""
+    ``cache`` of input_ids [batch, seq] minus their last column (only that last column is read:
+    `score_interventions` passes it alone, [batch, 1], for one program per cache width)."""
     model = nnx.merge(graphdef, state)
     block_def, replay = lt.replay_inputs(model, input_ids[:, -1], cache)
     # row 0 is the unedited last token, the carrier: a group's rows start as copies of it at the

@@ -133,6 +133,7 @@ def score_interventions(
         want = (jnp.asarray([layer for layer, _ in capture], jnp.int32), jnp.asarray([i for _, i in capture], jnp.int32))
     scores, gold, items, proxies, acts = [], [], [], [], []
     static = dict(graphdef=lm.graphdef, kind=kind, pad_id=encoded.pad_id)
+    pipeline = encoded.config.pipeline
     heads: dict = {}  # the task's shared prefix, run once for all its batches
 
     def one(batch) -> tuple:
@@ -141,23 +142,25 @@ def score_interventions(
         ids, mask, options, cont = (lm.place(batch[k]) for k in ("input_ids", "attention_mask", "option_tokens", "continuation"))
         cache = None
         if any_last or capture is not None:
-            cache = cached.batch_prefix_cache(lm, batch, ids, mask, share_prefix, encoded.config.pipeline.suffix_multiple,
+            cache = cached.batch_prefix_cache(lm, batch, ids, mask, share_prefix, pipeline.suffix_multiple,
                                               0 if kind == "first_token" else batch["continuation"].shape[-1],
-                                              heads)  # fmt: skip
+                                              heads, pipeline.cache_multiple)  # fmt: skip
+            # the steps on the cache read the prompts' last column only: one program per cache bucket
+            last = lm.place(np.asarray(batch["input_ids"])[:, -1:])
         out = np.zeros((len(interventions), int(valid.sum()), batch["option_tokens"].shape[1]), np.float32)
         for k, (policy, idx, ivs) in enumerate(groups):
             if k in plans:
                 plan, ordered, inverse = plans[k]
-                got = to_host(score_joined(lm.state, cache, ids, options, ordered, graphdef=lm.graphdef,
+                got = to_host(score_joined(lm.state, cache, last, options, ordered, graphdef=lm.graphdef,
                                            bounds=plan.bounds, counts=plan.counts))[inverse]  # fmt: skip
             elif policy == "all":
                 got = to_host(cached.score_all_positions(lm.state, ids, mask, options, cont, ivs, **static))
             else:
-                got = to_host(cached.score_last_position(lm.state, cache, ids, options, cont, ivs, **static))
+                got = to_host(cached.score_last_position(lm.state, cache, last, options, cont, ivs, **static))
             out[idx] = got[: len(idx)][:, valid]
         if capture is None:
             return out, None
-        return out, to_host(cached.last_position_activations(lm.state, cache, ids, *want, graphdef=lm.graphdef))[valid]
+        return out, to_host(cached.last_position_activations(lm.state, cache, last, *want, graphdef=lm.graphdef))[valid]
 
     for batch, (out, captured) in in_order(one, global_batches(encoded), in_flight(lm)):  # on CPU two batches at once
         valid = np.asarray(batch["valid"], bool)

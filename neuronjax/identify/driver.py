@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from neuronjax.attribution.engine import PromptBatch, attribute
-from neuronjax.cached import SUFFIX_BUCKET
+from neuronjax.cached import CACHE_BUCKET, SUFFIX_BUCKET
 from neuronjax.config import AttributionConfig
 from neuronjax.distributed import global_batches, to_host
 from neuronjax.errors import ConfigError
@@ -59,12 +59,13 @@ def _check_task(encoded, block_items: int) -> None:
         raise ConfigError(f"identify.block_items = {block_items}: expected >= 1")
 
 
-def attribute_batch(lm, batch, needs: set[str], attribution: AttributionConfig,
-                    heads: Optional[dict] = None, seq_bucket: int = SUFFIX_BUCKET) -> dict[str, np.ndarray]:  # fmt: skip
+def attribute_batch(lm, batch, needs: set[str], attribution: AttributionConfig, heads: Optional[dict] = None,
+                    seq_bucket: int = SUFFIX_BUCKET, cache_bucket: Optional[int] = CACHE_BUCKET) -> dict[str, np.ndarray]:  # fmt: skip
     """Per-row arrays of one global batch: the attributions in `needs`, activations, correctness.
     heads: the task's shared-prefix caches, kept by the caller across its batches (`attribute`);
     seq_bucket: the rows' suffixes after it are padded to its multiples (the task's
-    `pipeline.suffix_multiple`)."""
+    `pipeline.suffix_multiple`); cache_bucket: the prompt caches' slots are padded to its
+    multiples (the task's `pipeline.cache_multiple`)."""
     pb = PromptBatch(batch["input_ids"], batch["attention_mask"], batch["option_tokens"], batch["gold"])
     rows: dict[str, np.ndarray] = {}
     for key, target in (("attr", "ce"), ("attr_prob", "prob")):
@@ -72,10 +73,11 @@ def attribute_batch(lm, batch, needs: set[str], attribution: AttributionConfig,
             out = attribute(lm, pb, attribution.method, attribution.schedule(lm.config.num_layers),
                             groups=attribution.groups, target=target, rule=attribution.rule,
                             share_prefix=attribution.share_prefix, replay=attribution.replay, heads=heads,
-                            seq_bucket=seq_bucket)  # fmt: skip
+                            seq_bucket=seq_bucket, cache_bucket=cache_bucket)  # fmt: skip
             rows[key] = to_host(out.scores)
     if not needs & {"attr", "attr_prob"}:  # activations (and correctness) only: one plain pass
-        out = attribute(lm, pb, "activation", share_prefix=attribution.share_prefix, heads=heads, seq_bucket=seq_bucket)
+        out = attribute(lm, pb, "activation", share_prefix=attribution.share_prefix, heads=heads, seq_bucket=seq_bucket,
+                        cache_bucket=cache_bucket)
     if "activations" in needs:
         rows["activations"] = to_host(out.activations)
     rows["correct"] = np.asarray(proxy_correct(to_host(out.option_scores), np.asarray(batch["gold"])))
@@ -108,8 +110,9 @@ def _blocks(lm, encoded, needs, attribution, collector: ItemCollector, progress,
     t0 = time.perf_counter() - stats.seconds
     heads: dict = {}  # the task's shared prefix, run once for all its batches
     batches = enumerate(global_batches(encoded, start=start), start=start)
-    suffix = encoded.config.pipeline.suffix_multiple
-    work = lambda item: attribute_batch(lm, item[1], needs, attribution, heads, suffix)  # noqa: E731
+    pipeline = encoded.config.pipeline
+    work = lambda item: attribute_batch(lm, item[1], needs, attribution, heads, pipeline.suffix_multiple,  # noqa: E731
+                                        pipeline.cache_multiple)
     for (index, batch), rows in in_order(work, batches, in_flight(lm)):  # on CPU two batches at once
         collect(collector, batch, rows)
         yield from collector.blocks(lm)

@@ -122,7 +122,10 @@ def _shared_input(mesh, shared: int):
 def identify_step(cfg, graphdef, state, mesh, rules, batch: int, seq: int, steps: tuple, groups: int,
                   method: str = "ig", hbm: Optional[int] = None, shared: int = 0,
                   replay: str = "grouped") -> StepPlan:  # fmt: skip
-    """The prompt pass and the IG step of `batch` prompts of `seq` tokens (one `attribute` call).
+    """The prompt pass and the IG step of `batch` prompts of `seq` tokens (one `attribute` call;
+    a run compiles the two as separate programs with the cache passed between them; the plan
+    compiles them as one, which holds that cache and the replay's buffers at once as the run's
+    second program does).
     shared: the first `shared` tokens of the prompts are common to the batch and run once (the
     rows are then their seq - shared remaining tokens), as `attribute` runs a task's prompts.
     replay: "grouped" or "joined" (`attribution.engine.resolve_replay`)."""

@@ -41,6 +41,10 @@ class PipelineConfig:
     # are padded to multiples of this: less padding in the prompt pass than bucket_multiple
     # (the same default as `cached.SUFFIX_BUCKET`, attribute's own)
     suffix_multiple: int = 16
+    # the prompt caches the one-token steps read (IG's replay, the evaluation's scoring) are
+    # left-padded with empty slots to multiples of this: those steps, the costly ones to compile,
+    # then compile once for all suffix widths within it (the same default as `cached.CACHE_BUCKET`)
+    cache_multiple: int = 64
     shuffle: bool = False  # seeded shuffle of proxies within a bucket and of the batch order
     seed: int = 0  # the shuffle seed; the same seed gives the same batches
     worker_count: int = 0  # grain worker processes (0: in this process)
@@ -62,7 +66,7 @@ def plan_batches(records: Sequence[ProxyRecord], config: PipelineConfig, process
         raise ConfigError(
             f"pipeline: batch_size and process_count must be >= 1, got {config.batch_size}, {process_count}"
         )
-    for name in ("bucket_multiple", "suffix_multiple"):
+    for name in ("bucket_multiple", "suffix_multiple", "cache_multiple"):
         if getattr(config, name) < 1:
             raise ConfigError(f"pipeline.{name} = {getattr(config, name)}: expected an int >= 1 (padded lengths are its multiples)")
     rng = np.random.default_rng(config.seed)

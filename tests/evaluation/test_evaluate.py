@@ -123,7 +123,11 @@ def test_calls_of_several_interventions_score_like_one_at_a_time(lm, monkeypatch
     got = score_interventions(lm, enc, ivs)
     for v, iv in enumerate(ivs):
         alone = score_interventions(lm, enc, [iv])
-        np.testing.assert_allclose(got.scores[v], alone.scores[0], atol=0, rtol=1e-6)  # measured: identical
+        # measured: identical with unpadded prompt caches; with the caches padded to 64 slots (the
+        # default `pipeline.cache_multiple`) at most 3.8e-6 apart, 1.4e-7 of the largest score (the
+        # attention over the padded cache sums in another order for another number of rows)
+        scale = float(np.abs(alone.scores).max())
+        assert float(np.abs(got.scores[v] - alone.scores[0]).max()) <= 5e-7 * scale
     assert np.abs(got.scores[1] - got.scores[0]).max() > 1e-2
 
 
