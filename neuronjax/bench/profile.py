@@ -47,8 +47,9 @@ OPERATION = re.compile(r"[a-z][a-z0-9_\-]*(\.\d+)*")
 
 
 def kind_of(name: str) -> str:
-    """An operation's kind: its instruction name without the numeric suffix XLA adds."""
-    return re.sub(r"(\.\d+)+$", "", name)
+    """An operation's kind: its instruction name without the numeric suffix XLA adds (and without
+    the program's name before it, `operation_times`' ``module/instruction``)."""
+    return re.sub(r"(\.\d+)+$", "", name.rsplit("/", 1)[-1])
 
 
 def operation_times(events) -> dict[str, tuple[float, int]]:
@@ -75,11 +76,18 @@ def operation_times(events) -> dict[str, tuple[float, int]]:
                 stack.pop()
             if stack:  # nested: its time is not its parent's own
                 out[stack[-1][1]][0] -= min(start + dur, stack[-1][0]) - start
-            t = out.setdefault(e["name"], [0.0, 0])
+            t = out.setdefault(_key(e), [0.0, 0])
             t[0] += dur
             t[1] += 1
-            stack.append((start + dur, e["name"]))
+            stack.append((start + dur, _key(e)))
     return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def _key(event) -> str:
+    """An operation's name, ``module/instruction`` when the trace names its compiled program (an
+    IG call runs several: the prompt pass, the replay; their instruction names repeat)."""
+    module = (event.get("args") or {}).get("hlo_module")
+    return f"{module}/{event['name']}" if module else str(event["name"])
 
 
 def by_kind(ops: dict[str, tuple[float, int]]) -> list[dict]:
@@ -96,11 +104,15 @@ def by_kind(ops: dict[str, tuple[float, int]]) -> list[dict]:
 
 
 def hlo_instructions(hlo_text: str) -> dict[str, tuple[str, str]]:
-    """{instruction name: (shape, JAX op_name)} of a compiled module's text."""
+    """{instruction name: (shape, JAX op_name)} of a compiled module's text; the names are
+    ``module/instruction`` when the text names its module (``HloModule jit_f, ...``), as
+    `operation_times` names the traced operations."""
+    module = re.search(r"^HloModule ([\w.\-]+)", hlo_text, re.M)
+    prefix = f"{module.group(1)}/" if module else ""
     out = {}
     for m in re.finditer(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ([^\n]*)", hlo_text, re.M):
         op = re.search(r'op_name="([^"]*)"', m.group(3))
-        out[m.group(1)] = (m.group(2), op.group(1) if op else "")
+        out[prefix + m.group(1)] = (m.group(2), op.group(1) if op else "")
     return out
 
 
@@ -132,7 +144,11 @@ def run(args) -> dict:
     from neuronjax.attribution.quadrature import layer_schedule
     from neuronjax.bench.attribution import matmul_peak, numpy_matmul_peak
     from neuronjax.bench.quadrature import world_facts_prompts
-    from neuronjax.cached import SUFFIX_BUCKET, kept_prefix_head, split_prefix
+    from neuronjax.cached import (
+        CACHE_BUCKET, SUFFIX_BUCKET, cache_slots, compute_extended_cache, compute_prefix_cache, compute_prefix_head,
+        kept_prefix_head,
+        split_prefix,
+    )
 
     def limit() -> dict:
         return {"jnp.dot": [matmul_peak() / 1e9 for _ in range(args.matmul_rounds)],
@@ -158,19 +174,33 @@ def run(args) -> dict:
     jax.profiler.stop_trace()
     ops = operation_times(read_trace(trace_dir))
 
-    # the arguments `attribute` compiled for: the rows after the shared prefix with the prefix's
-    # cache passed in (`kept_prefix_head`), or the whole prompts left-padded to its bucket
-    # (`SUFFIX_BUCKET`, attribute's default); the program is in jit's cache, so lowering does not
-    # compile again, and the traced operations' names are this program's
+    # the programs `attribute` compiled: the prompt pass (the rows after the shared prefix on the
+    # prefix's cache, `kept_prefix_head`, or the whole prompts left-padded to its bucket,
+    # `SUFFIX_BUCKET`, attribute's default), its cache padded to `CACHE_BUCKET` slots, then the
+    # rest on that cache and the prompts' last column; they are in jit's cache, so lowering does
+    # not compile again, and the traced operations' names are these programs'
     split = split_prefix(np.asarray(batch.input_ids), np.asarray(batch.attention_mask))
     part = batch if split is None else dataclasses.replace(batch, input_ids=split.input_ids, attention_mask=split.attention_mask)
     width = np.shape(part.input_ids)[1] if split is not None else -(-np.shape(part.input_ids)[1] // SUFFIX_BUCKET) * SUFFIX_BUCKET
-    part = jax.tree.map(lm.place, engine.pad_rows(part, args.prompts, width))
+    part = engine.pad_rows(part, args.prompts, width)
+    ids, mask = lm.place(part.input_ids), lm.place(part.attention_mask)
     head = None if split is None else kept_prefix_head(lm, split.shared, {})
-    compiled = engine.attribute_compiled.lower(lm.state, part, None, graphdef=lm.graphdef, method="ig", steps=schedule,
+    slots = cache_slots(width - 1 + (0 if head is None else head.length), CACHE_BUCKET)
+    if head is None:
+        prompt = compute_prefix_cache.lower(lm.state, ids, mask, graphdef=lm.graphdef, slots=slots).compile()
+        cache = compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef, slots=slots)
+    else:
+        prompt = compute_extended_cache.lower(lm.state, head, ids, mask, graphdef=lm.graphdef, slots=slots).compile()
+        cache = compute_extended_cache(lm.state, head, ids, mask, graphdef=lm.graphdef, slots=slots)
+    last = jax.tree.map(lm.place, dataclasses.replace(part, input_ids=part.input_ids[:, -1:],
+                                                      attention_mask=part.attention_mask[:, -1:]))  # fmt: skip
+    compiled = engine.attribute_compiled.lower(lm.state, last, None, graphdef=lm.graphdef, method="ig", steps=schedule,
                                                groups=groups, target="ce", rule=args.rule, replay=replay,
-                                               head=head).compile()  # fmt: skip
-    names = hlo_instructions(compiled.as_text())
+                                               cache=cache).compile()  # fmt: skip
+    names = {**hlo_instructions(prompt.as_text()), **hlo_instructions(compiled.as_text())}
+    if split is not None:  # the call runs the shared prefix too (no heads kept across calls)
+        shared = lm.place(split.shared)
+        names.update(hlo_instructions(compute_prefix_head.lower(lm.state, shared, graphdef=lm.graphdef).compile().as_text()))
     flops = attribution_flops(lm.config, args.prompts, width, "ig", schedule, groups,
                               shared=0 if split is None else split.length)["total"]  # fmt: skip
     best = min(times)

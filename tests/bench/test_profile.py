@@ -65,6 +65,22 @@ def test_hlo_instructions_give_shape_and_source():
     assert got["tuple.3"] == ("(f32[2]{0})", "")
 
 
+def test_operations_of_several_programs_keep_their_programs_names():
+    """An IG call runs the prompt pass and the replay as two programs whose instruction names
+    repeat: a trace that names the program keys each operation by both, and the compiled text's
+    module name gives the same keys."""
+    events = [
+        {"ph": "X", "name": "ynn_fusion.1", "ts": 0.0, "dur": 5.0, "tid": 1, "args": {"hlo_module": "jit_a"}},
+        {"ph": "X", "name": "ynn_fusion.1", "ts": 10.0, "dur": 7.0, "tid": 1, "args": {"hlo_module": "jit_b"}},
+        {"ph": "X", "name": "copy.2", "ts": 20.0, "dur": 1.0, "tid": 1},
+    ]
+    ops = operation_times(events)
+    assert ops == {"jit_a/ynn_fusion.1": (5.0, 1), "jit_b/ynn_fusion.1": (7.0, 1), "copy.2": (1.0, 1)}
+    assert [(k["kind"], k["calls"]) for k in by_kind(ops)] == [("ynn_fusion", 2), ("copy", 1)]
+    text = "HloModule jit_b, entry_computation_layout={()->f32[2]{0}}\n  %ynn_fusion.1 = f32[8,4]{1,0} fusion(%a)\n"
+    assert hlo_instructions(text) == {"jit_b/ynn_fusion.1": ("f32[8,4]{1,0}", "")}
+
+
 @pytest.mark.real_model
 def test_profile_of_a_small_call_names_its_matrix_products(tmp_path, capsys):
     out = tmp_path / "profile.json"
