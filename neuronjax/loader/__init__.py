@@ -162,8 +162,8 @@ def load_model(path: Optional[str] = None, dtype: str = "float32", mesh: Optiona
         graphdef, state, report = place(
             cfg, dtype, mesh, gguf_io.tensors(reader, path), gguf_io.table_for(cfg), ("",), path, rules=rules
         )
+        tokenizer = gguf_io.tokenizer(path, reader)  # from the metadata read above, not the file again
         del reader
-        tokenizer = gguf_io.tokenizer(path)
     else:
         cfg = load_config(path)
         files = safetensors_io.checkpoint_files(path)

@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from neuronjax.errors import CheckpointError, UnsupportedModelError
-from neuronjax.loader import hf
+from neuronjax.loader import dequant, gguf_file, hf
 from neuronjax.models.config import ModelConfig, RopeConfig
 
 # general.architecture -> our model_type (transformers' name, which neuron sets record)
@@ -129,21 +129,19 @@ _REQUIRED = object()
 
 
 def _field(reader, key: str, source: str, default=_REQUIRED):
-    f = reader.fields.get(key)
-    if f is None:
+    if key not in reader.metadata:
         if default is _REQUIRED:
             raise CheckpointError(f"{source}: GGUF metadata field '{key}' is missing")
         return default
-    return f.contents()
+    return reader.metadata[key]
 
 
-def open_reader(path: str):
-    """A GGUFReader of `path`; a file gguf cannot parse (not GGUF, truncated) is a CheckpointError."""
-    import gguf
-
+def open_reader(path: str) -> gguf_file.GGUFFile:
+    """The metadata and tensors of `path` (`gguf_file.read`); a file gguf cannot parse (not GGUF,
+    truncated) is a CheckpointError."""
     try:
-        return gguf.GGUFReader(path)
-    except Exception as e:  # the reader raises ValueError, IndexError, ... on damaged files
+        return gguf_file.read(path)
+    except Exception as e:  # gguf's reader raises ValueError, IndexError, ... on damaged files
         raise CheckpointError(
             f"{path}: not a readable GGUF file ({type(e).__name__}: {e}); expected a complete GGUF file "
             "as llama.cpp's converters write it"
@@ -151,12 +149,10 @@ def open_reader(path: str):
 
 
 def _tensor(reader, name: str, source: str) -> np.ndarray:
-    from gguf import quants
-
     t = next((t for t in reader.tensors if t.name == name), None)
     if t is None:
         raise CheckpointError(f"{source}: tensor '{name}' is missing")
-    return np.asarray(quants.dequantize(t.data, t.tensor_type), np.float32).reshape(-1)
+    return np.asarray(dequant.dequantize(t.data, t.tensor_type), np.float32).reshape(-1)
 
 
 def _rope(reader, arch: str, source: str, names: set) -> RopeConfig:
@@ -259,15 +255,13 @@ def readable_types() -> list[str]:
 def tensors(reader, source: str) -> Iterator[tuple[str, Callable[[], np.ndarray]]]:
     """(name, reader) of every parameter tensor; phi3's rope factors are configuration
     (`config_from_gguf`) and are not listed."""
-    from gguf import quants
-
     for t in reader.tensors:
         if t.name in ROPE_FACTORS:
             continue
 
         def read(t=t):
             try:
-                w = quants.dequantize(t.data, t.tensor_type)
+                w = dequant.dequantize(t.data, t.tensor_type)
             except NotImplementedError:
                 raise UnsupportedModelError(
                     f"{source}: tensor '{t.name}' uses quantization {t.tensor_type.name}, which the gguf "
@@ -278,11 +272,51 @@ def tensors(reader, source: str) -> Iterator[tuple[str, Callable[[], np.ndarray]
         yield t.name, read
 
 
-def tokenizer(path: str):
+def tokenizer(path: str, reader: gguf_file.GGUFFile | None = None):
     """The tokenizer the file carries (llama.cpp's tokenizer.ggml.* metadata), built by
     transformers' GGUF tokenizer converter. AutoTokenizer would first rebuild a model config from
     the file, which transformers cannot do for every architecture here (gemma, gptneox, olmo2);
-    the tokenizer does not need it, and on the files AutoTokenizer reads it is the same tokenizer."""
+    the tokenizer does not need it, and on the files AutoTokenizer reads it is the same tokenizer.
+
+    `reader`: the file already read (`open_reader`). With transformers' GGUF tokenizer module
+    (transformers 5), the tokenizer is built from its metadata as
+    `PreTrainedTokenizerFast.from_pretrained(folder, gguf_file=name)` builds it, without that call
+    reading the file a second time with its own reader (which also imports torch): 0.5 s against
+    2.4 s for SmolLM2 (tests/loader/test_gguf_tokenizer.py holds the two to the same tokenizer).
+    Older transformers read the file themselves."""
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast.from_pretrained(os.path.dirname(path) or ".", gguf_file=os.path.basename(path))
+    folder, name = os.path.dirname(path) or ".", os.path.basename(path)
+    try:
+        from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_TOKENIZER_MAPPING, convert_gguf_tokenizer
+    except ImportError:
+        return PreTrainedTokenizerFast.from_pretrained(folder, gguf_file=name)
+    metadata = (reader or open_reader(path)).metadata
+    backend, config = _tokenizer_parts(metadata, GGUF_TOKENIZER_MAPPING, convert_gguf_tokenizer)
+    # gguf_file: the same files looked up, and the same init_kwargs, as from_pretrained's own GGUF
+    # path; tokenizer_object is used before gguf_file is read
+    return PreTrainedTokenizerFast.from_pretrained(folder, gguf_file=name, tokenizer_object=backend, **config)
+
+
+# the special tokens transformers names, and llama.cpp's metadata keys of their ids
+SPECIAL_TOKENS = {"bos_token": "bos_token_id", "eos_token": "eos_token_id", "unk_token": "unknown_token_id",
+                  "pad_token": "padding_token_id"}  # fmt: skip
+
+
+def _tokenizer_parts(metadata: dict, mapping: dict, convert) -> tuple:
+    """(backend tokenizer, keyword arguments) as transformers' `get_gguf_tokenizer` and
+    `convert_gguf_tokenizer` make them from a file's metadata (transformers 5.x,
+    integrations/gguf/gguf_tokenizer_mapping.py)."""
+    grouped = {group: {to: metadata[f"tokenizer.{key}"] for key, to in renames.items() if f"tokenizer.{key}" in metadata}
+               for group, renames in mapping.items()}  # fmt: skip
+    fields, config = grouped["tokenizer"], grouped["tokenizer_config"]
+    kind = fields.get("tokenizer_type")
+    if kind == "llama":  # llama.cpp adds BOS to a sentencepiece vocabulary that does not say otherwise
+        config.setdefault("add_bos_token", True)
+    elif kind == "gemma4":  # the chat template writes <bos> itself
+        config["add_bos_token"] = False
+    for attr, key in SPECIAL_TOKENS.items():
+        token_id = metadata.get(f"tokenizer.ggml.{key}")
+        config[attr] = fields["tokens"][token_id] if token_id is not None else None
+    backend, extra = convert(metadata["general.architecture"], fields)
+    return backend, {**config, **extra}

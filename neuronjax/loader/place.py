@@ -9,6 +9,12 @@ Block parameters are stacked over layers (``blocks.mlp.up`` is [layers, embed, m
 name one layer's tensor (``layers.{i}.mlp.up``), which is written into slice i of the stacked
 array where it lives (an in-place update of the device array, its buffer donated), so no copy of
 a whole stacked parameter is ever made on the host.
+
+On one CPU device (no mesh, or a mesh of one device) the device's memory is the host's, and the
+stacked arrays are filled in numpy instead and handed to the device once each: `jax.device_put`
+takes a 64-byte-aligned host buffer as it is, so nothing is copied, and the per-layer device calls
+(one per checkpoint tensor, 270 for SmolLM2, with a compile per shape) are saved. The parameters
+are the same to the bit either way (tests/loader/test_place.py).
 """
 
 from __future__ import annotations
@@ -101,6 +107,29 @@ def _writer(sharding):
                    donate_argnums=0, out_shardings=sharding)  # fmt: skip
 
 
+def _one_cpu_device(mesh: Optional[Mesh]) -> bool:
+    """Whether the model sits on one CPU device, whose memory is the host's: the stacked arrays are
+    then filled in numpy and moved once each."""
+    devices = jax.local_devices()[:1] if mesh is None else list(mesh.devices.flat)
+    return len(devices) == 1 and devices[0].platform == "cpu"
+
+
+def _host_zeros(shape: tuple, dtype) -> np.ndarray:
+    """Zeros on the host, 64-byte aligned: jax.device_put then hands the buffer to a CPU device as
+    it is, without a copy."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.zeros(nbytes + 64, np.uint8)
+    at = -raw.ctypes.data % 64
+    return raw[at : at + nbytes].view(dtype).reshape(shape)
+
+
+def _adoptable(x: np.ndarray) -> bool:
+    """A fresh host array a CPU device can use as its buffer: contiguous, 64-byte aligned, and
+    writeable (so neither a view of the checkpoint file's read-only map nor of a library's buffer)."""
+    return x.flags.c_contiguous and x.flags.writeable and x.ctypes.data % 64 == 0
+
+
 class _Stacks:
     """The stacked block parameters being filled, layer by layer (and, for the experts of a
     mixture of experts, block by block along one axis)."""
@@ -108,6 +137,8 @@ class _Stacks:
     def __init__(self, flat: dict, dtype, mesh, rules):
         self.flat, self.dtype, self.mesh, self.rules = flat, dtype, mesh, rules
         self.arrays: dict[str, jax.Array] = {}
+        self.host: dict[str, np.ndarray] = {}  # key -> the stacked array being filled on the host
+        self.on_host = _one_cpu_device(mesh)
         self.filled: dict[str, set] = {}  # key -> {(layer, block)}; block None for a whole layer
 
     def target(self, name: str, block_axis: Optional[str] = None, blocks: int = 1):
@@ -131,6 +162,16 @@ class _Stacks:
 
     def write(self, key: str, layer: int, out: np.ndarray, at: Optional[int] = None, block: int = 0) -> None:
         var = self.flat[key]
+        if self.on_host:
+            if key not in self.host:
+                self.host[key] = _host_zeros(var.shape, self.dtype)
+                self.filled[key] = set()
+            index = [layer] + [slice(None)] * out.ndim
+            if at is not None:
+                index[1 + at] = slice(block * out.shape[at], (block + 1) * out.shape[at])
+            self.host[key][tuple(index)] = out
+            self.filled[key].add((layer, None if at is None else block))
+            return
         axes = var.get_metadata()["logical_axes"]
         sharding = target_sharding(self.mesh, axes, var.shape, self.rules)
         if key not in self.arrays:
@@ -143,6 +184,14 @@ class _Stacks:
             starts[1 + at] = block * out.shape[at]
         self.arrays[key] = _writer(sharding)(self.arrays[key], x, tuple(np.int32(v) for v in starts))
         self.filled[key].add((layer, None if at is None else block))
+
+    def placed(self) -> dict[str, jax.Array]:
+        """The stacked arrays on their devices (those filled on the host: one transfer each)."""
+        for key in list(self.host):
+            sharding = target_sharding(self.mesh, self.flat[key].get_metadata()["logical_axes"], self.flat[key].shape,
+                                       self.rules)  # fmt: skip
+            self.arrays[key] = jax.device_put(self.host.pop(key), sharding)
+        return self.arrays
 
     def missing(self, blocks: int = 1) -> list[str]:
         """Per-layer target names (and their missing blocks) never written."""
@@ -237,7 +286,10 @@ def place(
                 stacks.write(key, layer, out, at, block)
             else:
                 sharding = target_sharding(mesh, flat[target].get_metadata()["logical_axes"], out.shape, rules)
-                values[target] = jax.make_array_from_callback(out.shape, sharding, lambda idx, o=out: o[idx])
+                if stacks.on_host and _adoptable(out):  # the device takes the buffer itself
+                    values[target] = jax.device_put(out, sharding)
+                else:
+                    values[target] = jax.make_array_from_callback(out.shape, sharding, lambda idx, o=out: o[idx])
             del out
         del array
         report.loaded += 1
@@ -251,7 +303,7 @@ def place(
         )
     if report.unexpected:
         log.warning("%s", report.summary())
-    values.update(stacks.arrays)
+    values.update(stacks.placed())
     state = nnx.from_flat_state(
         [(path, var.replace(values[".".join(str(k) for k in path)])) for path, var in nnx.to_flat_state(abstract)]
     )
