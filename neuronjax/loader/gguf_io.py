@@ -281,9 +281,9 @@ def tokenizer(path: str, reader: gguf_file.GGUFFile | None = None):
     `reader`: the file already read (`open_reader`). With transformers' GGUF tokenizer module
     (transformers 5), the tokenizer is built from its metadata as
     `PreTrainedTokenizerFast.from_pretrained(folder, gguf_file=name)` builds it, without that call
-    reading the file a second time with its own reader (which also imports torch): 0.5 s against
-    2.4 s for SmolLM2 (tests/loader/test_gguf_tokenizer.py holds the two to the same tokenizer).
-    Older transformers read the file themselves."""
+    reading the file a second time with its own reader, which also imports torch: 0.7-1.0 s against
+    1.7-2.3 s for SmolLM2 (docs/performance.md, "Loading a model"; tests/loader/test_gguf_tokenizer.py
+    holds the two to the same tokenizer). Older transformers read the file themselves."""
     from transformers import PreTrainedTokenizerFast
 
     folder, name = os.path.dirname(path) or ".", os.path.basename(path)
