@@ -243,14 +243,10 @@ def _attribute(
     `attribute` resolves "auto")."""
     model = nnx.merge(graphdef, state)
     cfg = model.cfg
-    if cache is not None:
-        pass
-    elif head is not None:
-        cache = extend_head(model, head, batch.input_ids, batch.attention_mask)
-    elif shared is None:
-        cache = prefix_cache(model, batch.input_ids, batch.attention_mask)
-    else:
-        cache = shared_prefix_cache(model, shared, batch.input_ids, batch.attention_mask)
+    ids, mask = batch.input_ids, batch.attention_mask
+    if cache is None:
+        cache = (extend_head(model, head, ids, mask) if head is not None else prefix_cache(model, ids, mask)
+                 if shared is None else shared_prefix_cache(model, shared, ids, mask))  # fmt: skip
     block_def, inputs = lt.replay_inputs(model, batch.input_ids[:, -1], cache)
     b = batch.gold.shape[0]
 

@@ -298,25 +298,32 @@ def tokenizer(path: str, reader: gguf_file.GGUFFile | None = None):
     return PreTrainedTokenizerFast.from_pretrained(folder, gguf_file=name, tokenizer_object=backend, **config)
 
 
-# the special tokens transformers names, and llama.cpp's metadata keys of their ids
+# llama.cpp's metadata keys (tokenizer.ggml.<key>) of the special tokens' ids, by the keyword a
+# transformers tokenizer takes the token itself under
 SPECIAL_TOKENS = {"bos_token": "bos_token_id", "eos_token": "eos_token_id", "unk_token": "unknown_token_id",
                   "pad_token": "padding_token_id"}  # fmt: skip
 
 
 def _tokenizer_parts(metadata: dict, mapping: dict, convert) -> tuple:
-    """(backend tokenizer, keyword arguments) as transformers' `get_gguf_tokenizer` and
-    `convert_gguf_tokenizer` make them from a file's metadata (transformers 5.x,
-    integrations/gguf/gguf_tokenizer_mapping.py)."""
-    grouped = {group: {to: metadata[f"tokenizer.{key}"] for key, to in renames.items() if f"tokenizer.{key}" in metadata}
-               for group, renames in mapping.items()}  # fmt: skip
-    fields, config = grouped["tokenizer"], grouped["tokenizer_config"]
+    """(backend tokenizer, keyword arguments) of a file's tokenizer, the two things transformers'
+    GGUF path hands `PreTrainedTokenizerFast` (transformers 5.x): `mapping` renames the file's
+    tokenizer.* keys into the converter's fields and the tokenizer's config; `convert` builds the
+    backend from the fields."""
+    fields: dict = {}
+    config: dict = {}
+    for out, renames in ((fields, mapping["tokenizer"]), (config, mapping["tokenizer_config"])):
+        for key, name in renames.items():
+            value = metadata.get("tokenizer." + key)
+            if value is not None:
+                out[name] = value
     kind = fields.get("tokenizer_type")
-    if kind == "llama":  # llama.cpp adds BOS to a sentencepiece vocabulary that does not say otherwise
-        config.setdefault("add_bos_token", True)
-    elif kind == "gemma4":  # the chat template writes <bos> itself
-        config["add_bos_token"] = False
-    for attr, key in SPECIAL_TOKENS.items():
-        token_id = metadata.get(f"tokenizer.ggml.{key}")
-        config[attr] = fields["tokens"][token_id] if token_id is not None else None
+    if kind == "llama" and "add_bos_token" not in config:
+        config["add_bos_token"] = True  # llama.cpp's default for a sentencepiece vocabulary without the flag
+    if kind == "gemma4":
+        config["add_bos_token"] = False  # its chat template writes <bos> itself
+    tokens = fields["tokens"]
+    for keyword, key in SPECIAL_TOKENS.items():
+        token_id = metadata.get("tokenizer.ggml." + key)
+        config[keyword] = None if token_id is None else tokens[token_id]
     backend, extra = convert(metadata["general.architecture"], fields)
     return backend, {**config, **extra}
