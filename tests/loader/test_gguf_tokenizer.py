@@ -76,15 +76,7 @@ def _write(path, arch, kind, **extra):
         w.add_chat_template("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
                             "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")  # fmt: skip
     else:
-        tokens, scores, types = gguf_files.sentencepiece_vocabulary(96)
-        w.add_tokenizer_model("llama")
-        w.add_tokenizer_pre("default")
-        w.add_token_list(tokens)
-        w.add_token_scores(scores)
-        w.add_token_types(types)
-        w.add_bos_token_id(1)
-        w.add_eos_token_id(2)
-        w.add_unk_token_id(0)
+        tokens = gguf_files.add_sentencepiece(w, 96)
     for key, value in extra.items():
         getattr(w, f"add_{key}")(value)
     w.add_tensor("token_embd.weight", np.zeros((len(tokens), 8), np.float32))

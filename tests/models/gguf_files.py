@@ -151,17 +151,24 @@ def sentencepiece_vocabulary(size: int) -> tuple[list[str], list[float], list[in
     return tokens, scores, types
 
 
+def add_sentencepiece(w, vocab: int) -> list:
+    """A llama-style sentencepiece tokenizer of `vocab` tokens written to GGUFWriter w (<unk> 0,
+    <s> 1, </s> 2); its tokens."""
+    tokens, scores, types = sentencepiece_vocabulary(vocab)
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    return tokens
+
+
 def _tokenizer(w, arch: str, vocab: int) -> None:
     if arch in SENTENCEPIECE:
-        tokens, scores, types = sentencepiece_vocabulary(vocab)
-        w.add_tokenizer_model("llama")
-        w.add_tokenizer_pre("default")
-        w.add_token_list(tokens)
-        w.add_token_scores(scores)
-        w.add_token_types(types)
-        w.add_bos_token_id(1)
-        w.add_eos_token_id(2)
-        w.add_unk_token_id(0)
+        add_sentencepiece(w, vocab)
         w.add_pad_token_id(0)
         w.add_add_bos_token(True)
         if arch in ("gemma", "gemma2", "gemma3"):
