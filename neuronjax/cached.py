@@ -3,7 +3,7 @@
 An intervention at the last prompt position leaves every earlier position unchanged (attention is
 causal), so the prompt minus its last token runs once (`prefix_cache`) and the last token then runs
 as a one-token step against that cache, once per intervention (`last_token_scores`). Attribution's
-replay, held-out evaluation, the learned method's fit and generation all build on these functions.
+replay, held-out evaluation and the learned method's fit all build on these functions.
 
 Option scores ([batch, option]) follow the task's answer format (`neuronjax.tasks.scoring`):
 ``first_token`` reads the candidate tokens' log-probabilities at the last position; ``whole`` /
@@ -215,6 +215,36 @@ def compute_extended_cache(state, head: KVCache, input_ids: jax.Array, attention
     return padded(extend_head(nnx.merge(graphdef, state), head, input_ids, attention_mask), slots)
 
 
+def _rows_pass(lm, ids: jax.Array, mask: jax.Array, head: Optional[KVCache], multiple: Optional[int]):
+    """The compiled prompt pass `rows_cache` calls: (function, arguments, static keywords)."""
+    slots = cache_slots(ids.shape[1] - 1 + (0 if head is None else head.length), multiple)
+    static = dict(graphdef=lm.graphdef, slots=slots)
+    if head is None:
+        return compute_prefix_cache, (lm.state, ids, mask), static
+    return compute_extended_cache, (lm.state, head, ids, mask), static
+
+
+def rows_cache(lm, ids: jax.Array, mask: jax.Array, head: Optional[KVCache] = None,
+               multiple: Optional[int] = CACHE_BUCKET) -> KVCache:  # fmt: skip
+    """The cache of every position but the last of left-padded rows (ids and mask [rows, width],
+    placed on the mesh): on the cache of a prefix the rows all follow (head, `compute_prefix_head`;
+    the rows are then their tokens after it) or on their own (head None), left-padded to the
+    multiple of `multiple` slots at or above its length (`cache_slots`; None: not padded). One
+    program per row width and head length; the steps that read the cache compile once per
+    multiple."""
+    fn, args, static = _rows_pass(lm, ids, mask, head, multiple)
+    return fn(*args, **static)
+
+
+def rows_cache_compiled(lm, ids: jax.Array, mask: jax.Array, head: Optional[KVCache] = None,
+                        multiple: Optional[int] = CACHE_BUCKET) -> tuple[jax.stages.Compiled, KVCache]:  # fmt: skip
+    """`rows_cache`'s compiled program (whose HLO names the operations a profile traces) and the
+    cache it gives for these rows."""
+    fn, args, static = _rows_pass(lm, ids, mask, head, multiple)
+    program = fn.lower(*args, **static).compile()
+    return program, program(*args)
+
+
 HEADS_KEPT = 8  # most distinct prefixes a `batch_prefix_cache` memo holds before it starts over
 _HEADS_LOCK = threading.Lock()
 
@@ -237,14 +267,14 @@ def batch_prefix_cache(lm, batch: dict, ids: jax.Array, mask: jax.Array, share: 
         split = split_prefix(batch["input_ids"], batch["attention_mask"], seq_bucket=seq_bucket,
                              window=smallest_window(lm.config), extra_slots=extra_slots)  # fmt: skip
     if split is None:
-        slots = cache_slots(np.shape(batch["input_ids"])[1] - 1, cache_multiple)
-        return compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef, slots=slots)
+        return rows_cache(lm, ids, mask, None, cache_multiple)
+    rows, rows_mask = lm.place(split.input_ids), lm.place(split.attention_mask)
+    if heads is not None:
+        return rows_cache(lm, rows, rows_mask, kept_prefix_head(lm, split.shared, heads), cache_multiple)
+    # one program for the prefix and the rows (no head kept): the same slots as on a kept head
     slots = cache_slots(split.length + split.input_ids.shape[1] - 1, cache_multiple)
-    if heads is None:
-        return compute_shared_prefix_cache(lm.state, lm.place(split.shared), lm.place(split.input_ids),
-                                           lm.place(split.attention_mask), graphdef=lm.graphdef, slots=slots)  # fmt: skip
-    return compute_extended_cache(lm.state, kept_prefix_head(lm, split.shared, heads), lm.place(split.input_ids),
-                                  lm.place(split.attention_mask), graphdef=lm.graphdef, slots=slots)  # fmt: skip
+    return compute_shared_prefix_cache(lm.state, lm.place(split.shared), rows, rows_mask, graphdef=lm.graphdef,
+                                       slots=slots)  # fmt: skip
 
 
 def kept_prefix_head(lm, shared: np.ndarray, heads: dict) -> KVCache:
@@ -331,61 +361,3 @@ def score_all_positions(state, input_ids, attention_mask, option_tokens, continu
     one = functools.partial(full_prompt_scores, state, graphdef, input_ids, attention_mask, option_tokens=option_tokens,
                             continuation=continuation, kind=kind, pad_id=pad_id)  # fmt: skip
     return jax.vmap(lambda iv: one(intervention=iv))(interventions)
-
-
-def pick_tokens(logits: jax.Array, key: jax.Array, temperature: float, top_p: float) -> jax.Array:
-    """int32 [batch]: the next token of each row of logits [batch, vocab]. temperature 0: the argmax
-    (greedy). Otherwise a draw from softmax(logits / temperature) restricted to the smallest set of
-    most likely tokens whose probability reaches top_p (nucleus sampling; top_p = 1: every token)."""
-    if temperature == 0.0:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    logits = logits.astype(jnp.float32) / temperature
-    if top_p < 1.0:
-        order = jnp.argsort(-logits, axis=-1)
-        sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
-        probs = jax.nn.softmax(sorted_logits, axis=-1)
-        before = jnp.cumsum(probs, axis=-1) - probs  # probability of the tokens ranked above
-        keep_sorted = before < top_p  # the most likely token is always kept
-        keep = jnp.zeros_like(keep_sorted).at[jnp.arange(logits.shape[0])[:, None], order].set(keep_sorted)
-        logits = jnp.where(keep, logits, -jnp.inf)
-    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new", "temperature", "top_p"))
-def sample_tokens(state, input_ids: jax.Array, attention_mask: jax.Array, intervention, key: Optional[jax.Array] = None,
-                  *, graphdef, max_new: int, temperature: float = 0.0, top_p: float = 1.0) -> jax.Array:  # fmt: skip
-    """int32 [batch, max_new]: continuations of left-padded prompts [batch, seq] under an
-    intervention (or None), with a key/value cache; greedy for temperature 0, else sampled with
-    `key` (seeded: the same key gives the same tokens) at that temperature and nucleus top_p.
-
-    The prompt runs once (the intervention edits the positions its policy names) and keeps its
-    cache; each new token then runs as a one-token step, which the intervention edits under either
-    policy (it is the last position). The cache has a fixed width, so the whole loop compiles once:
-    it starts with max_new - 1 empty slots on the left, and each step appends the new token's keys
-    and values on the right and drops the leftmost slot (always an empty one). The newest token
-    thus sits right after the query's own slot, so slot distances are position distances and
-    sliding-window attention sees the right keys.
-    """
-    b = input_ids.shape[0]
-    keys = jax.random.split(key if key is not None else jax.random.key(0), max_new)
-    out = forward(state, input_ids, attention_mask, intervention, None, graphdef=graphdef, logits_at="last",
-                  return_cache=True)  # fmt: skip
-    first = pick_tokens(out.logits[:, -1], keys[0], temperature, top_p)
-    buffer = out.cache.pad_left(max_new - 1)
-    ones = jnp.ones((b, 1), jnp.int32)
-
-    def step(i, carry):
-        buffer, tokens, token = carry
-        out = forward(state, token[:, None], ones, intervention, buffer, graphdef=graphdef, logits_at="last",
-                      return_cache=True)  # fmt: skip
-        token = pick_tokens(out.logits[:, -1], keys[i], temperature, top_p)
-        return out.cache.drop_first(), tokens.at[:, i].set(token), token
-
-    tokens = jnp.zeros((b, max_new), jnp.int32).at[:, 0].set(first)
-    _, tokens, _ = jax.lax.fori_loop(1, max_new, step, (buffer, tokens, first))
-    return tokens
-
-
-def greedy_tokens(state, input_ids, attention_mask, intervention, *, graphdef, max_new: int) -> jax.Array:
-    """`sample_tokens` at temperature 0."""
-    return sample_tokens(state, input_ids, attention_mask, intervention, None, graphdef=graphdef, max_new=max_new)

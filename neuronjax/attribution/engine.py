@@ -38,8 +38,8 @@ from flax import nnx
 from neuronjax.attribution import last_token as lt
 from neuronjax.attribution import quadrature
 from neuronjax.cached import (
-    CACHE_BUCKET, SUFFIX_BUCKET, cache_slots, compute_extended_cache, compute_prefix_cache, extend_head,
-    kept_prefix_head, prefix_cache, shared_prefix_cache, smallest_window, split_prefix,
+    CACHE_BUCKET, SUFFIX_BUCKET, extend_head, kept_prefix_head, prefix_cache, rows_cache, shared_prefix_cache,
+    smallest_window, split_prefix,
 )
 from neuronjax.errors import InputError
 from neuronjax.kernels.choice import backend_or_current
@@ -370,18 +370,13 @@ def attribute(
         head = kept_prefix_head(lm, split.shared, {} if heads is None else heads)
     starts = range(0, n, chunk)
     depth = chunks_in_flight(lm, len(starts), chunk * rows)
-    # the prompt pass (compiled per suffix width) and the rest (compiled per cache bucket) are two
-    # programs: the rest, the costly one to compile, then serves every width up to the bucket
-    slots = cache_slots(seq - 1 + (0 if head is None else head.length), cache_bucket)
 
     def one(lo: int) -> Attribution:
         part = jax.tree.map(lambda x: np.asarray(x)[lo : lo + chunk], batch)
         part = pad_rows(part, chunk, seq)
-        ids, mask = lm.place(part.input_ids), lm.place(part.attention_mask)
-        if head is None:
-            cache = compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef, slots=slots)
-        else:
-            cache = compute_extended_cache(lm.state, head, ids, mask, graphdef=lm.graphdef, slots=slots)
+        # the prompt pass (compiled per suffix width) and the rest (compiled per cache bucket) are
+        # two programs: the rest, the costly one to compile, then serves every width in the bucket
+        cache = rows_cache(lm, lm.place(part.input_ids), lm.place(part.attention_mask), head, cache_bucket)
         last = PromptBatch(part.input_ids[:, -1:], part.attention_mask[:, -1:], part.option_ids, part.gold)
         out = attribute_compiled(
             lm.state, jax.tree.map(lm.place, last), None, graphdef=lm.graphdef, method=method, steps=schedule,

@@ -145,9 +145,7 @@ def run(args) -> dict:
     from neuronjax.bench.attribution import matmul_peak, numpy_matmul_peak
     from neuronjax.bench.quadrature import world_facts_prompts
     from neuronjax.cached import (
-        CACHE_BUCKET, SUFFIX_BUCKET, cache_slots, compute_extended_cache, compute_prefix_cache, compute_prefix_head,
-        kept_prefix_head,
-        split_prefix,
+        CACHE_BUCKET, SUFFIX_BUCKET, compute_prefix_head, kept_prefix_head, rows_cache_compiled, split_prefix,
     )
 
     def limit() -> dict:
@@ -185,13 +183,7 @@ def run(args) -> dict:
     part = engine.pad_rows(part, args.prompts, width)
     ids, mask = lm.place(part.input_ids), lm.place(part.attention_mask)
     head = None if split is None else kept_prefix_head(lm, split.shared, {})
-    slots = cache_slots(width - 1 + (0 if head is None else head.length), CACHE_BUCKET)
-    if head is None:
-        prompt = compute_prefix_cache.lower(lm.state, ids, mask, graphdef=lm.graphdef, slots=slots).compile()
-        cache = compute_prefix_cache(lm.state, ids, mask, graphdef=lm.graphdef, slots=slots)
-    else:
-        prompt = compute_extended_cache.lower(lm.state, head, ids, mask, graphdef=lm.graphdef, slots=slots).compile()
-        cache = compute_extended_cache(lm.state, head, ids, mask, graphdef=lm.graphdef, slots=slots)
+    prompt, cache = rows_cache_compiled(lm, ids, mask, head, CACHE_BUCKET)
     last = jax.tree.map(lm.place, dataclasses.replace(part, input_ids=part.input_ids[:, -1:],
                                                       attention_mask=part.attention_mask[:, -1:]))  # fmt: skip
     compiled = engine.attribute_compiled.lower(lm.state, last, None, graphdef=lm.graphdef, method="ig", steps=schedule,

@@ -9,7 +9,7 @@ import pytest
 
 import neuronjax
 from neuronjax import Intervention
-from neuronjax.cached import greedy_tokens
+from neuronjax.generate import greedy_tokens
 from tests import tiny_models
 
 pytestmark = pytest.mark.torch
@@ -67,7 +67,7 @@ def tiny_lm(tmp_path_factory):
 def _first_tokens(lm, ids, mask, seeds, temperature, top_p):
     import jax
 
-    from neuronjax.cached import sample_tokens
+    from neuronjax.generate import sample_tokens
 
     ids, mask = lm.place(ids[:1].astype(np.int32)), lm.place(mask[:1].astype(np.int32))
     return np.array([int(sample_tokens(lm.state, ids, mask, None, jax.random.key(s), graphdef=lm.graphdef, max_new=1,
@@ -108,7 +108,7 @@ def test_nucleus_keeps_the_smallest_set_reaching_top_p(tiny_lm):
 def test_seeds_repeat_and_temperature_zero_is_greedy(tiny_lm):
     import jax
 
-    from neuronjax.cached import greedy_tokens, sample_tokens
+    from neuronjax.generate import greedy_tokens, sample_tokens
 
     ids, mask, _ = tiny_models.batch()
     ids, mask = tiny_lm.place(ids.astype(np.int32)), tiny_lm.place(mask.astype(np.int32))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import neuronjax
-from neuronjax.cached import greedy_tokens
+from neuronjax.generate import greedy_tokens
 from neuronjax.errors import InputError
 from neuronjax.intervention import MODE_EDITS, from_masks
 from neuronjax.io import NeuronSet, save_neurons
