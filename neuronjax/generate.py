@@ -10,9 +10,8 @@ and every generated token.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
-
 import functools
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp

@@ -6,9 +6,10 @@
 Model: the embedded SmolLM2-135M-Instruct (float32); prompts: the first proxy of the first
 --prompts world_facts identification items, as `neuronjax bench quadrature` takes them, run as one
 chunk after their shared prefix, whose cache is computed by the first call and kept for the
-others, as identification keeps it across a task's batches (`attribute(..., heads=)`). The defaults are the default config's
-nodes (Gauss-Legendre, 3 per layer, 32 on layer 0; the figures in docs/performance.md were
-taken at 4 per layer, --steps 4, the default config's until 2026-11-30).
+others, as identification keeps it across a task's batches (`attribute(..., heads=)`). The
+defaults are the default config's nodes (Gauss-Legendre, 3 per layer, 32 on layer 0; the figures
+in docs/performance.md were taken at 4 per layer, --steps 4, the default config's until
+2026-11-30).
 
 The call is compiled, timed --calls times (the best counts), then run once more under `jax.profiler` with a Perfetto
 trace. Every operation the runtime executed (an XLA thunk on the CPU) is read back from the trace,
@@ -18,10 +19,10 @@ suffix (``ynn_fusion.93`` -> ``ynn_fusion``: the fused matrix products on the CP
 read inside a layer scan; ``wrapped_broadcast``: buffers filled before a loop, ...). The top
 operations are listed with their shape and the JAX operation they came from (the compiled HLO's
 metadata). The traced call is slower than an untraced one (the tracer's own cost); the shares are
-what the table is for. Matrix-product FLOPs are counted with `neuronjax.attribution.flops` (less the
-shared prefix's own, which the timed calls read from the kept cache) and divided by the best
-call's time; the float32 matmul limit beside them is the best of `jnp.dot` and
-numpy on a 2048^3 product (`neuronjax.bench.attribution.matmul_peak`, --matmul-rounds readings
+what the table is for. Matrix-product FLOPs are counted with `neuronjax.attribution.flops`
+(less the shared prefix's own, which the timed calls read from the kept cache) and divided by the
+best call's time; the float32 matmul limit beside them is the best of `jnp.dot` and numpy on a
+2048^3 product (`neuronjax.bench.attribution.matmul_peak`, --matmul-rounds readings
 each, before the call and after it).
 """
 
@@ -146,9 +147,7 @@ def run(args) -> dict:
     from neuronjax.attribution.quadrature import layer_schedule
     from neuronjax.bench.attribution import matmul_peak, numpy_matmul_peak
     from neuronjax.bench.quadrature import world_facts_prompts
-    from neuronjax.cached import (
-        CACHE_BUCKET, SUFFIX_BUCKET, kept_prefix_head, rows_cache_compiled, split_prefix,
-    )
+    from neuronjax.cached import CACHE_BUCKET, SUFFIX_BUCKET, kept_prefix_head, rows_cache_compiled, split_prefix
 
     def limit() -> dict:
         return {"jnp.dot": [matmul_peak() / 1e9 for _ in range(args.matmul_rounds)],
