@@ -215,9 +215,15 @@ def compute_extended_cache(state, head: KVCache, input_ids: jax.Array, attention
     return padded(extend_head(nnx.merge(graphdef, state), head, input_ids, attention_mask), slots)
 
 
+def _slots_after(head_length: int, ids, multiple: Optional[int]) -> Optional[int]:
+    """The padded slots (`cache_slots`) of the cache of rows `ids` [rows, width] run on a prefix of
+    `head_length` slots: the prefix and every row position but the last."""
+    return cache_slots(head_length + ids.shape[1] - 1, multiple)
+
+
 def _rows_pass(lm, ids: jax.Array, mask: jax.Array, head: Optional[KVCache], multiple: Optional[int]):
     """The compiled prompt pass `rows_cache` calls: (function, arguments, static keywords)."""
-    slots = cache_slots(ids.shape[1] - 1 + (0 if head is None else head.length), multiple)
+    slots = _slots_after(0 if head is None else head.length, ids, multiple)
     static = dict(graphdef=lm.graphdef, slots=slots)
     if head is None:
         return compute_prefix_cache, (lm.state, ids, mask), static
@@ -272,7 +278,7 @@ def batch_prefix_cache(lm, batch: dict, ids: jax.Array, mask: jax.Array, share: 
     if heads is not None:
         return rows_cache(lm, rows, rows_mask, kept_prefix_head(lm, split.shared, heads), cache_multiple)
     # one program for the prefix and the rows (no head kept): the same slots as on a kept head
-    slots = cache_slots(split.length + split.input_ids.shape[1] - 1, cache_multiple)
+    slots = _slots_after(split.length, split.input_ids, cache_multiple)
     return compute_shared_prefix_cache(lm.state, lm.place(split.shared), rows, rows_mask, graphdef=lm.graphdef,
                                        slots=slots)  # fmt: skip
 
