@@ -124,8 +124,16 @@ def _join_new_threads(before: set, timeout: float) -> None:
     """Join the non-daemon threads started since `before` (at most `timeout` seconds in all)."""
     deadline = time.monotonic() + timeout
     for thread in set(threading.enumerate()) - before:
-        if not thread.daemon:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.daemon:
+            continue
+        while True:
+            try:  # enumerate() also lists a thread whose start() has not yet returned: join refuses it
+                thread.join(max(0.0, deadline - time.monotonic()))
+                break
+            except RuntimeError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.005)
 
 
 def _leaves(state) -> dict[str, np.ndarray]:

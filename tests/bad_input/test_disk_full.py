@@ -163,3 +163,21 @@ def test_disk_full_while_the_run_state_is_saved(tmp_path, monkeypatch, uninterru
         np.testing.assert_array_equal(resumed[name].good, uninterrupted[name].good)
         np.testing.assert_array_equal(resumed[name].bad, uninterrupted[name].bad)
     assert resumed["neuronllm"].meta["stats"]["proxies"] == 18
+
+
+def test_waiting_for_orbax_threads_tolerates_one_not_yet_started(monkeypatch):
+    """threading.enumerate() lists a thread from the moment its start() is called, before join()
+    accepts it; the wait after a failed save must not fail on such a thread (it waits for it)."""
+    import threading
+    import time
+
+    worker = threading.Thread(target=time.sleep, args=(0.2,))
+    monkeypatch.setattr(threading, "enumerate", lambda: [worker])
+    starter = threading.Timer(0.05, worker.start)
+    starter.start()
+    try:
+        identify_module._join_new_threads(set(), timeout=10.0)
+        assert not worker.is_alive() and worker.ident is not None
+    finally:
+        starter.join()
+        worker.join()
