@@ -12,6 +12,7 @@ import yaml
 
 from neuronjax.distributed import free_local_port
 from neuronjax.io.neurons import load_neurons
+from tests import QUICK_COMPILE
 
 pytestmark = [pytest.mark.torch, pytest.mark.real_model]
 
@@ -34,7 +35,7 @@ def test_local_launch_of_two_processes_equals_one(tmp_path, tiny_dir):
     neuronjax = [sys.executable, "-m", "neuronjax.cli", "run", str(tmp_path / "run.yaml"), "--quiet"]
     one = subprocess.Popen(
         neuronjax + [f"output={tmp_path / 'one'}", "task.pipeline.batch_size=8"],
-        env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+        env=dict(env, XLA_FLAGS=f"--xla_force_host_platform_device_count=2 {QUICK_COMPILE}"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     launch = [os.path.join(REPO, "launch", "local.sh"), "-n", "2", "--port", str(free_local_port()), "--devices-per-process", "1", "--"]

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from neuronjax import distributed
+from tests import QUICK_COMPILE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _env(devices: int, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEURONJAX_")}
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", PYTHONPATH=ROOT)
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {QUICK_COMPILE}", PYTHONPATH=ROOT)
     env.update(extra)
     return env
 
