@@ -24,11 +24,18 @@ def _batch(lm, seed=0):
     return PromptBatch(ids.astype(np.int32), mask.astype(np.int32), opts, np.array([1, 3], np.int32))
 
 
-@pytest.fixture(scope="module",
-                params=["llama3_rope", "gemma2", "gemma3", "gpt2", "qwen2", "gpt_neox", "olmo2", "phi3", "mixtral"])  # fmt: skip
-def lm(request, tmp_path_factory):
-    d = tmp_path_factory.mktemp(request.param)
-    tiny_models.save(request.param, d)
+ARCHITECTURES = ["llama3_rope", "gemma2", "gemma3", "gpt2", "qwen2", "gpt_neox", "olmo2", "phi3", "mixtral"]
+# The replays' group arithmetic and the grouped / joined programs are one code for every
+# architecture; what an architecture changes is the one-token step against its cache. So every
+# architecture runs both replays for both targets, and these three (a plain decoder, sandwich norms
+# with soft-capping, routed experts) also run the other group shapes: one group, as many groups
+# as steps, and grad x act under the probability target.
+BROAD = ["llama3_rope", "gemma2", "mixtral"]
+
+
+def _load(arch, tmp_path_factory):
+    d = tmp_path_factory.mktemp(arch)
+    tiny_models.save(arch, d)
     yield neuronjax.load_model(str(d))
     # one architecture's programs at a time: this module compiles hundreds (9 architectures, both
     # replays, both targets, the naive reference). Holding all of them, the full suite crashed
@@ -38,34 +45,80 @@ def lm(request, tmp_path_factory):
     jax.clear_caches()
 
 
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def lm(request, tmp_path_factory):
+    yield from _load(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=BROAD)
+def broad_lm(request, tmp_path_factory):
+    yield from _load(request.param, tmp_path_factory)
+
+
+class _Runs:
+    """`attribute` and the naive full-prompt rerun on `_batch(lm)`, each computed once per set of
+    arguments: the replays compared with one reference (grouped, joined) share it, and the
+    probability-target replay compares its option scores with the log-prob replay's."""
+
+    def __init__(self, lm):
+        self.lm, self.done = lm, {}
+
+    def _once(self, key, compute):
+        if key not in self.done:
+            self.done[key] = compute()
+        return self.done[key]
+
+    def naive(self, method, steps, target="ce"):
+        return self._once(("naive", method, steps, target),
+                          lambda: naive_attribute(self.lm, _batch(self.lm), method, steps, target=target))  # fmt: skip
+
+    def replay(self, method, steps, groups, replay, target="ce"):
+        return self._once(("replay", method, steps, groups, replay, target),
+                          lambda: attribute(self.lm, _batch(self.lm), method, steps, groups=groups, target=target,
+                                            replay=replay))  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def naive(lm):
-    """The naive full-prompt rerun of `_batch(lm)`, computed once per (method, steps, target) of
-    an architecture: the replays compared with it (grouped, joined) share one reference."""
-    done = {}
-
-    def get(method, steps, target="ce"):
-        key = (method, steps, target)
-        if key not in done:
-            done[key] = naive_attribute(lm, _batch(lm), method, steps, target=target)
-        return done[key]
-
-    return get
+def runs(lm):
+    return _Runs(lm)
 
 
-@pytest.mark.parametrize("method,steps,groups,replay", [
-    ("ig", 4, 1, "grouped"), ("ig", 3, 2, "grouped"), ("ig", 3, 3, "joined"), ("grad_x_act", 1, 4, "auto"),
-    ("activation", 1, 4, "auto"),
-])  # fmt: skip
-def test_replay_equals_full_prompt_rerun(lm, naive, method, steps, groups, replay):
-    batch = _batch(lm)
-    fast = attribute(lm, batch, method, steps, groups=groups, replay=replay)
-    slow = naive(method, steps)
+@pytest.fixture(scope="module")
+def broad_runs(broad_lm):
+    return _Runs(broad_lm)
+
+
+def _replay_equals_naive(runs, method, steps, groups, replay):
+    fast, slow = runs.replay(method, steps, groups, replay), runs.naive(method, steps)
     scale = np.abs(np.asarray(slow.scores)).max()
     assert scale > 1e-2
     np.testing.assert_allclose(np.asarray(fast.scores), np.asarray(slow.scores), atol=1e-5 * scale, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(fast.f), np.asarray(slow.f), atol=1e-5)
     np.testing.assert_allclose(np.asarray(fast.option_scores), np.asarray(slow.option_scores), atol=1e-4)
+
+
+def _prob_replay_equals_naive(runs, method, steps, groups, replay):
+    fast, slow = runs.replay(method, steps, groups, replay, target="prob"), runs.naive(method, steps, target="prob")
+    scale = np.abs(np.asarray(slow.scores)).max()
+    assert scale > 1e-4
+    np.testing.assert_allclose(np.asarray(fast.scores), np.asarray(slow.scores), atol=1e-5 * scale, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(fast.f), np.asarray(slow.f), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(fast.option_scores), np.asarray(slow.option_scores), atol=1e-4)
+    ce = runs.replay(method, steps, groups, replay)  # same option scores, different target
+    np.testing.assert_allclose(np.asarray(fast.option_scores), np.asarray(ce.option_scores), atol=1e-6)
+    assert not np.allclose(np.asarray(fast.scores), np.asarray(ce.scores))
+
+
+@pytest.mark.parametrize("method,steps,groups,replay", [
+    ("ig", 3, 2, "grouped"), ("ig", 3, 2, "joined"), ("grad_x_act", 1, 4, "auto"), ("activation", 1, 4, "auto"),
+])  # fmt: skip
+def test_replay_equals_full_prompt_rerun(runs, method, steps, groups, replay):
+    _replay_equals_naive(runs, method, steps, groups, replay)
+
+
+@pytest.mark.parametrize("method,steps,groups,replay", [("ig", 4, 1, "grouped"), ("ig", 3, 3, "joined")])
+def test_replay_of_other_group_shapes_equals_full_prompt_rerun(broad_runs, method, steps, groups, replay):
+    _replay_equals_naive(broad_runs, method, steps, groups, replay)
 
 
 def test_f_is_the_gold_log_softmax_of_the_option_logits(lm):
@@ -125,20 +178,13 @@ def _gold_probability(logits, option_ids, gold):
     return p[[t for t in option_ids[gold] if t >= 0]].sum()
 
 
-@pytest.mark.parametrize("method,steps,groups,replay",
-                         [("ig", 3, 2, "grouped"), ("ig", 3, 2, "joined"), ("grad_x_act", 1, 4, "auto")])
-def test_prob_replay_equals_full_prompt_rerun(lm, naive, method, steps, groups, replay):
-    batch = _batch(lm)
-    fast = attribute(lm, batch, method, steps, groups=groups, target="prob", replay=replay)
-    slow = naive(method, steps, target="prob")
-    scale = np.abs(np.asarray(slow.scores)).max()
-    assert scale > 1e-4
-    np.testing.assert_allclose(np.asarray(fast.scores), np.asarray(slow.scores), atol=1e-5 * scale, rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(fast.f), np.asarray(slow.f), atol=1e-5)
-    np.testing.assert_allclose(np.asarray(fast.option_scores), np.asarray(slow.option_scores), atol=1e-4)
-    ce = attribute(lm, batch, method, steps, groups=groups)  # same option scores, different target
-    np.testing.assert_allclose(np.asarray(fast.option_scores), np.asarray(ce.option_scores), atol=1e-6)
-    assert not np.allclose(np.asarray(fast.scores), np.asarray(ce.scores))
+@pytest.mark.parametrize("method,steps,groups,replay", [("ig", 3, 2, "grouped"), ("ig", 3, 2, "joined")])
+def test_prob_replay_equals_full_prompt_rerun(runs, method, steps, groups, replay):
+    _prob_replay_equals_naive(runs, method, steps, groups, replay)
+
+
+def test_prob_replay_of_grad_x_act_equals_full_prompt_rerun(broad_runs):
+    _prob_replay_equals_naive(broad_runs, "grad_x_act", 1, 4, "auto")
 
 
 def test_prob_f_is_the_gold_probability_over_the_vocabulary(lm):

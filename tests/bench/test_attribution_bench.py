@@ -3,19 +3,17 @@ minute: the JSON holds every figure the benchmark promises, each ratio is ours o
 rate of the same record, and every peer's IG agrees with ours before its speed counts."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
+from tests import as_a_user_runs_it
+
 pytestmark = [pytest.mark.torch, pytest.mark.real_model, pytest.mark.slow]
 
 pytest.importorskip("torch")
 pytest.importorskip("captum", reason="captum is an optional peer of the benchmark (pip install captum; in [test])")
-
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_the_json_has_every_peer_and_the_equal_accuracy_ratio(tmp_path):
@@ -24,10 +22,8 @@ def test_the_json_has_every_peer_and_the_equal_accuracy_ratio(tmp_path):
             "--reference-prompts", "1", "--captum-batch-sizes", "2", "--matmul-rounds", "1", "--json", str(out)]  # fmt: skip
     # as a user runs it, in a process of its own: inside the suite's long-lived process the same
     # call took 545 s against 240 s alone (cause not established), and its timings are its subject
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEURONJAX_")}
-    env.update(PYTHONPATH=ROOT, NEURONJAX_COMPILE_CACHE="off")
     done = subprocess.run([sys.executable, "-m", "neuronjax.cli", "bench", "attribution", *argv],
-                          env=env, capture_output=True, text=True, timeout=1800)  # fmt: skip
+                          env=as_a_user_runs_it(), capture_output=True, text=True, timeout=1800)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     r = json.loads(out.read_text())
     ours = r["ours"]

@@ -45,7 +45,10 @@ def test_sharded_logits_equal_single_device(tmp_path, name, mesh_shape):
     out = many.logits(ids, mask)
     assert len(out.sharding.device_set) == 8
     real = mask.astype(bool)
-    np.testing.assert_allclose(np.asarray(out)[real], a[real], atol=1e-5, rtol=1e-5)
+    # the sharded sums add in another order: float32 rounding of the largest logits' size. Measured
+    # over these 8 cases: at most 1.2e-5 for logits up to 6.6 (1.8e-6 of the largest), at the
+    # tests' compiler level as at the default one (9.1e-6)
+    np.testing.assert_allclose(np.asarray(out)[real], a[real], atol=3e-6 * np.abs(a[real]).max(), rtol=1e-5)
 
 
 def test_logical_rules_replicate_what_does_not_divide():
