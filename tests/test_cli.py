@@ -7,10 +7,10 @@ import os
 import pytest
 
 from neuronjax.cli import main
+from tests import ROOT as REPO
 
 pytestmark = [pytest.mark.torch, pytest.mark.real_model]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from neuronjax.config import EvaluateConfig, IdentifySection, ModelSection, RunC
 from neuronjax.configlib import parse_overrides
 from neuronjax.errors import ConfigError
 from neuronjax.tasks.config import TaskConfig
+from tests import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 from neuronjax import cli
 from neuronjax.cli import main
 from neuronjax.shipped import shipped_names
+from tests import ROOT as REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["task.split.max_identify=4", "task.split.max_eval=3", "identify.k=5", "identify.z=10",
         "identify.attribution.steps=2", "identify.attribution.groups=1", "evaluate.bootstrap=50"]  # fmt: skip
 

@@ -161,8 +161,9 @@ def world_facts_run_config(directory, model_dir, identify: dict, evaluate: dict,
 
     import yaml
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cfg = {"name": "tiny", "task": os.path.join(repo, "configs", "tasks", "world_facts.yaml"),
+    from tests import ROOT
+
+    cfg = {"name": "tiny", "task": os.path.join(ROOT, "configs", "tasks", "world_facts.yaml"),
            "model": {"path": str(model_dir)}, "identify": identify, "evaluate": evaluate, "output": str(directory),
            **extra}  # fmt: skip
     path = os.path.join(str(directory), "tiny.yaml")

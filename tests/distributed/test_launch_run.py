@@ -12,11 +12,9 @@ import yaml
 
 from neuronjax.distributed import free_local_port
 from neuronjax.io.neurons import load_neurons
-from tests import QUICK_COMPILE
+from tests import ROOT as REPO, child_env
 
 pytestmark = [pytest.mark.torch, pytest.mark.real_model]
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_local_launch_of_two_processes_equals_one(tmp_path, tiny_dir):
@@ -30,18 +28,16 @@ def test_local_launch_of_two_processes_equals_one(tmp_path, tiny_dir):
         "task_overrides": {"split.max_identify": 6, "split.max_eval": 4},
     }  # fmt: skip
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEURONJAX_")}
-    env.update(PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
     neuronjax = [sys.executable, "-m", "neuronjax.cli", "run", str(tmp_path / "run.yaml"), "--quiet"]
     one = subprocess.Popen(
         neuronjax + [f"output={tmp_path / 'one'}", "task.pipeline.batch_size=8"],
-        env=dict(env, XLA_FLAGS=f"--xla_force_host_platform_device_count=2 {QUICK_COMPILE}"),
+        env=child_env(2),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     launch = [os.path.join(REPO, "launch", "local.sh"), "-n", "2", "--port", str(free_local_port()), "--devices-per-process", "1", "--"]
     two = subprocess.Popen(
         ["bash", *launch, *neuronjax, f"output={tmp_path / 'two'}", "task.pipeline.batch_size=4"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=child_env(None), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     out_one, out_two = one.communicate(timeout=600)[0], two.communicate(timeout=600)[0]
     assert one.returncode == 0, out_one[-3000:]

@@ -10,16 +10,7 @@ import numpy as np
 import pytest
 
 from neuronjax import distributed
-from tests import QUICK_COMPILE
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _env(devices: int, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEURONJAX_")}
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {QUICK_COMPILE}", PYTHONPATH=ROOT)
-    env.update(extra)
-    return env
+from tests import ROOT, child_env
 
 
 def _worker(out, mesh, env, checkpoint=None):
@@ -44,9 +35,9 @@ def _finish(procs):
 @pytest.mark.parametrize("mesh,per_process", [("data", 1), ("data_tensor", 2)])
 def test_two_processes_equal_one(tmp_path, mesh, per_process):
     port = distributed.free_local_port()
-    one = _worker(tmp_path / "one", mesh, _env(2 * per_process))
+    one = _worker(tmp_path / "one", mesh, child_env(2 * per_process))
     two = [
-        _worker(tmp_path / "two", mesh, _env(per_process, NEURONJAX_COORDINATOR=f"127.0.0.1:{port}",
+        _worker(tmp_path / "two", mesh, child_env(per_process, NEURONJAX_COORDINATOR=f"127.0.0.1:{port}",
                                              NEURONJAX_NUM_PROCESSES="2", NEURONJAX_PROCESS_ID=str(i)),
                 tmp_path / "ckpt")  # fmt: skip
         for i in range(2)

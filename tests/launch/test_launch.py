@@ -11,8 +11,8 @@ import sys
 import time
 
 import pytest
+from tests import ROOT as REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAUNCH = os.path.join(REPO, "launch")
 LOCAL = os.path.join(LAUNCH, "local.sh")
 SLURM = os.path.join(LAUNCH, "slurm.sh")

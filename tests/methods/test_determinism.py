@@ -13,7 +13,6 @@ attributions and a seeded shuffled pipeline. Then:
   whose planted neurons are far from any tie, are equal.
 """
 
-import os
 import subprocess
 import sys
 
@@ -22,15 +21,14 @@ import pytest
 
 from neuronjax.tasks.pipeline import plan_batches
 from tests.methods import determinism_worker as worker
-from tests import QUICK_COMPILE
+from tests import ROOT, child_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASE, OTHER_RANDOM, OTHER_SHUFFLE = "0:0", "0:1", "7:0"
 METHODS = ("neuronllm", "kn_ig", "lape", "mean_activation", "random")
 
 
 def _process(out, *runs) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count=1 {QUICK_COMPILE}")
+    env = child_env(1)
     cmd = [sys.executable, "-m", "tests.methods.determinism_worker", str(out), *runs]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

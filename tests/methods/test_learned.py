@@ -20,8 +20,8 @@ from neuronjax.methods import learned as lr
 from neuronjax.tasks.metrics import target_f
 from neuronjax.tasks.scoring import candidate_log_probs
 from tests.methods import planted
+from tests import ROOT
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 ATTRIBUTION = AttributionConfig("ig", steps=4)
 METHOD = Learned(k=2, z=4, candidates=0, steps=60, learning_rate=0.2)
 

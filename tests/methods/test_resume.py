@@ -13,13 +13,12 @@ import pytest
 from neuronjax.identify import AttributionConfig, Checkpointing, identify
 from neuronjax.methods import NeuronLLM
 from tests.methods import planted
-from tests import QUICK_COMPILE
+from tests import ROOT, child_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _run(out, ckpt, kill_at) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count=1 {QUICK_COMPILE}")
+    env = child_env(1)
     cmd = [sys.executable, "-m", "tests.methods.resume_worker", str(out), str(ckpt), str(kill_at)]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
 

@@ -7,8 +7,8 @@ import re
 import sys
 
 import pytest
+from tests import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOURCES = {"neuronjax": os.path.join(ROOT, "neuronjax"), "neuronjax.kernels": os.path.join(ROOT, "kernels")}
 MAX_LINES = 400
 # Private attributes of third-party objects that have no public spelling, with the reason.

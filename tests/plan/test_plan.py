@@ -11,10 +11,10 @@ import pytest
 
 from neuronjax.cli import main
 from neuronjax.config import load_run_config
+from tests import ROOT
 
 pytestmark = pytest.mark.tpu_compile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LLAMA_8B = os.path.join(ROOT, "configs", "models", "llama-3.1-8b.json")
 
 

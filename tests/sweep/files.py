@@ -6,8 +6,8 @@ import os
 import yaml
 
 from neuronjax.evaluation.results import ConditionResult, Evaluation, Metrics
+from tests import ROOT as REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TASKS = os.path.join(REPO, "configs", "tasks")
 
 
