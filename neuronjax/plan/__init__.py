@@ -274,7 +274,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16"], help="parameter dtype (default: the run config's)")
     ap.add_argument("--json", default=None, help="write the plan here as JSON")
     ap.add_argument("--require-fit", action="store_true", help="exit with status 1 when a step does not fit")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # overrides may also come after the options, as for `run`
     pairs = parse_overrides(args.overrides)
     config = config_of_run(args.config, pairs) if os.path.isdir(args.config) else load_run_config(args.config, pairs)
     mesh = None
