@@ -71,3 +71,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs libtpu to compile for TPU topologies (pip install -e '.[tpu]')"))
         if "multidevice" in item.keywords and len(jax.devices()) < 8:
             item.add_marker(pytest.mark.skip(reason="needs 8 devices (XLA_FLAGS set before jax was imported)"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """Workers of `-n auto` (pyproject.toml's addopts): one per core, at most 4. Most of the
+    suite's time is XLA compiling small programs, which keeps about one core busy; a second worker
+    fills the other (docs/trust.md, "Running the tests"). Each worker holds its own models and
+    compiled programs (about 3 GiB at most here), hence the cap."""
+    return max(1, min(os.cpu_count() or 1, 4))
