@@ -2,6 +2,7 @@
 
     neuronjax bench profile [--prompts 8] [--steps 3] [--layer-steps 0=32] [--rule gauss_legendre]
         [--groups G] [--replay auto] [--calls 5] [--matmul-rounds 2] [--top 12] [--trace-dir DIR] [--json OUT]
+        [--hlo FILE]
 
 Model: the embedded SmolLM2-135M-Instruct (float32); prompts: the first proxy of the first
 --prompts world_facts identification items, as `neuronjax bench quadrature` takes them, run as one
@@ -23,7 +24,8 @@ what the table is for. Matrix-product FLOPs are counted with `neuronjax.attribut
 (less the shared prefix's own, which the timed calls read from the kept cache) and divided by the
 best call's time; the float32 matmul limit beside them is the best of `jnp.dot` and numpy on a
 2048^3 product (`neuronjax.bench.attribution.matmul_peak`, --matmul-rounds readings
-each, before the call and after it).
+each, before the call and after it). --hlo writes the compiled programs' text, where a listed
+operation's fused computation, operands and layouts can be read (``%ynn_fusion.126 = ...``).
 """
 
 from __future__ import annotations
@@ -193,6 +195,9 @@ def run(args) -> dict:
                                                groups=groups, target="ce", rule=args.rule, replay=replay,
                                                cache=cache).compile()  # fmt: skip
     names = {**hlo_instructions(prompt.as_text()), **hlo_instructions(compiled.as_text())}
+    if args.hlo:  # the compiled programs' text: the operands and layouts of a listed operation
+        with open(args.hlo, "w") as f:
+            f.write(prompt.as_text() + "\n\n" + compiled.as_text())
     # the timed and traced calls read the kept prefix cache: the prefix's own products are not theirs
     counted = attribution_flops(lm.config, args.prompts, width, "ig", schedule, groups,
                                 shared=0 if split is None else split.length)  # fmt: skip
@@ -268,6 +273,7 @@ def main(argv=None) -> int:
     ap.add_argument("--top", type=int, default=12, help="single operations listed (default: %(default)s)")
     ap.add_argument("--trace-dir", help="keep the trace here (default: a temporary folder)")
     ap.add_argument("--json", help="write every figure here")
+    ap.add_argument("--hlo", help="write the compiled programs' text here (the prompt pass's, then the IG call's)")
     args = ap.parse_args(argv)
     if min(args.prompts, args.steps, args.groups or 1, args.calls, args.matmul_rounds) < 1 or args.top < 0:
         ap.error("--prompts, --steps, --groups, --calls and --matmul-rounds must be >= 1, --top >= 0")

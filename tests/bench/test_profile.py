@@ -88,7 +88,7 @@ def test_operations_of_several_programs_keep_their_programs_names():
 def test_profile_of_a_small_call_names_its_matrix_products(tmp_path):
     out = tmp_path / "profile.json"
     argv = ["--prompts", "2", "--steps", "1", "--layer-steps", "", "--groups", "2", "--top", "5",
-            "--calls", "2", "--matmul-rounds", "1", "--json", str(out)]  # fmt: skip
+            "--calls", "2", "--matmul-rounds", "1", "--json", str(out), "--hlo", str(tmp_path / "programs.hlo")]  # fmt: skip
     # where the time goes is the subject: the programs compiled as a user's are, in a process of its own
     done = subprocess.run([sys.executable, "-m", "neuronjax.cli", "bench", "profile", *argv],
                           env=as_a_user_runs_it(), capture_output=True, text=True, timeout=900)  # fmt: skip
@@ -98,6 +98,10 @@ def test_profile_of_a_small_call_names_its_matrix_products(tmp_path):
     assert sum(k["share"] for k in r["kinds"]) == pytest.approx(1.0)
     # every listed operation is an instruction of the compiled program (the trace's names map onto it)
     assert len(r["top"]) == 5 and all(t["shape"] != "?" for t in r["top"])
+    # --hlo: the programs' text, where each listed operation is defined (its operands, layouts)
+    hlo = (tmp_path / "programs.hlo").read_text()
+    for t in r["top"]:
+        assert f"%{t['operation'].split('/')[-1]} = " in hlo, t["operation"]
     # and on this model the time is in the matrix products: the largest operation is one
     assert "dot_general" in r["top"][0]["source"]
     assert r["gflop"] > 0 and len(r["call_s"]) == 2 and min(r["call_s"]) > 0 and r["schedule"] == [1] * 30
