@@ -78,5 +78,6 @@ def pytest_xdist_auto_num_workers(config):
     """Workers of `-n auto` (pyproject.toml's addopts): one per core, at most 4. Most of the
     suite's time is XLA compiling small programs, which keeps about one core busy; a second worker
     fills the other (docs/trust.md, "Running the tests"). Each worker holds its own models and
-    compiled programs (about 3 GiB at most here), hence the cap."""
+    compiled programs (two workers and the processes they start used at most about 9.5 GB on the
+    2-core CI machine), hence the cap."""
     return max(1, min(os.cpu_count() or 1, 4))
