@@ -12,7 +12,6 @@ from tests import ROOT as REPO
 pytestmark = [pytest.mark.torch, pytest.mark.real_model]
 
 
-
 @pytest.fixture(scope="module")
 def run_config(tiny_dir, tmp_path_factory):
     from tests.tiny_models import world_facts_run_config

@@ -17,7 +17,6 @@ from neuronjax.tasks.config import TaskConfig
 from tests import ROOT
 
 
-
 @pytest.fixture
 def run_yaml(tmp_path):
     task = tmp_path / "task.yaml"

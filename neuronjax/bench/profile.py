@@ -194,10 +194,11 @@ def run(args) -> dict:
     compiled = engine.attribute_compiled.lower(lm.state, last, None, graphdef=lm.graphdef, method="ig", steps=schedule,
                                                groups=groups, target="ce", rule=args.rule, replay=replay,
                                                cache=cache).compile()  # fmt: skip
-    names = {**hlo_instructions(prompt.as_text()), **hlo_instructions(compiled.as_text())}
+    texts = [prompt.as_text(), compiled.as_text()]
+    names = {**hlo_instructions(texts[0]), **hlo_instructions(texts[1])}
     if args.hlo:  # the compiled programs' text: the operands and layouts of a listed operation
         with open(args.hlo, "w") as f:
-            f.write(prompt.as_text() + "\n\n" + compiled.as_text())
+            f.write("\n\n".join(texts))
     # the timed and traced calls read the kept prefix cache: the prefix's own products are not theirs
     counted = attribution_flops(lm.config, args.prompts, width, "ig", schedule, groups,
                                 shared=0 if split is None else split.length)  # fmt: skip

@@ -12,7 +12,8 @@ import yaml
 
 from neuronjax.distributed import free_local_port
 from neuronjax.io.neurons import load_neurons
-from tests import ROOT as REPO, child_env
+from tests import ROOT as REPO
+from tests import child_env
 
 pytestmark = [pytest.mark.torch, pytest.mark.real_model]
 

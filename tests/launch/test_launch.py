@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+
 from tests import ROOT as REPO
 
 LAUNCH = os.path.join(REPO, "launch")

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from neuronjax.tasks.pipeline import plan_batches
-from tests.methods import determinism_worker as worker
 from tests import ROOT, child_env
+from tests.methods import determinism_worker as worker
 
 BASE, OTHER_RANDOM, OTHER_SHUFFLE = "0:0", "0:1", "7:0"
 METHODS = ("neuronllm", "kn_ig", "lape", "mean_activation", "random")

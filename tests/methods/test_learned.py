@@ -19,8 +19,8 @@ from neuronjax.methods import Learned, NeuronLLM, make_methods
 from neuronjax.methods import learned as lr
 from neuronjax.tasks.metrics import target_f
 from neuronjax.tasks.scoring import candidate_log_probs
-from tests.methods import planted
 from tests import ROOT
+from tests.methods import planted
 
 ATTRIBUTION = AttributionConfig("ig", steps=4)
 METHOD = Learned(k=2, z=4, candidates=0, steps=60, learning_rate=0.2)

@@ -12,9 +12,8 @@ import pytest
 
 from neuronjax.identify import AttributionConfig, Checkpointing, identify
 from neuronjax.methods import NeuronLLM
-from tests.methods import planted
 from tests import ROOT, child_env
-
+from tests.methods import planted
 
 
 def _run(out, ckpt, kill_at) -> subprocess.CompletedProcess:

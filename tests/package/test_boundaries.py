@@ -7,6 +7,7 @@ import re
 import sys
 
 import pytest
+
 from tests import ROOT
 
 SOURCES = {"neuronjax": os.path.join(ROOT, "neuronjax"), "neuronjax.kernels": os.path.join(ROOT, "kernels")}
