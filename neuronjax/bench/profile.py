@@ -20,7 +20,10 @@ suffix (``ynn_fusion.93`` -> ``ynn_fusion``: the fused matrix products on the CP
 read inside a layer scan; ``wrapped_broadcast``: buffers filled before a loop, ...). The top
 operations are listed with their shape and the JAX operation they came from (the compiled HLO's
 metadata). The traced call is slower than an untraced one (the tracer's own cost); the shares are
-what the table is for. Matrix-product FLOPs are counted with `neuronjax.attribution.flops`
+what the table is for. The call's wall clock is split three ways (`wall_clock`): time with a
+matrix product running on some thread, time with only other operations running (by kind), time
+with none: a product's thread time can hide behind another's, the wall clock cannot, so this is
+the split that says what making the rest faster could buy. Matrix-product FLOPs are counted with `neuronjax.attribution.flops`
 (less the shared prefix's own, which the timed calls read from the kept cache) and divided by the
 best call's time; the float32 matmul limit beside them is the best of `jnp.dot` and numpy on a
 2048^3 product (`neuronjax.bench.attribution.matmul_peak`, --matmul-rounds readings
@@ -93,6 +96,100 @@ def _key(event) -> str:
     IG call runs several: the prompt pass, the replay; their instruction names repeat)."""
     module = (event.get("args") or {}).get("hlo_module")
     return f"{module}/{event['name']}" if module else str(event["name"])
+
+
+def _own_segments(evs: list) -> list[tuple[float, float, str]]:
+    """(start, end, name) of one thread's operations where each is the innermost one running: a
+    ``while`` that runs its body on this thread counts only between its body's operations."""
+    out: list[tuple[float, float, str]] = []
+    stack: list[tuple[float, str]] = []  # (end, name) of the operations enclosing the cursor
+    cursor = 0.0
+
+    def close_until(t: float):
+        nonlocal cursor
+        while stack and stack[-1][0] <= t:
+            end, name = stack.pop()
+            if end > cursor:
+                out.append((cursor, end, name))
+            cursor = max(cursor, end)
+
+    for e in sorted(evs, key=lambda e: (float(e.get("ts", 0.0)), -float(e.get("dur", 0.0)))):
+        start, dur = float(e.get("ts", 0.0)), float(e.get("dur", 0.0))
+        close_until(start)
+        if stack and start > cursor:
+            out.append((cursor, start, stack[-1][1]))
+        cursor = start
+        stack.append((start + dur, _key(e)))  # one running past its parent's end counts to its own end
+    close_until(float("inf"))
+    return out
+
+
+def wall_clock(events, products: set[str]) -> dict:
+    """Where the traced call's wall clock goes, from its first operation to its last: the time a
+    matrix product (an operation in ``products``, `product_instructions`) runs on some thread; the
+    time only other operations run (each instant shared evenly among the innermost operations
+    running then, summed by kind); the time no operation runs (the host between programs). The
+    share of the wall clock with a product running bounds what any change to the rest can buy."""
+    threads: dict[tuple, list] = collections.defaultdict(list)
+    for e in events:
+        if e.get("ph") == "X" and OPERATION.fullmatch(str(e.get("name", ""))):
+            threads[(e.get("pid"), e.get("tid"))].append(e)
+    points = []
+    for evs in threads.values():
+        for start, end, name in _own_segments(evs):
+            points += [(start, 1, name), (end, -1, name)]
+    points.sort(key=lambda p: (p[0], p[1]))
+    # a kind that holds products and other operations alike (YNNPACK fuses reductions too) is
+    # named apart when it runs without one
+    product_kinds = {kind_of(n) for n in products}
+    running: collections.Counter = collections.Counter()
+    product = concurrent = idle = 0.0
+    others: dict[str, float] = collections.defaultdict(float)
+    for (t, step, name), nxt in zip(points, points[1:] + [None]):
+        running[name] += step
+        if running[name] == 0:
+            del running[name]
+        if nxt is None or nxt[0] <= t:
+            continue
+        span = nxt[0] - t
+        if not running:
+            idle += span
+        elif any(n in products for n in running):
+            product += span
+            concurrent += span if sum(c for n, c in running.items() if n in products) > 1 else 0.0
+        else:
+            share = span / sum(running.values())
+            for n, c in running.items():
+                kind = kind_of(n)
+                others[f"{kind} (no product)" if kind in product_kinds else kind] += share * c
+    other = sum(others.values())
+    wall = product + other + idle
+    return {
+        "wall_ms": wall / 1e3,
+        "product_ms": product / 1e3,
+        "products_side_by_side_ms": concurrent / 1e3,
+        "other_ms": other / 1e3,
+        "idle_ms": idle / 1e3,
+        "other_kinds": [{"kind": k, "ms": v / 1e3, "share": v / wall if wall else 0.0}
+                        for k, v in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))],  # fmt: skip
+    }
+
+
+def product_instructions(hlo_text: str) -> set[str]:
+    """Names (``module/instruction``, as `operation_times` names them) of a compiled module's
+    matrix products: its ``dot`` and ``convolution`` instructions, and the fusions (YNNPACK's
+    ``ynn_fusion``, oneDNN's, XLA's own) whose fused computation holds one."""
+    module = re.search(r"^HloModule ([\w.\-]+)", hlo_text, re.M)
+    prefix = f"{module.group(1)}/" if module else ""
+    with_product = {m.group(1) for m in re.finditer(r"^%?([\w.\-]+) \([^\n]*\{\n(.*?)\n\}", hlo_text, re.M | re.S)
+                    if re.search(r"= \S+ (dot|convolution)\(", m.group(2))}  # fmt: skip
+    out = set()
+    for m in re.finditer(r"^\s*(?:ROOT )?%?([\w.\-]+) = (?:\([^=]*?\)|\S+) (\w[\w\-]*)\(([^\n]*)", hlo_text, re.M):
+        name, op, rest = m.groups()
+        called = re.search(r"calls=%?([\w.\-]+)", rest)
+        if op in ("dot", "convolution") or (op == "fusion" and called and called.group(1) in with_product):
+            out.add(prefix + name)
+    return out
 
 
 def by_kind(ops: dict[str, tuple[float, int]]) -> list[dict]:
@@ -175,7 +272,8 @@ def run(args) -> dict:
     call()
     traced = time.perf_counter() - t
     jax.profiler.stop_trace()
-    ops = operation_times(read_trace(trace_dir))
+    events = read_trace(trace_dir)
+    ops = operation_times(events)
 
     # the programs `attribute` compiled: the prompt pass (the rows after the shared prefix on the
     # prefix's cache, `kept_prefix_head`, or the whole prompts left-padded to its bucket,
@@ -196,6 +294,7 @@ def run(args) -> dict:
                                                cache=cache).compile()  # fmt: skip
     texts = [prompt.as_text(), compiled.as_text()]
     names = {**hlo_instructions(texts[0]), **hlo_instructions(texts[1])}
+    wall = wall_clock(events, product_instructions(texts[0]) | product_instructions(texts[1]))
     if args.hlo:  # the compiled programs' text: the operands and layouts of a listed operation
         with open(args.hlo, "w") as f:
             f.write("\n\n".join(texts))
@@ -225,10 +324,22 @@ def run(args) -> dict:
         "fraction_of_limit": flops / best / 1e9 / peak,
         "operations_ms": sum(t for t, _ in ops.values()) / 1e3,
         "kinds": by_kind(ops),
+        "wall_clock": wall,
         "top": [{"operation": k, "ms": t / 1e3, "calls": n, "shape": names.get(k, ("?", ""))[0],
                  "source": names.get(k, ("?", ""))[1]} for k, (t, n) in top],  # fmt: skip
         "trace_dir": args.trace_dir,  # None: the trace was written to a temporary folder
     }
+
+
+def wall_line(w: dict) -> str:
+    def pct(ms: float) -> str:
+        return f"{100 * ms / w['wall_ms']:.1f}%" if w["wall_ms"] else "-"
+
+    kinds = ", ".join(f"{k['kind']} {k['ms']:.0f} ms" for k in w["other_kinds"][:6])
+    return (f"its wall clock, {w['wall_ms'] / 1e3:.2f} s from the first operation to the last: a matrix product "
+            f"running {w['product_ms'] / 1e3:.2f} s ({pct(w['product_ms'])}; two or more side by side "
+            f"{w['products_side_by_side_ms'] / 1e3:.2f} s), only other operations {w['other_ms'] / 1e3:.2f} s "
+            f"({pct(w['other_ms'])}: {kinds}), none {w['idle_ms'] / 1e3:.2f} s ({pct(w['idle_ms'])})")  # fmt: skip
 
 
 def describe(r: dict) -> str:
@@ -243,6 +354,7 @@ def describe(r: dict) -> str:
         f"traced call {r['traced_call_s']:.2f} s; its operations sum to {r['operations_ms'] / 1e3:.2f} s "
         "(each operation's own time, without the operations nested in it; the cores overlap some, the "
         "tracer adds its own)",
+        wall_line(r["wall_clock"]) if "wall_clock" in r else "",
         "",
         "| kind | ms | share | calls | operations |",
         "| --- | ---: | ---: | ---: | ---: |",

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from neuronjax.bench.profile import by_kind, hlo_instructions, kind_of, operation_times, parse_layer_steps
+from neuronjax.bench.profile import (by_kind, hlo_instructions, kind_of, operation_times, parse_layer_steps,
+                                     product_instructions, wall_clock)
 from tests import as_a_user_runs_it
 
 
@@ -84,6 +85,71 @@ def test_operations_of_several_programs_keep_their_programs_names():
     assert hlo_instructions(text) == {"jit_b/ynn_fusion.1": ("f32[8,4]{1,0}", "")}
 
 
+def test_wall_clock_splits_the_call_by_what_runs_by_hand():
+    """Each instant of the call is a product's (some product runs on some thread), the other
+    operations' (shared evenly among the innermost ones running), or nobody's."""
+    events = [
+        {"ph": "X", "name": "while.1", "ts": 0.0, "dur": 20.0, "tid": 1},  # its body runs on its thread
+        {"ph": "X", "name": "ynn_fusion.2", "ts": 0.0, "dur": 10.0, "tid": 1},  # a product, in the body
+        {"ph": "X", "name": "add_fusion.3", "ts": 12.0, "dur": 4.0, "tid": 1},  # in the body
+        {"ph": "X", "name": "fusion.6", "ts": 4.0, "dur": 2.0, "tid": 2},  # a product beside the first
+        {"ph": "X", "name": "copy_fusion.4", "ts": 8.0, "dur": 6.0, "tid": 2},
+        {"ph": "X", "name": "copy_fusion.5", "ts": 24.0, "dur": 1.0, "tid": 2},
+        {"ph": "X", "name": "ThunkExecutor::Execute", "ts": 0.0, "dur": 90.0, "tid": 3},  # not an operation
+    ]
+    w = wall_clock(events, {"ynn_fusion.2", "fusion.6"})
+    # products 0-10 (two of them 4-6); then 10-12 the loop and the copy (1 each), 12-14 the add and
+    # the copy (1 each), 14-16 the add, 16-20 the loop alone, 20-24 nothing, 24-25 the copy
+    assert w["product_ms"] * 1e3 == pytest.approx(10.0) and w["products_side_by_side_ms"] * 1e3 == pytest.approx(2.0)
+    assert w["other_ms"] * 1e3 == pytest.approx(11.0) and w["idle_ms"] * 1e3 == pytest.approx(4.0)
+    assert w["wall_ms"] * 1e3 == pytest.approx(25.0)
+    assert [(k["kind"], round(k["ms"] * 1e3, 6)) for k in w["other_kinds"]] == [
+        ("while", 5.0), ("add_fusion", 3.0), ("copy_fusion", 3.0)]  # fmt: skip
+    assert w["other_kinds"][0]["share"] == pytest.approx(5.0 / 25.0)
+    assert wall_clock([], set())["wall_ms"] == 0.0
+    # an operation of a kind that also holds products is named apart
+    w = wall_clock(events, {"fusion.6", "copy_fusion.9"})
+    # (now ynn_fusion.2 is not a product: the copies run 8-14 beside one other operation, and 24-25)
+    assert ("copy_fusion (no product)", 4.0) in [(k["kind"], round(k["ms"] * 1e3, 6)) for k in w["other_kinds"]]
+
+
+def test_products_are_the_dots_and_the_fusions_holding_one():
+    text = """HloModule jit_f, entry_computation_layout={(f32[4,4]{1,0})->f32[4]{0}}
+
+%fused_computation.1 (param_0: f32[4,4], param_1: f32[4,4]) -> f32[4,4] {
+  %param_0 = f32[4,4]{1,0} parameter(0)
+  %param_1 = f32[4,4]{1,0} parameter(1)
+  ROOT %dot.1 = f32[4,4]{1,0} dot(%param_0, %param_1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+%fused_computation.2 (param_0.1: f32[4,4]) -> f32[4] {
+  %param_0.1 = f32[4,4]{1,0} parameter(0)
+  %constant.2 = f32[] constant(0)
+  ROOT %reduce.1 = f32[4]{0} reduce(%param_0.1, %constant.2), dimensions={1}, to_apply=%region_0
+}
+
+%fused_computation.3 (param_0.2: f32[4,4]) -> (f32[4,4], f32[4]) {
+  %param_0.2 = f32[4,4]{1,0} parameter(0)
+  %convolution.1 = f32[4,4]{1,0} convolution(%param_0.2, %param_0.2), dim_labels=bf_io->bf
+  %constant.3 = f32[] constant(0)
+  %reduce.2 = f32[4]{0} reduce(%convolution.1, %constant.3), dimensions={1}, to_apply=%region_0
+  ROOT %tuple.1 = (f32[4,4]{1,0}, f32[4]{0}) tuple(%convolution.1, %reduce.2)
+}
+
+ENTRY %main.3 (x: f32[4,4]) -> f32[4] {
+  %x = f32[4,4]{1,0} parameter(0)
+  %ynn_fusion = f32[4,4]{1,0} fusion(%x, %x), kind=kCustom, calls=%fused_computation.1
+  %ynn_fusion.1 = f32[4]{0} fusion(%ynn_fusion), kind=kCustom, calls=%fused_computation.2
+  %fusion.4 = (f32[4,4]{1,0}, f32[4]{0}) fusion(%x), kind=kOutput, calls=%fused_computation.3
+  %dot.7 = f32[4,4]{1,0} dot(%x, %x), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  ROOT %add.1 = f32[4]{0} add(%ynn_fusion.1, %ynn_fusion.1)
+}
+"""
+    got = product_instructions(text)
+    assert {"jit_f/ynn_fusion", "jit_f/fusion.4", "jit_f/dot.7"} <= got
+    assert not {"jit_f/ynn_fusion.1", "jit_f/add.1", "jit_f/x", "jit_f/reduce.1"} & got
+
+
 @pytest.mark.real_model
 def test_profile_of_a_small_call_names_its_matrix_products(tmp_path):
     out = tmp_path / "profile.json"
@@ -109,5 +175,11 @@ def test_profile_of_a_small_call_names_its_matrix_products(tmp_path):
     assert sorted(readings) == ["jnp.dot", "numpy"] and all(len(v) == 2 for v in readings.values())
     assert r["matmul_limit_gflop_per_s"] == max(max(v) for v in readings.values())
     assert r["fraction_of_limit"] == pytest.approx(r["gflop_per_s"] / r["matmul_limit_gflop_per_s"])
+    # the wall clock: its three parts add up to it, and a call of this model spends most of it in products
+    w = r["wall_clock"]
+    assert w["product_ms"] + w["other_ms"] + w["idle_ms"] == pytest.approx(w["wall_ms"])
+    assert sum(k["ms"] for k in w["other_kinds"]) == pytest.approx(w["other_ms"])
+    assert w["product_ms"] > w["other_ms"] and w["wall_ms"] <= 1e3 * r["traced_call_s"]
     printed = done.stdout
+    assert "a matrix product running" in printed
     assert "| kind | ms | share |" in printed and "neuronjax bench profile --prompts 2" in printed
