@@ -101,9 +101,7 @@ def _key(event) -> str:
 def _own_segments(evs: list) -> list[tuple[float, float, str]]:
     """(start, end, name) of one thread's operations where each is the innermost one running: a
     ``while`` that runs its body on this thread counts only between its body's operations."""
-    out: list[tuple[float, float, str]] = []
-    stack: list[tuple[float, str]] = []  # (end, name) of the operations enclosing the cursor
-    cursor = 0.0
+    out, stack, cursor = [], [], 0.0  # stack: (end, name) of the operations enclosing the cursor
 
     def close_until(t: float):
         nonlocal cursor
@@ -142,9 +140,8 @@ def wall_clock(events, products: set[str]) -> dict:
     # a kind that holds products and other operations alike (YNNPACK fuses reductions too) is
     # named apart when it runs without one
     product_kinds = {kind_of(n) for n in products}
-    running: collections.Counter = collections.Counter()
+    running, others = collections.Counter(), collections.defaultdict(float)
     product = concurrent = idle = 0.0
-    others: dict[str, float] = collections.defaultdict(float)
     for (t, step, name), nxt in zip(points, points[1:] + [None]):
         running[name] += step
         if running[name] == 0:
@@ -294,14 +291,16 @@ def run(args) -> dict:
                                                cache=cache).compile()  # fmt: skip
     texts = [prompt.as_text(), compiled.as_text()]
     names = {**hlo_instructions(texts[0]), **hlo_instructions(texts[1])}
-    wall = wall_clock(events, product_instructions(texts[0]) | product_instructions(texts[1]))
-    if args.hlo:  # the compiled programs' text: the operands and layouts of a listed operation
-        with open(args.hlo, "w") as f:
-            f.write("\n\n".join(texts))
     # the timed and traced calls read the kept prefix cache: the prefix's own products are not theirs
     counted = attribution_flops(lm.config, args.prompts, width, "ig", schedule, groups,
                                 shared=0 if split is None else split.length)  # fmt: skip
     flops = counted["total"] - counted["shared"]
+    wall = wall_clock(events, product_instructions(texts[0]) | product_instructions(texts[1]))
+    # the products' own rate, over the traced call's time with one running (reads low: the tracer's cost)
+    wall["product_gflop_per_s"] = flops / wall["product_ms"] / 1e6 if wall["product_ms"] else 0.0
+    if args.hlo:  # the compiled programs' text: the operands and layouts of a listed operation
+        with open(args.hlo, "w") as f:
+            f.write("\n\n".join(texts))
     best = min(times)
     readings = {k: before[k] + v for k, v in limit().items()}
     peak = max(max(v) for v in readings.values())
@@ -338,7 +337,8 @@ def wall_line(w: dict) -> str:
     kinds = ", ".join(f"{k['kind']} {k['ms']:.0f} ms" for k in w["other_kinds"][:6])
     return (f"its wall clock, {w['wall_ms'] / 1e3:.2f} s from the first operation to the last: a matrix product "
             f"running {w['product_ms'] / 1e3:.2f} s ({pct(w['product_ms'])}; two or more side by side "
-            f"{w['products_side_by_side_ms'] / 1e3:.2f} s), only other operations {w['other_ms'] / 1e3:.2f} s "
+            f"{w['products_side_by_side_ms'] / 1e3:.2f} s; {w.get('product_gflop_per_s', 0.0):.1f} GFLOP/s "
+            f"while one runs), only other operations {w['other_ms'] / 1e3:.2f} s "
             f"({pct(w['other_ms'])}: {kinds}), none {w['idle_ms'] / 1e3:.2f} s ({pct(w['idle_ms'])})")  # fmt: skip
 
 

@@ -180,6 +180,10 @@ def test_profile_of_a_small_call_names_its_matrix_products(tmp_path):
     assert w["product_ms"] + w["other_ms"] + w["idle_ms"] == pytest.approx(w["wall_ms"])
     assert sum(k["ms"] for k in w["other_kinds"]) == pytest.approx(w["other_ms"])
     assert w["product_ms"] > w["other_ms"] and w["wall_ms"] <= 1e3 * r["traced_call_s"]
+    # the products' rate while one runs: the call's FLOPs over that time, so at least over the whole traced call
+    assert w["product_gflop_per_s"] == pytest.approx(r["gflop"] / (w["product_ms"] / 1e3))
+    assert w["product_gflop_per_s"] >= r["gflop"] / r["traced_call_s"]
     printed = done.stdout
-    assert "a matrix product running" in printed
+    line = next(x for x in printed.splitlines() if "a matrix product running" in x)
+    assert "{" not in line and f"{w['product_gflop_per_s']:.1f} GFLOP/s while one runs" in line
     assert "| kind | ms | share |" in printed and "neuronjax bench profile --prompts 2" in printed
