@@ -7,6 +7,10 @@ from neuronjax.platforms import prefer_cpu_without_accelerators
 
 prefer_cpu_without_accelerators()  # before JAX is imported (see neuronjax.platforms)
 
+from neuronjax.checkout import route_kernels_past_checkout  # noqa: E402
+
+route_kernels_past_checkout()  # before transformers is imported (see neuronjax.checkout)
+
 from neuronjax.intervention import Intervention  # noqa: E402
 from neuronjax.lm import LanguageModel  # noqa: E402
 from neuronjax.loader import default_model_path, load_config, load_model  # noqa: E402

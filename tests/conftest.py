@@ -29,6 +29,8 @@ os.environ.setdefault("NEURONJAX_COMPILE_CACHE", "off")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+import neuronjax  # noqa: E402,F401  (first: the checkout's kernels/ must not answer transformers' `import kernels`)
+
 jax.config.update("jax_default_matmul_precision", "highest")
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
