@@ -60,6 +60,15 @@ def kind_of(name: str) -> str:
     return re.sub(r"(\.\d+)+$", "", name.rsplit("/", 1)[-1])
 
 
+def operations_by_thread(events) -> list[list]:
+    """The complete ("X") trace events that are operations (`OPERATION`), one list per thread."""
+    threads: dict[tuple, list] = collections.defaultdict(list)
+    for e in events:
+        if e.get("ph") == "X" and OPERATION.fullmatch(str(e.get("name", ""))):
+            threads[(e.get("pid"), e.get("tid"))].append(e)
+    return list(threads.values())
+
+
 def operation_times(events) -> dict[str, tuple[float, int]]:
     """{operation name: (microseconds of its own, calls)} of the complete ("X") trace events that
     are operations (`OPERATION`; not runtime wrappers, dispatch events or Python frames).
@@ -70,12 +79,7 @@ def operation_times(events) -> dict[str, tuple[float, int]]:
     the same time on other threads are not nested; their times add up (at most the cores times
     the call's wall clock)."""
     out: dict[str, list] = {}
-    threads: dict[tuple, list] = collections.defaultdict(list)
-    for e in events:
-        if e.get("ph") != "X" or not OPERATION.fullmatch(str(e.get("name", ""))):
-            continue
-        threads[(e.get("pid"), e.get("tid"))].append(e)
-    for evs in threads.values():
+    for evs in operations_by_thread(events):
         evs.sort(key=lambda e: (float(e.get("ts", 0.0)), -float(e.get("dur", 0.0))))
         stack: list[tuple[float, str]] = []  # (end, name) of the operations enclosing the next one
         for e in evs:
@@ -128,17 +132,11 @@ def wall_clock(events, products: set[str]) -> dict:
     time only other operations run (each instant shared evenly among the innermost operations
     running then, summed by kind); the time no operation runs (the host between programs). The
     share of the wall clock with a product running bounds what any change to the rest can buy."""
-    threads: dict[tuple, list] = collections.defaultdict(list)
-    for e in events:
-        if e.get("ph") == "X" and OPERATION.fullmatch(str(e.get("name", ""))):
-            threads[(e.get("pid"), e.get("tid"))].append(e)
     points = []
-    for evs in threads.values():
+    for evs in operations_by_thread(events):
         for start, end, name in _own_segments(evs):
             points += [(start, 1, name), (end, -1, name)]
     points.sort(key=lambda p: (p[0], p[1]))
-    # a kind that holds products and other operations alike (YNNPACK fuses reductions too) is
-    # named apart when it runs without one
     product_kinds = {kind_of(n) for n in products}
     running, others = collections.Counter(), collections.defaultdict(float)
     product = concurrent = idle = 0.0
@@ -157,7 +155,7 @@ def wall_clock(events, products: set[str]) -> dict:
         else:
             share = span / sum(running.values())
             for n, c in running.items():
-                kind = kind_of(n)
+                kind = kind_of(n)  # a kind that also holds products (YNNPACK's fusions) is named apart
                 others[f"{kind} (no product)" if kind in product_kinds else kind] += share * c
     other = sum(others.values())
     wall = product + other + idle
@@ -176,8 +174,7 @@ def product_instructions(hlo_text: str) -> set[str]:
     """Names (``module/instruction``, as `operation_times` names them) of a compiled module's
     matrix products: its ``dot`` and ``convolution`` instructions, and the fusions (YNNPACK's
     ``ynn_fusion``, oneDNN's, XLA's own) whose fused computation holds one."""
-    module = re.search(r"^HloModule ([\w.\-]+)", hlo_text, re.M)
-    prefix = f"{module.group(1)}/" if module else ""
+    prefix = module_prefix(hlo_text)
     with_product = {m.group(1) for m in re.finditer(r"^%?([\w.\-]+) \([^\n]*\{\n(.*?)\n\}", hlo_text, re.M | re.S)
                     if re.search(r"= \S+ (dot|convolution)\(", m.group(2))}  # fmt: skip
     out = set()
@@ -202,12 +199,17 @@ def by_kind(ops: dict[str, tuple[float, int]]) -> list[dict]:
     return sorted(rows, key=lambda r: -r["ms"])
 
 
+def module_prefix(hlo_text: str) -> str:
+    """``module/`` of a compiled module's text (``HloModule jit_f, ...``), or '' when unnamed."""
+    module = re.search(r"^HloModule ([\w.\-]+)", hlo_text, re.M)
+    return f"{module.group(1)}/" if module else ""
+
+
 def hlo_instructions(hlo_text: str) -> dict[str, tuple[str, str]]:
     """{instruction name: (shape, JAX op_name)} of a compiled module's text; the names are
     ``module/instruction`` when the text names its module (``HloModule jit_f, ...``), as
     `operation_times` names the traced operations."""
-    module = re.search(r"^HloModule ([\w.\-]+)", hlo_text, re.M)
-    prefix = f"{module.group(1)}/" if module else ""
+    prefix = module_prefix(hlo_text)
     out = {}
     for m in re.finditer(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ([^\n]*)", hlo_text, re.M):
         op = re.search(r'op_name="([^"]*)"', m.group(3))
@@ -333,7 +335,6 @@ def run(args) -> dict:
 def wall_line(w: dict) -> str:
     def pct(ms: float) -> str:
         return f"{100 * ms / w['wall_ms']:.1f}%" if w["wall_ms"] else "-"
-
     kinds = ", ".join(f"{k['kind']} {k['ms']:.0f} ms" for k in w["other_kinds"][:6])
     return (f"its wall clock, {w['wall_ms'] / 1e3:.2f} s from the first operation to the last: a matrix product "
             f"running {w['product_ms'] / 1e3:.2f} s ({pct(w['product_ms'])}; two or more side by side "
