@@ -6,11 +6,11 @@
 
 Model: the embedded SmolLM2-135M-Instruct (float32); prompts: the first proxy of the first
 --prompts world_facts identification items, as `neuronjax bench quadrature` takes them, run as one
-chunk after their shared prefix, whose cache is computed by the first call and kept for the
-others, as identification keeps it across a task's batches (`attribute(..., heads=)`). The
-defaults are the default config's nodes (Gauss-Legendre, 3 per layer, 32 on layer 0; the figures
-in docs/performance.md were taken at 4 per layer, --steps 4, the default config's until
-2026-11-30).
+call (`attribute(..., chunk=--prompts)`, whatever the row budget would choose: the traced call is the
+program whose text names its operations) after their shared prefix, whose cache is computed by the
+first call and kept for the others, as identification keeps it across a task's batches
+(`attribute(..., heads=)`). The defaults are the default config's nodes (Gauss-Legendre, 3 per
+layer, 32 on layer 0).
 
 The call is compiled, timed --calls times (the best counts), then run once more under `jax.profiler` with a Perfetto
 trace. Every operation the runtime executed (an XLA thunk on the CPU) is read back from the trace,
@@ -31,190 +31,18 @@ each, before the call and after it). --hlo writes the compiled programs' text, w
 operation's fused computation, operands and layouts can be read (``%ynn_fusion.126 = ...``).
 """
 
+
 from __future__ import annotations
 
 import argparse
-import collections
-import glob
-import gzip
-import json
-import os
-import re
 import sys
 import tempfile
 import time
 
 from neuronjax.bench import timed_calls
+from neuronjax.bench.trace import (by_kind, calls_of, hlo_instructions, operation_times, product_instructions,
+                                   read_trace, wall_clock)
 from neuronjax.evaluation.results import write_json
-
-# an XLA instruction's name (`fusion.12`, `dynamic-slice_bitcast_fusion.3`, `while`): lower case,
-# no spaces or scopes; the runtime's own events (`ThunkExecutor::Execute`,
-# `PjitFunction(compute_prefix_head)`, `DevicePut`) and Python frames (`$api.py:2479 ...`) are not
-# operations, and the host-side ones wrap operations already counted
-OPERATION = re.compile(r"[a-z][a-z0-9_\-]*(\.\d+)*")
-
-
-def kind_of(name: str) -> str:
-    """An operation's kind: its instruction name without the numeric suffix XLA adds (and without
-    the program's name before it, `operation_times`' ``module/instruction``)."""
-    return re.sub(r"(\.\d+)+$", "", name.rsplit("/", 1)[-1])
-
-
-def operations_by_thread(events) -> list[list]:
-    """The complete ("X") trace events that are operations (`OPERATION`), one list per thread."""
-    threads: dict[tuple, list] = collections.defaultdict(list)
-    for e in events:
-        if e.get("ph") == "X" and OPERATION.fullmatch(str(e.get("name", ""))):
-            threads[(e.get("pid"), e.get("tid"))].append(e)
-    return list(threads.values())
-
-
-def operation_times(events) -> dict[str, tuple[float, int]]:
-    """{operation name: (microseconds of its own, calls)} of the complete ("X") trace events that
-    are operations (`OPERATION`; not runtime wrappers, dispatch events or Python frames).
-
-    An operation's own time excludes the operations nested in it on the same thread: a ``while``
-    that runs its body on the thread it was called from encloses the body's operations (on one
-    core, every loop does), and counting both would count the body twice. Operations running at
-    the same time on other threads are not nested; their times add up (at most the cores times
-    the call's wall clock)."""
-    out: dict[str, list] = {}
-    for evs in operations_by_thread(events):
-        evs.sort(key=lambda e: (float(e.get("ts", 0.0)), -float(e.get("dur", 0.0))))
-        stack: list[tuple[float, str]] = []  # (end, name) of the operations enclosing the next one
-        for e in evs:
-            start, dur = float(e.get("ts", 0.0)), float(e.get("dur", 0.0))
-            while stack and stack[-1][0] <= start:
-                stack.pop()
-            if stack:  # nested: its time is not its parent's own
-                out[stack[-1][1]][0] -= min(start + dur, stack[-1][0]) - start
-            t = out.setdefault(_key(e), [0.0, 0])
-            t[0] += dur
-            t[1] += 1
-            stack.append((start + dur, _key(e)))
-    return {k: (v[0], v[1]) for k, v in out.items()}
-
-
-def _key(event) -> str:
-    """An operation's name, ``module/instruction`` when the trace names its compiled program (an
-    IG call runs several: the prompt pass, the replay; their instruction names repeat)."""
-    module = (event.get("args") or {}).get("hlo_module")
-    return f"{module}/{event['name']}" if module else str(event["name"])
-
-
-def _own_segments(evs: list) -> list[tuple[float, float, str]]:
-    """(start, end, name) of one thread's operations where each is the innermost one running: a
-    ``while`` that runs its body on this thread counts only between its body's operations."""
-    out, stack, cursor = [], [], 0.0  # stack: (end, name) of the operations enclosing the cursor
-
-    def close_until(t: float):
-        nonlocal cursor
-        while stack and stack[-1][0] <= t:
-            end, name = stack.pop()
-            if end > cursor:
-                out.append((cursor, end, name))
-            cursor = max(cursor, end)
-
-    for e in sorted(evs, key=lambda e: (float(e.get("ts", 0.0)), -float(e.get("dur", 0.0)))):
-        start, dur = float(e.get("ts", 0.0)), float(e.get("dur", 0.0))
-        close_until(start)
-        if stack and start > cursor:
-            out.append((cursor, start, stack[-1][1]))
-        cursor = start
-        stack.append((start + dur, _key(e)))  # one running past its parent's end counts to its own end
-    close_until(float("inf"))
-    return out
-
-
-def wall_clock(events, products: set[str]) -> dict:
-    """Where the traced call's wall clock goes, from its first operation to its last: the time a
-    matrix product (an operation in ``products``, `product_instructions`) runs on some thread; the
-    time only other operations run (each instant shared evenly among the innermost operations
-    running then, summed by kind); the time no operation runs (the host between programs). The
-    share of the wall clock with a product running bounds what any change to the rest can buy."""
-    points = []
-    for evs in operations_by_thread(events):
-        for start, end, name in _own_segments(evs):
-            points += [(start, 1, name), (end, -1, name)]
-    points.sort(key=lambda p: (p[0], p[1]))
-    product_kinds = {kind_of(n) for n in products}
-    running, others = collections.Counter(), collections.defaultdict(float)
-    product = concurrent = idle = 0.0
-    for (t, step, name), nxt in zip(points, points[1:] + [None]):
-        running[name] += step
-        if running[name] == 0:
-            del running[name]
-        if nxt is None or nxt[0] <= t:
-            continue
-        span = nxt[0] - t
-        if not running:
-            idle += span
-        elif any(n in products for n in running):
-            product += span
-            concurrent += span if sum(c for n, c in running.items() if n in products) > 1 else 0.0
-        else:
-            share = span / sum(running.values())
-            for n, c in running.items():
-                kind = kind_of(n)  # a kind that also holds products (YNNPACK's fusions) is named apart
-                others[f"{kind} (no product)" if kind in product_kinds else kind] += share * c
-    other = sum(others.values())
-    wall = product + other + idle
-    return {
-        "wall_ms": wall / 1e3,
-        "product_ms": product / 1e3,
-        "products_side_by_side_ms": concurrent / 1e3,
-        "other_ms": other / 1e3,
-        "idle_ms": idle / 1e3,
-        "other_kinds": [{"kind": k, "ms": v / 1e3, "share": v / wall if wall else 0.0}
-                        for k, v in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))],  # fmt: skip
-    }
-
-
-def product_instructions(hlo_text: str) -> set[str]:
-    """Names (``module/instruction``, as `operation_times` names them) of a compiled module's
-    matrix products: its ``dot`` and ``convolution`` instructions, and the fusions (YNNPACK's
-    ``ynn_fusion``, oneDNN's, XLA's own) whose fused computation holds one."""
-    prefix = module_prefix(hlo_text)
-    with_product = {m.group(1) for m in re.finditer(r"^%?([\w.\-]+) \([^\n]*\{\n(.*?)\n\}", hlo_text, re.M | re.S)
-                    if re.search(r"= \S+ (dot|convolution)\(", m.group(2))}  # fmt: skip
-    out = set()
-    for m in re.finditer(r"^\s*(?:ROOT )?%?([\w.\-]+) = (?:\([^=]*?\)|\S+) (\w[\w\-]*)\(([^\n]*)", hlo_text, re.M):
-        name, op, rest = m.groups()
-        called = re.search(r"calls=%?([\w.\-]+)", rest)
-        if op in ("dot", "convolution") or (op == "fusion" and called and called.group(1) in with_product):
-            out.add(prefix + name)
-    return out
-
-
-def by_kind(ops: dict[str, tuple[float, int]]) -> list[dict]:
-    """Operation kinds, largest total first: {kind, ms, share, calls, operations}."""
-    total = sum(t for t, _ in ops.values()) or 1.0
-    kinds: dict[str, list] = collections.defaultdict(lambda: [0.0, 0, 0])
-    for name, (t, n) in ops.items():
-        k = kinds[kind_of(name)]
-        k[0] += t
-        k[1] += n
-        k[2] += 1
-    rows = [{"kind": k, "ms": v[0] / 1e3, "share": v[0] / total, "calls": v[1], "operations": v[2]} for k, v in kinds.items()]
-    return sorted(rows, key=lambda r: -r["ms"])
-
-
-def module_prefix(hlo_text: str) -> str:
-    """``module/`` of a compiled module's text (``HloModule jit_f, ...``), or '' when unnamed."""
-    module = re.search(r"^HloModule ([\w.\-]+)", hlo_text, re.M)
-    return f"{module.group(1)}/" if module else ""
-
-
-def hlo_instructions(hlo_text: str) -> dict[str, tuple[str, str]]:
-    """{instruction name: (shape, JAX op_name)} of a compiled module's text; the names are
-    ``module/instruction`` when the text names its module (``HloModule jit_f, ...``), as
-    `operation_times` names the traced operations."""
-    prefix = module_prefix(hlo_text)
-    out = {}
-    for m in re.finditer(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ([^\n]*)", hlo_text, re.M):
-        op = re.search(r'op_name="([^"]*)"', m.group(3))
-        out[prefix + m.group(1)] = (m.group(2), op.group(1) if op else "")
-    return out
 
 
 def parse_layer_steps(text: str) -> dict[int, int]:
@@ -223,14 +51,6 @@ def parse_layer_steps(text: str) -> dict[int, int]:
         return {int(k): int(v) for k, v in (p.split("=") for p in text.split(";") if p.strip())}
     except ValueError:
         raise SystemExit(f"--layer-steps: {text!r} is not LAYER=M[;LAYER=M...], e.g. 0=32") from None
-
-
-def read_trace(directory: str) -> list:
-    paths = sorted(glob.glob(os.path.join(directory, "**", "*.trace.json.gz"), recursive=True), key=os.path.getmtime)
-    if not paths:
-        raise FileNotFoundError(f"{directory}: the profiler wrote no *.trace.json.gz")
-    with gzip.open(paths[-1]) as f:
-        return json.load(f)["traceEvents"]
 
 
 def run(args) -> dict:
@@ -261,7 +81,8 @@ def run(args) -> dict:
     heads: dict = {}  # the shared prefix's cache, run by the first call only (identification's way)
 
     def call():
-        out = engine.attribute(lm, batch, "ig", schedule, rule=args.rule, groups=groups, replay=replay, heads=heads)
+        out = engine.attribute(lm, batch, "ig", schedule, rule=args.rule, groups=groups, replay=replay, heads=heads,
+                               chunk=args.prompts)  # one call: the program lowered below, whose names the trace has
         return jax.block_until_ready(out.scores)
 
     _, first, times = timed_calls(call, args.calls)
@@ -272,13 +93,12 @@ def run(args) -> dict:
     traced = time.perf_counter() - t
     jax.profiler.stop_trace()
     events = read_trace(trace_dir)
+    ig_calls = calls_of(events, "_attribute")  # `engine.attribute_compiled`'s function
     ops = operation_times(events)
 
-    # the programs `attribute` compiled: the prompt pass (the rows after the shared prefix on the
-    # prefix's cache, `kept_prefix_head`, or the whole prompts left-padded to its bucket,
-    # `SUFFIX_BUCKET`, attribute's default), its cache padded to `CACHE_BUCKET` slots, then the
-    # rest on that cache and the prompts' last column; they are in jit's cache, so lowering does
-    # not compile again, and the traced operations' names are these programs'
+    # the programs `attribute` compiled (in jit's cache: lowering does not compile again): the prompt pass (the
+    # rows after the shared prefix on its cache, or whole prompts left-padded to `SUFFIX_BUCKET`), its cache
+    # padded to `CACHE_BUCKET` slots, then the rest on that cache and the prompts' last column
     split = split_prefix(np.asarray(batch.input_ids), np.asarray(batch.attention_mask))
     part = batch if split is None else dataclasses.replace(batch, input_ids=split.input_ids, attention_mask=split.attention_mask)
     width = np.shape(part.input_ids)[1] if split is not None else -(-np.shape(part.input_ids)[1] // SUFFIX_BUCKET) * SUFFIX_BUCKET
@@ -315,6 +135,7 @@ def run(args) -> dict:
         "groups": groups,
         "replay": replay,
         "shared_prefix": 0 if split is None else split.length,
+        "ig_calls_traced": ig_calls,  # 1: the traced call ran the one program whose text is read
         "first_call_s": first,
         "call_s": times,
         "traced_call_s": traced,

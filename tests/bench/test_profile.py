@@ -7,8 +7,10 @@ import sys
 
 import pytest
 
-from neuronjax.bench.profile import (by_kind, hlo_instructions, kind_of, operation_times, parse_layer_steps,
-                                     product_instructions, wall_clock)
+from neuronjax.attribution import engine
+from neuronjax.bench.profile import parse_layer_steps
+from neuronjax.bench.trace import (by_kind, calls_of, hlo_instructions, kind_of, operation_times, product_instructions,
+                                   wall_clock)
 from tests import as_a_user_runs_it
 
 
@@ -150,10 +152,29 @@ ENTRY %main.3 (x: f32[4,4]) -> f32[4] {
     assert not {"jit_f/ynn_fusion.1", "jit_f/add.1", "jit_f/x", "jit_f/reduce.1"} & got
 
 
+def test_calls_of_counts_each_call_once_though_its_events_nest():
+    def pjit(name, ts, dur, tid=1):
+        return {"ph": "X", "name": f"PjitFunction({name})", "ts": ts, "dur": dur, "pid": 7, "tid": tid}
+
+    events = [
+        pjit("_attribute", 0, 100), pjit("_attribute", 1, 98),  # one call: an outer event and its inner one
+        pjit("_attribute", 150, 50), pjit("_attribute", 151, 48), pjit("_attribute", 152, 10),
+        pjit("_attribute", 120, 20, tid=2),  # a call on another thread, overlapping none of its own
+        pjit("compute_prefix_head", 10, 5), {"ph": "i", "name": "PjitFunction(_attribute)", "ts": 300},
+        {"ph": "X", "name": "ynn_fusion.3", "ts": 2, "dur": 5, "pid": 7, "tid": 1},
+    ]
+    assert calls_of(events, "_attribute") == 3
+    assert calls_of(events, "compute_prefix_head") == 1 and calls_of(events, "other") == 0
+    # back to back: a call that starts where the previous one ended is a call of its own
+    assert calls_of([pjit("f", 0, 10), pjit("f", 10, 5)], "f") == 2
+
+
 @pytest.mark.real_model
 def test_profile_of_a_small_call_names_its_matrix_products(tmp_path):
     out = tmp_path / "profile.json"
-    argv = ["--prompts", "2", "--steps", "1", "--layer-steps", "", "--groups", "2", "--top", "5",
+    # 996 nodes on layer 0: 1,025 replay rows per prompt, so the row budget alone would split the two prompts
+    # into two calls (`engine.auto_chunk`); the profile runs them as the one call whose program it reads
+    argv = ["--prompts", "2", "--steps", "1", "--layer-steps", "0=996", "--groups", "2", "--top", "5",
             "--calls", "2", "--matmul-rounds", "1", "--json", str(out), "--hlo", str(tmp_path / "programs.hlo")]  # fmt: skip
     # where the time goes is the subject: the programs compiled as a user's are, in a process of its own
     done = subprocess.run([sys.executable, "-m", "neuronjax.cli", "bench", "profile", *argv],
@@ -170,7 +191,9 @@ def test_profile_of_a_small_call_names_its_matrix_products(tmp_path):
         assert f"%{t['operation'].split('/')[-1]} = " in hlo, t["operation"]
     # and on this model the time is in the matrix products: the largest operation is one
     assert "dot_general" in r["top"][0]["source"]
-    assert r["gflop"] > 0 and len(r["call_s"]) == 2 and min(r["call_s"]) > 0 and r["schedule"] == [1] * 30
+    assert r["gflop"] > 0 and len(r["call_s"]) == 2 and min(r["call_s"]) > 0 and r["schedule"] == [996] + [1] * 29
+    assert engine.auto_chunk(2, engine.replay_rows(r["schedule"], 2, r["replay"]), "cpu") == 1
+    assert r["ig_calls_traced"] == 1
     readings = r["matmul_gflop_per_s"]
     assert sorted(readings) == ["jnp.dot", "numpy"] and all(len(v) == 2 for v in readings.values())
     assert r["matmul_limit_gflop_per_s"] == max(max(v) for v in readings.values())
