@@ -31,7 +31,6 @@ each, before the call and after it). --hlo writes the compiled programs' text, w
 operation's fused computation, operands and layouts can be read (``%ynn_fusion.126 = ...``).
 """
 
-
 from __future__ import annotations
 
 import argparse

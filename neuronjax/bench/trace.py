@@ -183,11 +183,13 @@ def hlo_instructions(hlo_text: str) -> dict[str, tuple[str, str]]:
 
 
 def read_trace(directory: str) -> list:
+    """The events of the newest trace `jax.profiler` wrote under ``directory``."""
     paths = sorted(glob.glob(os.path.join(directory, "**", "*.trace.json.gz"), recursive=True), key=os.path.getmtime)
     if not paths:
         raise FileNotFoundError(f"{directory}: the profiler wrote no *.trace.json.gz")
     with gzip.open(paths[-1]) as f:
         return json.load(f)["traceEvents"]
+
 
 def calls_of(events, function: str) -> int:
     """How many times the jitted ``function`` ran in the trace: its host-side ``PjitFunction(...)``
