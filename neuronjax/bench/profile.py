@@ -92,7 +92,7 @@ def run(args) -> dict:
     traced = time.perf_counter() - t
     jax.profiler.stop_trace()
     events = read_trace(trace_dir)
-    ig_calls = calls_of(events, "_attribute")  # `engine.attribute_compiled`'s function
+    ig_calls = calls_of(events, engine.attribute_compiled.__name__)
     ops = operation_times(events)
 
     # the programs `attribute` compiled (in jit's cache: lowering does not compile again): the prompt pass (the

@@ -25,13 +25,18 @@ def kind_of(name: str) -> str:
     return re.sub(r"(\.\d+)+$", "", name.rsplit("/", 1)[-1])
 
 
-def operations_by_thread(events) -> list[list]:
-    """The complete ("X") trace events that are operations (`OPERATION`), one list per thread."""
+def events_by_thread(events, keep) -> list[list]:
+    """The complete ("X") trace events whose name ``keep`` accepts, one list per thread."""
     threads: dict[tuple, list] = collections.defaultdict(list)
     for e in events:
-        if e.get("ph") == "X" and OPERATION.fullmatch(str(e.get("name", ""))):
+        if e.get("ph") == "X" and keep(str(e.get("name", ""))):
             threads[(e.get("pid"), e.get("tid"))].append(e)
     return list(threads.values())
+
+
+def operations_by_thread(events) -> list[list]:
+    """The complete ("X") trace events that are operations (`OPERATION`), one list per thread."""
+    return events_by_thread(events, OPERATION.fullmatch)
 
 
 def operation_times(events) -> dict[str, tuple[float, int]]:
@@ -194,14 +199,10 @@ def read_trace(directory: str) -> list:
 def calls_of(events, function: str) -> int:
     """How many times the jitted ``function`` ran in the trace: its host-side ``PjitFunction(...)``
     events, counting only the outermost where they nest on one thread (each call records two)."""
-    spans = collections.defaultdict(list)
-    for e in events:
-        if e.get("ph") == "X" and e.get("name") == f"PjitFunction({function})":
-            spans[(e.get("pid"), e.get("tid"))].append((float(e["ts"]), float(e["ts"]) + float(e.get("dur", 0.0))))
     n = 0
-    for thread in spans.values():
+    for thread in events_by_thread(events, f"PjitFunction({function})".__eq__):
         end = float("-inf")
-        for start, stop in sorted(thread):
+        for start, stop in sorted((float(e["ts"]), float(e["ts"]) + float(e.get("dur", 0.0))) for e in thread):
             if start >= end:  # not inside the previous outermost call
                 n, end = n + 1, stop
             else:
