@@ -43,8 +43,10 @@ FLOPs of our run: the analytic matmul count of `neuronjax.attribution.flops` (ev
 product of the prompt pass, base pass and IG variants, forward and backward; elementwise work
 not counted); XLA's `cost_analysis` is printed too but counts a `lax.scan` body once. The
 machine's matmul limit is the best float32 FLOP rate of a 2048 x 2048 product by `jnp.dot`,
-numpy and torch (each the best of 10 calls, taken in --matmul-rounds rounds; torch in the peers'
-process); the fraction of it our IG reaches is reported. On a GPU or TPU the limit is
+numpy and torch (each the best of 10 calls, taken in --matmul-rounds rounds at the start of the
+run and again after our timed calls; torch's at the start and the end of the peers' process); the
+fraction of it our IG reaches is reported, with a warning when it is above 1 (the machine was
+slower during every reading than during our calls, so the limit was not read). On a GPU or TPU the limit is
 `jnp.dot` alone, of an 8192 x 8192 product in the run's dtype.
 
 With --model-config and --random-weights, the model is built from a Hugging Face config.json
@@ -204,6 +206,17 @@ def torch_matmul_peak(n: int = 2048, repeats: int = 10) -> float:
     a, b = (torch.randn(n, n, generator=gen) for _ in range(2))
     with torch.inference_mode():
         return _best_rate(lambda: torch.matmul(a, b), n, repeats)
+
+
+def read_limits(readings: dict, n: int, dtype: str, rounds: int, cpu: bool) -> None:
+    """Appends `rounds` readings of `jnp.dot`'s n^3 rate (and numpy's, float32 on a CPU) to
+    readings {library: [FLOP/s, ...]}. The benchmark reads them at its start and again after our
+    timed calls, and the best of all sets the limit: a machine slowed for a while (one run of
+    2026-12-03 read `jnp.dot` and numpy at half their rate at its start, torch at its full rate
+    minutes later) then does not set a limit below what it reaches."""
+    readings.setdefault("jnp.dot", []).extend(matmul_peak(n, dtype=dtype) for _ in range(rounds))
+    if dtype == "float32" and cpu:
+        readings.setdefault("numpy", []).extend(numpy_matmul_peak(n) for _ in range(rounds))
 
 
 def _best_rate(call, n: int, repeats: int) -> float:
@@ -419,6 +432,7 @@ def _peer_worker(path: str, jobs: dict) -> dict:
         out["torch_cached"] = _timed(call, chunks, sum(len(c[3]) for c in chunks), steps, jobs["repeats"])
         out["torch_cached"].update(warmup_seconds=warmup, prompts=sum(len(c[3]) for c in chunks), groups=groups,
                                    chunk=len(chunks[0][3]))  # fmt: skip
+    out["matmul_torch"] += [torch_matmul_peak() for _ in range(jobs["matmul_rounds"])]  # and at the end
     out["peak_rss_mib"] = own_peak_rss_mib()
     return out
 
@@ -519,9 +533,8 @@ def run(args) -> dict:
     # On an H200 a 4096^3 bfloat16 product read 309 and 452 TFLOP/s in two runs minutes apart and
     # an 8192^3 one (constant-filled) 674 (2026-11-30): smaller products do not fill the GPU.
     n_mat = 2048 if cpu else 8192
-    readings = {"jnp.dot": [matmul_peak(n_mat, dtype=args.dtype) for _ in range(args.matmul_rounds)]}
-    if args.dtype == "float32" and cpu:
-        readings["numpy"] = [numpy_matmul_peak(n_mat) for _ in range(args.matmul_rounds)]
+    readings: dict = {}
+    read_limits(readings, n_mat, args.dtype, args.matmul_rounds, cpu)
     if args.random_weights:
         if not args.model_config:
             raise ConfigError("--random-weights needs --model-config FILE (a Hugging Face config.json)")
@@ -567,6 +580,7 @@ def run(args) -> dict:
     runs = {"ig": ("ig", args.steps, RULE), "grad_x_act": ("grad_x_act", 1, RULE),
             "ig_default": ("ig", d.steps, d.rule, dict(d.layer_steps))}  # fmt: skip
     ours = run_ours(lm, arrays, runs, args.chunk, args.repeats)
+    read_limits(readings, n_mat, args.dtype, args.matmul_rounds, cpu)  # again, beside our timed calls
     r["ours"] = {m: {k: v for k, v in ours[m].items() if k != "result"} for m in runs}
     r["ours"]["ig"]["neuron_attributions_per_s"] = ours["ig"]["prompts_per_s"] * neurons
     r["ours"].update({k: ours[k] for k in ("chunk", "repeats", "seq_padded", "shared_prefix", "flops_analytic", "flops_xla", "replay",
@@ -745,6 +759,9 @@ def report(r: dict) -> str:
         + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in mm["best"].items())
         + " GFLOP/s",
     ]
+    if o["ig"]["fraction_of_peak"] > 1:
+        lines.append("WARNING: our IG ran faster than the matmul limit read: the machine was slower during every "
+                     "reading than during our calls, so this fraction says nothing; run again on a quiet machine")
     if "captum" in peers and "internal_batch_size" in peers["captum"]:
         cp = peers["captum"]
         trials = ", ".join(f"{k}: {v:.2f} s" for k, v in cp["internal_batch_size_trials"].items())

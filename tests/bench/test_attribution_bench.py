@@ -39,6 +39,9 @@ def test_the_json_has_every_peer_and_the_equal_accuracy_ratio(tmp_path):
     # the machine's limit: the best reading of each library, the limit the best of them
     m = r["matmul"]
     assert set(m["best"]) == {"jnp.dot", "numpy", "torch"}
+    # read at the start and again later (--matmul-rounds 1: two readings of each library)
+    assert {k: len(v) for k, v in m["readings"].items()} == {"jnp.dot": 2, "numpy": 2, "torch": 2}
+    assert all(m["best"][k] == max(v) for k, v in m["readings"].items())
     assert m["limit"] == max(m["best"].values())
     assert ours["ig"]["fraction_of_peak"] == pytest.approx(ours["ig"]["flops_per_s"] / m["limit"], rel=1e-9)
     # the quadrature record: the timed rule and m, and our default's, each against the reference
