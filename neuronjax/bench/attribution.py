@@ -44,7 +44,8 @@ product of the prompt pass, base pass and IG variants, forward and backward; ele
 not counted); XLA's `cost_analysis` is printed too but counts a `lax.scan` body once. The
 machine's matmul limit is the best float32 FLOP rate of a 2048 x 2048 product by `jnp.dot`,
 numpy and torch (each the best of 10 calls, taken in --matmul-rounds rounds at the start of the
-run and again after our timed calls; torch's at the start and the end of the peers' process); the
+run and once more before each of our --repeats timed IG calls; torch's in --matmul-rounds rounds
+at the start and the end of the peers' process); the
 fraction of it our IG reaches is reported, with a warning when it is above 1 (the machine was
 slower during every reading than during our calls, so the limit was not read). On a GPU or TPU the limit is
 `jnp.dot` alone, of an 8192 x 8192 product in the run's dtype.
@@ -210,10 +211,10 @@ def torch_matmul_peak(n: int = 2048, repeats: int = 10) -> float:
 
 def read_limits(readings: dict, n: int, dtype: str, rounds: int, cpu: bool) -> None:
     """Appends `rounds` readings of `jnp.dot`'s n^3 rate (and numpy's, float32 on a CPU) to
-    readings {library: [FLOP/s, ...]}. The benchmark reads them at its start and again after our
-    timed calls, and the best of all sets the limit: a machine slowed for a while (one run of
-    2026-12-03 read `jnp.dot` and numpy at half their rate at its start, torch at its full rate
-    minutes later) then does not set a limit below what it reaches."""
+    readings {library: [FLOP/s, ...]}. The benchmark reads them at its start and again before each
+    of our timed IG calls, and the best of all sets the limit: a machine slowed for a while (one
+    run of 2026-12-03 read `jnp.dot` and numpy at half their rate at its start, torch at its full
+    rate minutes later) then does not set a limit below what it reaches."""
     readings.setdefault("jnp.dot", []).extend(matmul_peak(n, dtype=dtype) for _ in range(rounds))
     if dtype == "float32" and cpu:
         readings.setdefault("numpy", []).extend(numpy_matmul_peak(n) for _ in range(rounds))
@@ -262,11 +263,13 @@ def nodes_label(run: dict) -> str:
     return f"m={run['steps']}" + (f" ({extra})" if extra else "")
 
 
-def run_ours(lm, arrays: dict, runs: dict, chunk: int, repeats: int = 1) -> dict:
+def run_ours(lm, arrays: dict, runs: dict, chunk: int, repeats: int = 1, beside=None) -> dict:
     """Our timed runs, runs = {name: (method, m, rule[, layer_steps])}: each an untimed warm-up call
     on every prompt (it compiles every program the timed calls run: chunks of another width after
     the shared prefix need a prompt pass of their own), then ``repeats`` timed calls on every
-    prompt, the fastest of which counts (all in "all_seconds"); the FLOPs of the run named "ig"."""
+    prompt, the fastest of which counts (all in "all_seconds"); the FLOPs of the run named "ig".
+    beside: called before each timed call of the run named "ig" (the benchmark reads the matmul
+    limit there, so that its readings and our calls share the same minutes)."""
     import jax
 
     from neuronjax.attribution import PromptBatch, attribute
@@ -299,6 +302,8 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int, repeats: int = 1) -> dict
         # next calls took 6.2-6.6 s, 2026-12-03, docs/performance.md)
         timed = []
         for i in range(1 + repeats):
+            if i and beside is not None and name == "ig":
+                beside()
             t = time.perf_counter()
             res = attribute(lm, batch, method, m, chunk=chunk, rule=rule, layer_steps=layer_steps)
             jax.block_until_ready(res)
@@ -579,8 +584,11 @@ def run(args) -> dict:
     d = default_attribution()
     runs = {"ig": ("ig", args.steps, RULE), "grad_x_act": ("grad_x_act", 1, RULE),
             "ig_default": ("ig", d.steps, d.rule, dict(d.layer_steps))}  # fmt: skip
-    ours = run_ours(lm, arrays, runs, args.chunk, args.repeats)
-    read_limits(readings, n_mat, args.dtype, args.matmul_rounds, cpu)  # again, beside our timed calls
+    # the limit is read again before each of our timed IG calls: the machine's speed moves within a
+    # run (one run of 2026-12-03 read `jnp.dot` at 450 GFLOP/s at its start and at 339-343 right
+    # after our calls), so the readings and our calls sample the same minutes
+    ours = run_ours(lm, arrays, runs, args.chunk, args.repeats,
+                    beside=lambda: read_limits(readings, n_mat, args.dtype, 1, cpu))  # fmt: skip
     r["ours"] = {m: {k: v for k, v in ours[m].items() if k != "result"} for m in runs}
     r["ours"]["ig"]["neuron_attributions_per_s"] = ours["ig"]["prompts_per_s"] * neurons
     r["ours"].update({k: ours[k] for k in ("chunk", "repeats", "seq_padded", "shared_prefix", "flops_analytic", "flops_xla", "replay",
@@ -816,7 +824,7 @@ def main(argv=None) -> int:
         help=f"prompts scored against Gauss-Legendre {REFERENCE_NODES} (0: skip; at least the peer's)",
     )
     ap.add_argument("--chunk-rows", type=int, default=128, help="prompts x nodes per call of the reference")
-    ap.add_argument("--repeats", type=int, default=2,
+    ap.add_argument("--repeats", type=int, default=3,
                     help="timed calls of ours and of the torch cached port after the warm-up (the fastest counts)")
     ap.add_argument("--matmul-rounds", type=int, default=3, help="readings of each library's matmul rate")
     ap.add_argument("--json", default=None, help="also write every figure here")
