@@ -17,8 +17,9 @@ reads and writes its natural layout and the softmax runs along the last axis. Th
 never joined into one [.., cached + 1] array: one softmax spans both (the maximum and the sum
 taken over each and combined), which saves the concatenation and the slices of that odd-width
 array in both passes (6% of an IG call at m = 16 and 4% at the default nodes, 8 world_facts
-prompts, alternating rounds in one process, 2026-12-03). The backward pass is written out (`jax.custom_vjp`) in the
-same layout, from the probabilities saved by the forward pass (and, with a softcap, its tanh).
+prompts, alternating rounds in one process, 2026-12-03). The backward pass is written out
+(`jax.custom_vjp`) in the same layout, from the probabilities saved by the forward pass (and,
+with a softcap, its tanh).
 It computes the gradients of the inputs being differentiated only (symbolic zeros): the replay
 differentiates the rows' q, k and v, which takes two products of the forward pass's shapes; the
 cached keys' and values' gradients take one product each, when asked for.
@@ -101,7 +102,8 @@ def _forward(q, k, v, past_k, past_v, bias, scale, softcap):
     # the scores against the cache [b, kv, rows, cached] and against each row's own key [b, kv,
     # rows] stay apart: one softmax over both, with no [.., cached + 1] array built
     raw_c = _bdot(qr, kc, 3, 3) * scale
-    raw_o = jnp.einsum("bkngd,bknd->bkng", _per_group(qr, group), kn, preferred_element_type=F32).reshape(b, kv, -1) * scale
+    raw_o = jnp.einsum("bkngd,bknd->bkng", _per_group(qr, group), kn, preferred_element_type=F32)
+    raw_o = raw_o.reshape(b, kv, -1) * scale
     tanh = None
     if softcap is not None:
         tanh = (jnp.tanh(raw_c / softcap), jnp.tanh(raw_o / softcap))

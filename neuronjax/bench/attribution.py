@@ -45,10 +45,10 @@ not counted); XLA's `cost_analysis` is printed too but counts a `lax.scan` body 
 machine's matmul limit is the best float32 FLOP rate of a 2048 x 2048 product by `jnp.dot`,
 numpy and torch (each the best of 10 calls, taken in --matmul-rounds rounds at the start of the
 run and once more before each of our --repeats timed IG calls; torch's in --matmul-rounds rounds
-at the start and the end of the peers' process); the
-fraction of it our IG reaches is reported, with a warning when it is above 1 (the machine was
-slower during every reading than during our calls, so the limit was not read). On a GPU or TPU the limit is
-`jnp.dot` alone, of an 8192 x 8192 product in the run's dtype.
+at the start and the end of the peers' process); the fraction of it our IG reaches is
+reported, with a warning when it is above 1 (the machine was slower during every reading than
+during our calls, so the limit was not read). On a GPU or TPU the limit is `jnp.dot` alone, of
+an 8192 x 8192 product in the run's dtype.
 
 With --model-config and --random-weights, the model is built from a Hugging Face config.json
 with random weights (no download; they measure speed and memory, never neurons) and the prompts
@@ -591,8 +591,8 @@ def run(args) -> dict:
                     beside=lambda: read_limits(readings, n_mat, args.dtype, 1, cpu))  # fmt: skip
     r["ours"] = {m: {k: v for k, v in ours[m].items() if k != "result"} for m in runs}
     r["ours"]["ig"]["neuron_attributions_per_s"] = ours["ig"]["prompts_per_s"] * neurons
-    r["ours"].update({k: ours[k] for k in ("chunk", "repeats", "seq_padded", "shared_prefix", "flops_analytic", "flops_xla", "replay",
-                                           "groups")})  # fmt: skip
+    r["ours"].update({k: ours[k] for k in ("chunk", "repeats", "seq_padded", "shared_prefix", "flops_analytic",
+                                           "flops_xla", "replay", "groups")})  # fmt: skip
     if "flops_xla_error" in ours:
         r["ours"]["flops_xla_error"] = ours["flops_xla_error"]
     r["ours"]["ig"]["flops_per_s"] = ours["flops_analytic"] / ours["ig"]["seconds"]
@@ -835,6 +835,8 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--seq", type=int, default=128, help="prompt tokens with --random-weights")
     args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error(f"--repeats {args.repeats}: expected at least 1 timed call")
     if args.captum_prompts is None:
         args.captum_prompts = args.peer_prompts
     r = run(args)
