@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 
 def cpu_model(path: str = "/proc/cpuinfo") -> str:
@@ -23,14 +23,18 @@ def cpu_model(path: str = "/proc/cpuinfo") -> str:
     return platform.processor()
 
 
-def timed_calls(call: Callable[[], Any], repeats: int) -> tuple[Any, float, list[float]]:
+def timed_calls(call: Callable[[], Any], repeats: int,
+                before: Optional[Callable[[], Any]] = None) -> tuple[Any, float, list[float]]:  # fmt: skip
     """(the first call's result, its seconds (compile included), the seconds of `repeats` more
-    calls). `call` must wait for its own result (block_until_ready or a host copy)."""
+    calls). `call` must wait for its own result (block_until_ready or a host copy). before:
+    called, untimed, before each of the `repeats` calls."""
     t = time.perf_counter()
     first = call()
     first_s = time.perf_counter() - t
     times = []
     for _ in range(repeats):
+        if before is not None:
+            before()
         t = time.perf_counter()
         call()
         times.append(time.perf_counter() - t)

@@ -73,7 +73,7 @@ import time
 import numpy as np
 
 from neuronjax import hugepages
-from neuronjax.bench import cpu_model
+from neuronjax.bench import cpu_model, timed_calls
 from neuronjax.errors import ConfigError
 from neuronjax.evaluation.results import write_json
 from neuronjax.kernels import choice as kernel_choice
@@ -300,20 +300,16 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int, repeats: int = 1, beside=
         # prompts in calls of 8, the second chunk's rows after the shared prefix are wider and
         # its prompt pass compiled in the timed call (0.7 s of a 7.6 s IG call at m = 16; the
         # next calls took 6.2-6.6 s, 2026-12-03, docs/performance.md)
-        timed = []
-        for i in range(1 + repeats):
-            if i and beside is not None and name == "ig":
-                beside()
-            t = time.perf_counter()
-            res = attribute(lm, batch, method, m, chunk=chunk, rule=rule, layer_steps=layer_steps)
-            jax.block_until_ready(res)
-            timed.append(time.perf_counter() - t)
-        seconds = min(timed[1:])
+        def call():
+            return jax.block_until_ready(attribute(lm, batch, method, m, chunk=chunk, rule=rule, layer_steps=layer_steps))
+
+        res, first_s, timed = timed_calls(call, repeats, before=beside if name == "ig" else None)
+        seconds = min(timed)
         out[name] = {
             "result": res,
             "seconds": seconds,
-            "all_seconds": timed[1:],
-            "first_call_seconds": timed[0],
+            "all_seconds": timed,
+            "first_call_seconds": first_s,
             "prompts_per_s": n / seconds,
             "steps": m,
             "rule": rule,
@@ -360,11 +356,9 @@ def _timed(call, parts: list, prompts: int, steps: int, repeats: int = 1) -> dic
     (the fastest counts); prompts = rows in all parts."""
     out = {}
     for method, m in (("ig", steps), ("grad_x_act", 1)):
-        timed = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            got = [call(part, method, m) for part in parts]
-            timed.append(time.perf_counter() - t)
+        # every call is timed here (the peers' warm-up ran before): the first too
+        got, first_s, rest = timed_calls(lambda: [call(part, method, m) for part in parts], repeats - 1)
+        timed = [first_s, *rest]
         res = {k: np.concatenate([g[k] for g in got]) for k in got[0]}
         seconds = min(timed)
         out[method] = {"result": res, "seconds": seconds, "all_seconds": timed, "prompts_per_s": prompts / seconds}
