@@ -263,6 +263,16 @@ def nodes_label(run: dict) -> str:
     return f"m={run['steps']}" + (f" ({extra})" if extra else "")
 
 
+def _usage_line(usage: list) -> str:
+    """The timed calls' kernel seconds, page faults and stolen seconds (`bench.usage_between`), in
+    their order."""
+    parts = []
+    for u in usage:
+        steal = "" if u.get("steal_s") is None else f", stolen {u['steal_s']:.2f} s"
+        parts.append(f"{u['kernel_s']:.2f} s ({u['page_faults']} page faults{steal})")
+    return "; ".join(parts)
+
+
 def run_ours(lm, arrays: dict, runs: dict, chunk: int, repeats: int = 1, beside=None) -> dict:
     """Our timed runs, runs = {name: (method, m, rule[, layer_steps])}: each an untimed warm-up call
     on every prompt (it compiles every program the timed calls run: chunks of another width after
@@ -303,12 +313,14 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int, repeats: int = 1, beside=
         def call():
             return jax.block_until_ready(attribute(lm, batch, method, m, chunk=chunk, rule=rule, layer_steps=layer_steps))
 
-        res, first_s, timed = timed_calls(call, repeats, before=beside if name == "ig" else None)
+        usage: list = []  # per timed call: kernel time, page faults, stolen time (what slowed a slow call)
+        res, first_s, timed = timed_calls(call, repeats, before=beside if name == "ig" else None, usage=usage)
         seconds = min(timed)
         out[name] = {
             "result": res,
             "seconds": seconds,
             "all_seconds": timed,
+            "all_usage": usage,
             "first_call_seconds": first_s,
             "prompts_per_s": n / seconds,
             "steps": m,
@@ -761,6 +773,8 @@ def report(r: dict) -> str:
         + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in mm["best"].items())
         + " GFLOP/s",
     ]
+    if o["ig"].get("all_usage"):
+        lines.append("ours: IG timed calls' CPU time in the kernel " + _usage_line(o["ig"]["all_usage"]))
     if o["ig"]["fraction_of_peak"] > 1:
         lines.append("WARNING: our IG ran faster than the matmul limit read: the machine was slower during every "
                      "reading than during our calls, so this fraction says nothing; run again on a quiet machine")

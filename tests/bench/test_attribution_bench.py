@@ -69,8 +69,13 @@ def test_the_json_has_every_peer_and_the_equal_accuracy_ratio(tmp_path):
         assert len(rec["all_seconds"]) == 2, name
         assert rec["seconds"] == min(rec["all_seconds"]), name
     assert ours["ig"]["first_call_seconds"] > 0
+    # each of our timed calls with its own reading of the kernel's time, page faults, stolen time
+    for name in ("ig", "ig_default", "grad_x_act"):
+        assert [set(u) for u in ours[name]["all_usage"]] == [{"user_s", "kernel_s", "page_faults", "steal_s"}] * 2
+        assert all(u["user_s"] > 0 for u in ours[name]["all_usage"]), name
     # one call of 2 prompts each: nothing runs beside it
     assert [ours[k]["calls_in_flight"] for k in ("ig", "grad_x_act", "ig_default")] == [1, 1, 1]
     printed = done.stdout
     assert "ratio_equal_accuracy" in printed
+    assert "ours: IG timed calls' CPU time in the kernel" in printed
     assert "the variants' products for the same prompts" in printed
