@@ -264,12 +264,13 @@ def nodes_label(run: dict) -> str:
 
 
 def _usage_line(usage: list) -> str:
-    """The timed calls' kernel seconds, page faults and stolen seconds (`bench.usage_between`), in
-    their order."""
+    """The timed calls' user and kernel CPU seconds, page faults and stolen seconds
+    (`bench.usage_between`), in their order: a slow call with the user time of a fast one waited
+    (on the kernel, or on other guests: stolen), one with more user time did its work slower."""
     parts = []
     for u in usage:
         steal = "" if u.get("steal_s") is None else f", stolen {u['steal_s']:.2f} s"
-        parts.append(f"{u['kernel_s']:.2f} s ({u['page_faults']} page faults{steal})")
+        parts.append(f"user {u['user_s']:.1f} s, kernel {u['kernel_s']:.2f} s ({u['page_faults']} page faults{steal})")
     return "; ".join(parts)
 
 
@@ -774,7 +775,7 @@ def report(r: dict) -> str:
         + " GFLOP/s",
     ]
     if o["ig"].get("all_usage"):
-        lines.append("ours: IG timed calls' CPU time in the kernel " + _usage_line(o["ig"]["all_usage"]))
+        lines.append("ours: IG timed calls' CPU time: " + _usage_line(o["ig"]["all_usage"]))
     if o["ig"]["fraction_of_peak"] > 1:
         lines.append("WARNING: our IG ran faster than the matmul limit read: the machine was slower during every "
                      "reading than during our calls, so this fraction says nothing; run again on a quiet machine")

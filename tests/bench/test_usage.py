@@ -9,7 +9,7 @@ import pytest
 from neuronjax.bench import steal_seconds, timed_calls, usage_between, usage_now
 
 
-def test_steal_is_the_ninth_column_of_the_cpu_line_in_seconds(tmp_path):
+def test_steal_is_the_eighth_number_of_the_cpu_line_in_seconds(tmp_path):
     f = tmp_path / "stat"
     tick = os.sysconf("SC_CLK_TCK")
     f.write_text(f"cpu  3260626 0 329941 2794680 5207 0 1090 {7 * tick} 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
