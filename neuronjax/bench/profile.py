@@ -18,8 +18,9 @@ named by its compiled instruction, and summed by kind: the instruction name with
 suffix (``ynn_fusion.93`` -> ``ynn_fusion``: the fused matrix products on the CPU;
 ``dynamic-slice_bitcast_fusion``: copies made by dynamic slicing, most of them a layer's weights
 read inside a layer scan; ``wrapped_broadcast``: buffers filled before a loop, ...). The top
-operations are listed with their shape and the JAX operation they came from (the compiled HLO's
-metadata). The traced call is slower than an untraced one (the tracer's own cost); the shares are
+operations are listed with their shape, the JAX operation they came from (the compiled HLO's
+metadata; '' for what the compiler added itself, such as a buffer filled before a loop) and whether
+they hold a matrix product. The traced call is slower than an untraced one (the tracer's own cost); the shares are
 what the table is for. The call's wall clock is split three ways (`wall_clock`): time with a
 matrix product running on some thread, time with only other operations running (by kind), time
 with none: a product's thread time can hide behind another's, the wall clock cannot, so this is
@@ -116,7 +117,8 @@ def run(args) -> dict:
     counted = attribution_flops(lm.config, args.prompts, width, "ig", schedule, groups,
                                 shared=0 if split is None else split.length)  # fmt: skip
     flops = counted["total"] - counted["shared"]
-    wall = wall_clock(events, product_instructions(texts[0]) | product_instructions(texts[1]))
+    products = product_instructions(texts[0]) | product_instructions(texts[1])
+    wall = wall_clock(events, products)
     # the products' own rate, over the traced call's time with one running (reads low: the tracer's cost)
     wall["product_gflop_per_s"] = flops / wall["product_ms"] / 1e6 if wall["product_ms"] else 0.0
     if args.hlo:  # the compiled programs' text: the operands and layouts of a listed operation
@@ -147,7 +149,7 @@ def run(args) -> dict:
         "kinds": by_kind(ops),
         "wall_clock": wall,
         "top": [{"operation": k, "ms": t / 1e3, "calls": n, "shape": names.get(k, ("?", ""))[0],
-                 "source": names.get(k, ("?", ""))[1]} for k, (t, n) in top],  # fmt: skip
+                 "source": names.get(k, ("?", ""))[1], "product": k in products} for k, (t, n) in top],  # fmt: skip
         "trace_dir": args.trace_dir,  # None: the trace was written to a temporary folder
     }
 
@@ -184,9 +186,11 @@ def describe(r: dict) -> str:
         if k["share"] < 0.003:
             continue
         lines.append(f"| {k['kind']} | {k['ms']:.1f} | {100 * k['share']:.1f}% | {k['calls']} | {k['operations']} |")
-    lines += ["", "| operation | ms | calls | shape | from |", "| --- | ---: | ---: | --- | --- |"]
+    lines += ["", "| operation | ms | calls | shape | product | from |", "| --- | ---: | ---: | --- | --- | --- |"]
     for t in r["top"]:
-        lines.append(f"| {t['operation']} | {t['ms']:.1f} | {t['calls']} | `{t['shape']}` | {t['source'][-70:]} |")
+        product = {True: "yes", False: "no"}.get(t.get("product"), "?")
+        source = t["source"][-70:] or "(made by the compiler)"
+        lines.append(f"| {t['operation']} | {t['ms']:.1f} | {t['calls']} | `{t['shape']}` | {product} | {source} |")
     return "\n".join(lines)
 
 

@@ -189,8 +189,11 @@ def test_profile_of_a_small_call_names_its_matrix_products(tmp_path):
     hlo = (tmp_path / "programs.hlo").read_text()
     for t in r["top"]:
         assert f"%{t['operation'].split('/')[-1]} = " in hlo, t["operation"]
-    # and on this model the time is in the matrix products: the largest operation is one
-    assert "dot_general" in r["top"][0]["source"]
+    # and on this model the time is in the matrix products (the wall clock's split below): the largest operations
+    # include them, each named by the JAX product it came from (a buffer the compiler fills before a loop has no JAX
+    # operation: on a loaded machine its first touch can outlast any one product)
+    products = [t for t in r["top"] if t["product"]]
+    assert products and all("dot_general" in t["source"] for t in products), r["top"]
     assert r["gflop"] > 0 and len(r["call_s"]) == 2 and min(r["call_s"]) > 0 and r["schedule"] == [996] + [1] * 29
     assert engine.auto_chunk(2, engine.replay_rows(r["schedule"], 2, r["replay"]), "cpu") == 1
     assert r["ig_calls_traced"] == 1
@@ -209,4 +212,4 @@ def test_profile_of_a_small_call_names_its_matrix_products(tmp_path):
     printed = done.stdout
     line = next(x for x in printed.splitlines() if "a matrix product running" in x)
     assert "{" not in line and f"{w['product_gflop_per_s']:.1f} GFLOP/s while one runs" in line
-    assert "| kind | ms | share |" in printed and "neuronjax bench profile --prompts 2" in printed
+    assert "| kind | ms | share |" in printed and "| shape | product | from |" in printed and "neuronjax bench profile --prompts 2" in printed

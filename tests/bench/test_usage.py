@@ -1,6 +1,7 @@
 """`bench.timed_calls`' readings of each timed call: the kernel's time, page faults, stolen time."""
 
 import ctypes
+import mmap
 import os
 import time
 
@@ -27,19 +28,23 @@ def test_usage_between_subtracts_and_keeps_an_unknown_steal_unknown():
 
 
 def test_each_timed_call_gets_its_own_reading():
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype = ctypes.c_void_p
+    # the kernel maps fresh pages for a new anonymous mapping whatever the C allocator keeps or reuses
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     size = 64 << 20
     calls = []
 
-    def call():  # first touch of 64 MiB the C allocator maps afresh: at least 32 faults (2 MiB pages)
+    def call():  # first touch of 64 MiB freshly mapped: at least 32 faults (2 MiB pages)
         calls.append(1)
         if len(calls) == 3:  # the second timed call: only sleeps
             time.sleep(0.2)
             return None
-        buf = libc.malloc(size)
+        buf = libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        assert buf not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
         ctypes.memset(buf, 1, size)
-        libc.free(ctypes.c_void_p(buf))
+        libc.munmap(buf, size)
         return len(calls)
 
     usage: list = []
