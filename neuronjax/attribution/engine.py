@@ -189,12 +189,13 @@ def alphas(steps: int, rule: Rule = "right_riemann") -> np.ndarray:
 
 def _ig(
     model, block_def, replay, base: lt.Base, batch: PromptBatch, schedule: tuple, groups: int, target: str, rule: str,
-    how: str = "grouped",
+    how: str = "grouped", halves_from: int = 0,
 ) -> jax.Array:
     """IG [layers, batch, mlp] from staircase groups of (layer, alpha) variants, schedule[l] nodes
     for layer l; each variant's gradient is weighted by its node's weight after the backward
     pass and summed into its layer. how: "grouped", one forward and backward per group, or
-    "joined", all groups in one (`last_token.joined_f`); the same variants either way."""
+    "joined", all groups in one (`last_token.joined_f`); the same variants either way.
+    halves_from: `last_token.edit_scan`'s."""
     if how not in ("grouped", "joined"):
         raise InputError(f"replay {how!r}: expected 'grouped' or 'joined' here ('auto' is resolved by `attribute`)")
     h = base.h
@@ -207,7 +208,7 @@ def _ig(
         start, alpha = jnp.asarray(layer, jnp.int32), jnp.asarray(a, jnp.float32)
         total = lambda shift: lt.joined_f(  # noqa: E731
             model, block_def, replay, bounds, counts, owns, base, start, alpha, shift, batch.option_ids, batch.gold,
-            target,
+            target, halves_from,
         ).sum()
         parts = [(0, len(schedule), layer, w, jax.grad(total)(jnp.zeros((len(layer), b, f), h.dtype)))]
     else:
@@ -217,7 +218,7 @@ def _ig(
             start, alpha = jnp.asarray(layer, jnp.int32), jnp.asarray(a, jnp.float32)
             total = lambda shift, lo=lo, start=start, alpha=alpha: lt.staircase_f(  # noqa: E731
                 model, block_def, replay, lo, base, int(schedule[lo]), start, alpha, shift, batch.option_ids,
-                batch.gold, target,
+                batch.gold, target, halves_from,
             ).sum()
             parts.append((lo, hi, layer, w, jax.grad(total)(jnp.zeros((len(layer), b, f), h.dtype))))
     out = []
@@ -232,6 +233,7 @@ def _ig(
 def _attribute(
     state, batch: PromptBatch, shared: Optional[jax.Array] = None, *, graphdef, method: str, steps, groups: int,
     target: str = "ce", rule: str = "gauss_legendre", replay: str = "grouped", head=None, cache=None,
+    halves_from: int = 0,
 ) -> Attribution:
     """shared: None, or int32 [1, P], the token prefix common to every row, cut off the rows of
     `batch` (`cached.split_prefix`): it runs once for the whole batch. head: instead of shared,
@@ -240,7 +242,7 @@ def _attribute(
     token already computed (a `cached.KVCache`, left-padded to any number of slots); only the last
     column of batch.input_ids is then read, so a batch of that one column compiles one program
     for every prompt width (what `attribute` does). replay: "grouped" or "joined" (`_ig`;
-    `attribute` resolves "auto")."""
+    `attribute` resolves "auto"). halves_from: `last_token.edit_scan`'s (`attribute` resolves None)."""
     model = nnx.merge(graphdef, state)
     cfg = model.cfg
     ids, mask = batch.input_ids, batch.attention_mask
@@ -266,7 +268,7 @@ def _attribute(
             attr = h.astype(jnp.float32)
         else:
             schedule = quadrature.layer_schedule(cfg.num_layers, steps)  # one count, or one per layer
-            attr = _ig(model, block_def, inputs, unedited, batch, schedule, groups, target, rule, replay)
+            attr = _ig(model, block_def, inputs, unedited, batch, schedule, groups, target, rule, replay, halves_from)
     h32 = h.astype(jnp.float32)
     return Attribution(
         scores=jnp.swapaxes(attr, 0, 1), f=f, option_scores=scores, activations=jnp.swapaxes(h32, 0, 1)
@@ -274,7 +276,7 @@ def _attribute(
 
 
 attribute_compiled = jax.jit(
-    _attribute, static_argnames=("graphdef", "method", "steps", "groups", "target", "rule", "replay")
+    _attribute, static_argnames=("graphdef", "method", "steps", "groups", "target", "rule", "replay", "halves_from")
 )
 
 
@@ -307,6 +309,7 @@ def attribute(
     replay: Replay = "auto",
     heads: Optional[dict] = None,
     cache_bucket: Optional[int] = CACHE_BUCKET,
+    halves_from: Optional[int] = None,
 ) -> Attribution:
     """Attribute the target to every neuron at the last prompt position, for every prompt of
     ``batch``.
@@ -335,7 +338,9 @@ def attribute(
     cache_bucket: each call's prompt pass is a program of its own, whose cache is left-padded with
     empty slots to a multiple of this (`cached.padded`; None: not padded), and the rest of the call
     (the base pass and the replay, the costly program to compile) then compiles once for all
-    prompt widths within one multiple (a task's `pipeline.cache_multiple`).
+    prompt widths within one multiple (a task's `pipeline.cache_multiple`). halves_from: passes over
+    the layers with at least this many rows run the variants as two halves side by side (0: never;
+    None: the backend's, `last_token.HALVES_FROM`: 2,048 rows on CPU, never elsewhere).
     """
     if method not in METHODS:
         raise InputError(f"method {method!r} unknown; expected one of {METHODS}")
@@ -345,6 +350,7 @@ def attribute(
         raise InputError(f"rule {rule!r} unknown; expected one of {RULES}")
     replay = resolve_replay(replay)
     groups = resolve_groups(groups, replay)
+    halves_from = lt.halves_for(halves_from)
     schedule = quadrature.layer_schedule(lm.config.num_layers, steps, layer_steps)
     if method == "ig":
         quadrature.check_schedule(rule, schedule)
@@ -381,6 +387,7 @@ def attribute(
         out = attribute_compiled(
             lm.state, jax.tree.map(lm.place, last), None, graphdef=lm.graphdef, method=method, steps=schedule,
             groups=groups, target=target, rule=rule, replay=replay if method == "ig" else "grouped", cache=cache,
+            halves_from=halves_from if method == "ig" else 0,
         )
         # with two chunks in flight (CPU), each thread waits for its own call: the next chunk's
         # call then starts beside a running one instead of queueing behind it

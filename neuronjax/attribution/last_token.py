@@ -35,13 +35,14 @@ candidate (tokenizations of one option).
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, Optional
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from neuronjax.errors import InputError
+from neuronjax.kernels.choice import backend_or_current
 from neuronjax.models.decoder import Decoder, KVCache, LayerTables, layer_slice
 from neuronjax.tasks.metrics import target_f
 
@@ -197,19 +198,48 @@ def edit_layer(graphdef, replay: Replay, x: jax.Array, j, start, alpha, shift) -
     return x_mid + block.ffn_out(h)[..., None, :]
 
 
-def edit_scan(model, graphdef, replay: Replay, x: jax.Array, lo: int, hi: int, start, alpha, shift) -> jax.Array:
-    """Layers lo..hi-1 on rows x [variant, batch, 1, embed], each as `edit_layer`: row v replaces
-    h at layer start[v] by alpha[v] * h + shift[v] and runs unedited elsewhere."""
+# rows (variants x prompts) from which a pass over the layers runs its variants as two halves,
+# per backend (`halves_for`; 0 or absent: never). The halves are independent chains through every
+# layer, and XLA's CPU runtime runs the operations of the two side by side, one on each core,
+# where one chain would run each product on both cores and much of the rest on one: 8
+# world_facts prompts at m = 16 right Riemann (joined, up to 3,840 rows) took 2.717 and 2.738 s
+# against 2.831 and 2.837 s (medians of 6 rounds in rotated order, the replay program alone),
+# three parts 2.802 s; at the default nodes (952 rows), halves were 0.922 s against 0.901 s
+# (2026-12-04, docs/performance.md). Accelerators keep one chain and its larger products.
+HALVES_FROM = {"cpu": 2048}
 
-    def body(x, j):
-        return edit_layer(graphdef, replay, x, j, start, alpha, shift), None
+
+def halves_for(halves_from: Optional[int] = None, backend: Optional[str] = None) -> int:
+    """``halves_from`` itself (0: never), or for None the backend's `HALVES_FROM` (default: the
+    default device's backend)."""
+    if halves_from is None:
+        return HALVES_FROM.get(backend_or_current(backend), 0)
+    if int(halves_from) < 0:
+        raise InputError(f"halves_from = {halves_from}: expected >= 0 rows (0: never; None: the backend's)")
+    return int(halves_from)
+
+
+def edit_scan(
+    model, graphdef, replay: Replay, x: jax.Array, lo: int, hi: int, start, alpha, shift, halves_from: int = 0,
+) -> jax.Array:
+    """Layers lo..hi-1 on rows x [variant, batch, 1, embed], each as `edit_layer`: row v replaces
+    h at layer start[v] by alpha[v] * h + shift[v] and runs unedited elsewhere. halves_from: with
+    at least this many rows (variants x batch; 0: never), the variants run as two halves, each
+    its own chain through the layers (`HALVES_FROM`); every row's value is the same."""
+    v = x.shape[0]
+    split = bool(halves_from) and v >= 2 and v * x.shape[1] >= halves_from
+    cuts = ((0, v // 2), (v // 2, v)) if split else ((0, v),)
+
+    def body(xs, j):
+        return tuple(edit_layer(graphdef, replay, part, j, start[a:b], alpha[a:b], shift[a:b])
+                     for part, (a, b) in zip(xs, cuts)), None  # fmt: skip
 
     # keep every matrix product's output for the backward pass, the attention ones (with batch
     # dimensions) too: 3-10% faster than keeping only those without (2026-11-30, 16 world_facts
     # prompts, interleaved rounds); keeping everything was 10% slower (more memory traffic)
     body = jax.checkpoint(body, policy=jax.checkpoint_policies.dots_saveable)
-    x, _ = jax.lax.scan(body, x, jnp.arange(lo, hi))
-    return x
+    xs, _ = jax.lax.scan(body, tuple(x[a:b] for a, b in cuts) if split else (x,), jnp.arange(lo, hi))
+    return jnp.concatenate(xs) if split else xs[0]
 
 
 def entering(x_in: jax.Array, rows: int) -> jax.Array:
@@ -238,7 +268,7 @@ def enter_after(graphdef, replay: Replay, lo: int, base: Base, own: int, alpha, 
 
 def staircase_f(
     model, graphdef, replay: Replay, lo: int, base: Base, own: int, start, alpha, shift, option_ids, gold,
-    target: Target = "ce",
+    target: Target = "ce", halves_from: int = 0,
 ):
     """The target (F, or P for ``target="prob"``) [variant, batch] of a group of variants that
     edit layers lo.. : one scan over lo+1..L-1.
@@ -249,17 +279,17 @@ def staircase_f(
     it runs on the edited stream. start, alpha: [variant], ordered by layer; shift: [variant,
     batch, mlp]. The gradient of F with respect to shift is dF/dh at each variant's own edit
     point, so one scan serves every start layer of the group; the caller weights these gradients
-    by the quadrature weights of the variants' alphas.
+    by the quadrature weights of the variants' alphas. halves_from: as `edit_scan`.
     """
     x = enter_after(graphdef, replay, lo, base, own, alpha, shift)
     if lo + 1 < model.cfg.num_layers:
-        x = edit_scan(model, graphdef, replay, x, lo + 1, model.cfg.num_layers, start, alpha, shift)
+        x = edit_scan(model, graphdef, replay, x, lo + 1, model.cfg.num_layers, start, alpha, shift, halves_from)
     return target_of(model, x[..., 0, :], option_ids, gold, target)
 
 
 def joined_f(
     model, graphdef, replay: Replay, bounds, counts, owns, base: Base, start, alpha, shift, option_ids, gold,
-    target: Target = "ce",
+    target: Target = "ce", halves_from: int = 0,
 ):
     """The target [variant, batch] of every group's variants in one pass over the layers.
 
@@ -270,7 +300,8 @@ def joined_f(
     (`enter_after`), and the layers lo_g+1..lo_{g+1} then run once on all rows so far (one scan
     per group). Each row's value and gradient are those of `staircase_f` over its own group; the
     layers are read once per pass instead of once per group and the products have more rows, at
-    the price of every group's saved values living at once in the backward pass."""
+    the price of every group's saved values living at once in the backward pass. halves_from: as
+    `edit_scan`, for each group's scan."""
     n_layers = model.cfg.num_layers
     x = None
     used = 0
@@ -280,5 +311,6 @@ def joined_f(
         used += n
         end = bounds[g + 1][0] + 1 if g + 1 < len(bounds) else n_layers
         if lo + 1 < end:
-            x = edit_scan(model, graphdef, replay, x, lo + 1, end, start[:used], alpha[:used], shift[:used])
+            x = edit_scan(model, graphdef, replay, x, lo + 1, end, start[:used], alpha[:used], shift[:used],
+                          halves_from)  # fmt: skip
     return target_of(model, x[..., 0, :], option_ids, gold, target)

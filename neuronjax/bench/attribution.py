@@ -289,6 +289,7 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int, repeats: int = 1, beside=
     )
     from neuronjax.attribution.quadrature import layer_schedule
     from neuronjax.attribution.flops import attribution_flops
+    from neuronjax.attribution.last_token import halves_for
     from neuronjax.cached import smallest_window, split_prefix
 
     batch = PromptBatch(**arrays)
@@ -333,7 +334,7 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int, repeats: int = 1, beside=
 
     # FLOPs of the IG run: the analytic matmul count, and XLA's count of one compiled call.
     _, steps, rule, *_ = runs["ig"]
-    out["replay"], out["groups"] = replay, groups
+    out["replay"], out["groups"], out["halves_from"] = replay, groups, halves_for(None)
     seq_padded = -(-seq // bucket) * bucket
     calls = -(-n // chunk)
     out["seq_padded"] = seq_padded
@@ -354,7 +355,8 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int, repeats: int = 1, beside=
         first = PromptBatch(**{k: v[:chunk] for k, v in arrays.items()})
         part = jax.tree.map(lm.place, pad_rows(first, chunk, seq_padded))
         compiled = attribute_compiled.lower(lm.state, part, graphdef=lm.graphdef, method="ig", steps=steps,
-                                            groups=groups, rule=rule, replay=replay).compile()  # fmt: skip
+                                            groups=groups, rule=rule, replay=replay,
+                                            halves_from=halves_for(None)).compile()  # fmt: skip
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         out["flops_xla"] = calls * float(cost.get("flops", float("nan")))
@@ -599,7 +601,7 @@ def run(args) -> dict:
     r["ours"] = {m: {k: v for k, v in ours[m].items() if k != "result"} for m in runs}
     r["ours"]["ig"]["neuron_attributions_per_s"] = ours["ig"]["prompts_per_s"] * neurons
     r["ours"].update({k: ours[k] for k in ("chunk", "repeats", "seq_padded", "shared_prefix", "flops_analytic",
-                                           "flops_xla", "replay", "groups")})  # fmt: skip
+                                           "flops_xla", "replay", "groups", "halves_from")})  # fmt: skip
     if "flops_xla_error" in ours:
         r["ours"]["flops_xla_error"] = ours["flops_xla_error"]
     r["ours"]["ig"]["flops_per_s"] = ours["flops_analytic"] / ours["ig"]["seconds"]
@@ -762,6 +764,7 @@ def report(r: dict) -> str:
             f"grad x act {o['grad_x_act']['seconds']:.2f} s, IG with our default {d['rule']} {nodes_label(d)} "
             f"{d['seconds']:.1f} s ({_fmt(d['prompts_per_s'])} prompts/s); chunk {o['chunk']}, seq padded to "
             f"{o['seq_padded']}" + (f"; {o['replay']} replay, {o['groups']} layer groups" if "replay" in o else "")
+            + (f", passes of {o['halves_from']}+ rows in two halves" if o.get("halves_from") else "")
             + (f"; calls in flight: IG {o['ig']['calls_in_flight']}, default nodes {d['calls_in_flight']}, grad x act "
                f"{o['grad_x_act']['calls_in_flight']}" if "calls_in_flight" in d else "")
         ),

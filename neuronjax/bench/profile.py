@@ -2,7 +2,7 @@
 
     neuronjax bench profile [--prompts 8] [--steps 3] [--layer-steps 0=32] [--rule gauss_legendre]
         [--groups G] [--replay auto] [--calls 5] [--matmul-rounds 2] [--top 12] [--trace-dir DIR] [--json OUT]
-        [--hlo FILE]
+        [--hlo FILE] [--halves-from ROWS]
 
 Model: the embedded SmolLM2-135M-Instruct (float32); prompts: the first proxy of the first
 --prompts world_facts identification items, as `neuronjax bench quadrature` takes them, run as one
@@ -61,6 +61,7 @@ def run(args) -> dict:
 
     import neuronjax
     from neuronjax.attribution import engine
+    from neuronjax.attribution import last_token as lt
     from neuronjax.attribution.flops import attribution_flops
     from neuronjax.attribution.quadrature import layer_schedule
     from neuronjax.bench.attribution import matmul_peak, numpy_matmul_peak
@@ -76,13 +77,14 @@ def run(args) -> dict:
     schedule = layer_schedule(lm.config.num_layers, args.steps, parse_layer_steps(args.layer_steps))
     replay = engine.resolve_replay(args.replay)
     groups = engine.resolve_groups(args.groups, replay)
+    halves = lt.halves_for(args.halves_from)
     batch = world_facts_prompts(lm, args.prompts)
 
     heads: dict = {}  # the shared prefix's cache, run by the first call only (identification's way)
 
     def call():
         out = engine.attribute(lm, batch, "ig", schedule, rule=args.rule, groups=groups, replay=replay, heads=heads,
-                               chunk=args.prompts)  # one call: the program lowered below, whose names the trace has
+                               chunk=args.prompts, halves_from=halves)  # one call: the program lowered below
         return jax.block_until_ready(out.scores)
 
     _, first, times = timed_calls(call, args.calls)
@@ -110,7 +112,7 @@ def run(args) -> dict:
                                                       attention_mask=part.attention_mask[:, -1:]))  # fmt: skip
     compiled = engine.attribute_compiled.lower(lm.state, last, None, graphdef=lm.graphdef, method="ig", steps=schedule,
                                                groups=groups, target="ce", rule=args.rule, replay=replay,
-                                               cache=cache).compile()  # fmt: skip
+                                               cache=cache, halves_from=halves).compile()  # fmt: skip
     texts = [prompt.as_text(), compiled.as_text()]
     names = {**hlo_instructions(texts[0]), **hlo_instructions(texts[1])}
     # the timed and traced calls read the kept prefix cache: the prefix's own products are not theirs
@@ -135,6 +137,7 @@ def run(args) -> dict:
         "rule": args.rule,
         "groups": groups,
         "replay": replay,
+        "halves_from": halves,
         "shared_prefix": 0 if split is None else split.length,
         "ig_calls_traced": ig_calls,  # 1: the traced call ran the one program whose text is read
         "first_call_s": first,
@@ -168,7 +171,8 @@ def wall_line(w: dict) -> str:
 def describe(r: dict) -> str:
     lines = [
         f"IG, {r['prompts']} prompts in one call ({r['rule']}, nodes per layer {r['schedule'][:3]}..., "
-        f"{r['groups']} layer groups {r.get('replay', 'grouped')}, shared prefix {r['shared_prefix']} tokens), {r['model']}",
+        f"{r['groups']} layer groups {r.get('replay', 'grouped')}, shared prefix {r['shared_prefix']} tokens"
+        + (f", passes of {r['halves_from']}+ rows in two halves" if r.get("halves_from") else "") + f"), {r['model']}",
         f"first call {r['first_call_s']:.1f} s (compile); calls {', '.join(f'{t:.2f}' for t in r['call_s'])} s; "
         f"{r['gflop']:.0f} GFLOP of matrix products -> {r['gflop_per_s']:.1f} GFLOP/s at the best call, "
         f"{100 * r['fraction_of_limit']:.1f}% of the float32 matmul limit read in the same run "
@@ -205,6 +209,9 @@ def main(argv=None) -> int:
                     help="layer groups (default: the replay's, 8 joined and 4 grouped)")
     ap.add_argument("--replay", choices=("auto", "grouped", "joined"), default="auto",
                     help="one pass per layer group, or all groups joined in one (default: %(default)s, joined on CPU)")
+    ap.add_argument("--halves-from", type=int, default=None, metavar="ROWS",
+                    help="passes of this many rows or more run in two halves (default: the backend's, "
+                         "`last_token.HALVES_FROM`; 0: never)")  # fmt: skip
     ap.add_argument("--calls", type=int, default=5, help="timed calls after the first (default: %(default)s)")
     ap.add_argument("--matmul-rounds", type=int, default=2,
                     help="readings of each 2048^3 product rate, before and after (default: %(default)s)")  # fmt: skip

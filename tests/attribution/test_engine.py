@@ -121,6 +121,49 @@ def test_replay_of_other_group_shapes_equals_full_prompt_rerun(broad_runs, metho
     _replay_equals_naive(broad_runs, method, steps, groups, replay)
 
 
+@pytest.mark.parametrize("replay", ["grouped", "joined"])
+def test_variants_in_two_halves_equal_the_full_prompt_rerun(broad_runs, replay):
+    """Every pass over the layers with its variants in two halves (halves_from=1: from one row on),
+    against the naive rerun (the tolerance of the one-chain replay) and against the one-chain
+    replay itself, which the tiny batch gets by default (far below the CPU's 2,048 rows)."""
+    lm = broad_runs.lm
+    halves = attribute(lm, _batch(lm), "ig", 3, groups=2, replay=replay, halves_from=1)
+    slow, one = broad_runs.naive("ig", 3), broad_runs.replay("ig", 3, 2, replay)
+    scale = np.abs(np.asarray(slow.scores)).max()
+    assert scale > 1e-2
+    np.testing.assert_allclose(np.asarray(halves.scores), np.asarray(slow.scores), atol=1e-5 * scale, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(halves.f), np.asarray(slow.f), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(halves.scores), np.asarray(one.scores), atol=1e-6 * scale, rtol=1e-6)
+
+
+def test_halves_are_two_chains_of_the_compiled_program(tmp_path):
+    """halves_from splits a pass over the layers only from that many rows (variants x prompts) on,
+    and a split pass runs two chains through each layer: more matrix products in the program."""
+    from neuronjax.attribution import engine
+
+    tiny_models.save("llama3_rope", tmp_path)
+    lm = neuronjax.load_model(str(tmp_path))
+    batch = jax.tree.map(jnp.asarray, _batch(lm))
+    rows = 2 * 3 * lm.config.num_layers  # 2 prompts, 3 nodes on every layer: the joined pass's most rows
+
+    def products(halves_from):
+        lowered = engine.attribute_compiled.lower(lm.state, batch, graphdef=lm.graphdef, method="ig", steps=3,
+                                                  groups=2, replay="joined", halves_from=halves_from)  # fmt: skip
+        return lowered.as_text().count("dot_general")
+
+    one = products(0)
+    assert products(rows + 1) == one  # fewer rows than the threshold: one chain
+    assert products(1) > one and products(rows) > one
+
+
+def test_halves_for_reads_the_backend():
+    assert lt.halves_for(None, "cpu") == lt.HALVES_FROM["cpu"] == 2048
+    assert lt.halves_for(None, "tpu") == lt.halves_for(None, "gpu") == 0  # accelerators keep one chain
+    assert lt.halves_for(0, "cpu") == 0 and lt.halves_for(512, "tpu") == 512
+    with pytest.raises(ValueError, match="halves_from = -1: expected >= 0 rows"):
+        lt.halves_for(-1)
+
+
 def test_f_is_the_gold_log_softmax_of_the_option_logits(lm):
     batch = _batch(lm)
     res = attribute(lm, batch, "activation")
