@@ -340,7 +340,7 @@ def attribute(
     (the base pass and the replay, the costly program to compile) then compiles once for all
     prompt widths within one multiple (a task's `pipeline.cache_multiple`). halves_from: passes over
     the layers with at least this many rows run the variants as two halves side by side (0: never;
-    None: the backend's, `last_token.HALVES_FROM`: 2,048 rows on CPU, never elsewhere).
+    None: the backend's, `last_token.HALVES_FROM`: 1,024 rows on CPU, never elsewhere).
     """
     if method not in METHODS:
         raise InputError(f"method {method!r} unknown; expected one of {METHODS}")

@@ -201,12 +201,14 @@ def edit_layer(graphdef, replay: Replay, x: jax.Array, j, start, alpha, shift) -
 # rows (variants x prompts) from which a pass over the layers runs its variants as two halves,
 # per backend (`halves_for`; 0 or absent: never). The halves are independent chains through every
 # layer, and XLA's CPU runtime runs the operations of the two side by side, one on each core,
-# where one chain would run each product on both cores and much of the rest on one: 8
-# world_facts prompts at m = 16 right Riemann (joined, up to 3,840 rows) took 2.717 and 2.738 s
-# against 2.831 and 2.837 s (medians of 6 rounds in rotated order, the replay program alone),
-# three parts 2.802 s; at the default nodes (952 rows), halves were 0.922 s against 0.901 s
-# (2026-12-04, docs/performance.md). Accelerators keep one chain and its larger products.
-HALVES_FROM = {"cpu": 2048}
+# where one chain would run each product on both cores and much of the rest on one. Medians of 6
+# rounds in rotated order, the replay program alone (2026-12-04, docs/performance.md): 8
+# world_facts prompts at m = 16 right Riemann (joined, up to 3,840 rows), 2.717 and 2.738 s
+# against 2.831 and 2.837 s, three parts 2.802 s; 4 prompts (1,920 rows), from 1,024 rows on,
+# 1.599 s against 1.634 s; 16 prompts at the default nodes (1,904 rows), 1.761 s against 1.906 s;
+# but 8 prompts at the default nodes (952 rows) all in halves, 0.922 s against 0.901 s.
+# Accelerators keep one chain and its larger products.
+HALVES_FROM = {"cpu": 1024}
 
 
 def halves_for(halves_from: Optional[int] = None, backend: Optional[str] = None) -> int:

@@ -125,7 +125,7 @@ def test_replay_of_other_group_shapes_equals_full_prompt_rerun(broad_runs, metho
 def test_variants_in_two_halves_equal_the_full_prompt_rerun(broad_runs, replay):
     """Every pass over the layers with its variants in two halves (halves_from=1: from one row on),
     against the naive rerun (the tolerance of the one-chain replay) and against the one-chain
-    replay itself, which the tiny batch gets by default (far below the CPU's 2,048 rows)."""
+    replay itself, which the tiny batch gets by default (far below the CPU's 1,024 rows)."""
     lm = broad_runs.lm
     halves = attribute(lm, _batch(lm), "ig", 3, groups=2, replay=replay, halves_from=1)
     slow, one = broad_runs.naive("ig", 3), broad_runs.replay("ig", 3, 2, replay)
@@ -157,7 +157,7 @@ def test_halves_are_two_chains_of_the_compiled_program(tmp_path):
 
 
 def test_halves_for_reads_the_backend():
-    assert lt.halves_for(None, "cpu") == lt.HALVES_FROM["cpu"] == 2048
+    assert lt.halves_for(None, "cpu") == lt.HALVES_FROM["cpu"] == 1024
     assert lt.halves_for(None, "tpu") == lt.halves_for(None, "gpu") == 0  # accelerators keep one chain
     assert lt.halves_for(0, "cpu") == 0 and lt.halves_for(512, "tpu") == 512
     with pytest.raises(ValueError, match="halves_from = -1: expected >= 0 rows"):
