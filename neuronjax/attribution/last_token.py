@@ -198,9 +198,10 @@ def edit_layer(graphdef, replay: Replay, x: jax.Array, j, start, alpha, shift) -
     return x_mid + block.ffn_out(h)[..., None, :]
 
 
-# rows (variants x prompts) from which a pass over the layers runs its variants as two halves,
-# per backend (`halves_for`; 0 or absent: never). The halves are independent chains through every
-# layer, and XLA's CPU runtime runs the operations of the two side by side, one on each core,
+# rows (variants x prompts, over all the call's devices) from which a pass over the layers runs
+# its variants as two halves, per backend (`halves_for`; 0 or absent: never). The halves are
+# independent chains through every layer, and XLA's CPU runtime runs the operations of the two
+# side by side, one on each core,
 # where one chain would run each product on both cores and much of the rest on one. Medians of 6
 # rounds in rotated order, the replay program alone (2026-12-04, docs/performance.md): 8
 # world_facts prompts at m = 16 right Riemann (joined, up to 3,840 rows), 2.717 and 2.738 s
