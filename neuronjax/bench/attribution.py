@@ -296,10 +296,11 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int, repeats: int = 1, beside=
     n, seq = arrays["input_ids"].shape
     chunk = min(chunk, n)
     out: dict = {"chunk": chunk, "repeats": repeats}
-    # the replay and groups `attribute` runs with its defaults (the calls below give neither)
+    # the replay, groups and halves `attribute` runs with its defaults (the calls below give none of them)
     defaults = {k: v.default for k, v in inspect.signature(attribute).parameters.items()}
     replay = resolve_replay(defaults["replay"])
     groups, bucket = resolve_groups(defaults["groups"], replay), defaults["seq_bucket"]
+    halves = halves_for(defaults["halves_from"])
     for name, (method, m, rule, *extra) in runs.items():
         layer_steps = extra[0] if extra else None
         # how many of its calls run at once (`engine.chunks_in_flight`: two on one CPU device while
@@ -334,7 +335,7 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int, repeats: int = 1, beside=
 
     # FLOPs of the IG run: the analytic matmul count, and XLA's count of one compiled call.
     _, steps, rule, *_ = runs["ig"]
-    out["replay"], out["groups"], out["halves_from"] = replay, groups, halves_for(None)
+    out["replay"], out["groups"], out["halves_from"] = replay, groups, halves
     seq_padded = -(-seq // bucket) * bucket
     calls = -(-n // chunk)
     out["seq_padded"] = seq_padded
@@ -356,7 +357,7 @@ def run_ours(lm, arrays: dict, runs: dict, chunk: int, repeats: int = 1, beside=
         part = jax.tree.map(lm.place, pad_rows(first, chunk, seq_padded))
         compiled = attribute_compiled.lower(lm.state, part, graphdef=lm.graphdef, method="ig", steps=steps,
                                             groups=groups, rule=rule, replay=replay,
-                                            halves_from=halves_for(None)).compile()  # fmt: skip
+                                            halves_from=halves).compile()  # fmt: skip
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         out["flops_xla"] = calls * float(cost.get("flops", float("nan")))
